@@ -1,0 +1,63 @@
+"""remotemedia_nbrtc: browser mic/camera -> WebRTC -> a media pipeline in a Jupyter kernel -> live results."""
+
+import logging
+
+from .errors import (
+    ConnectTimeout,
+    ManifestError,
+    NodeProcessingError,
+    RemoteMediaError,
+    SessionClosedError,
+    SignalingError,
+    TransportError,
+)
+from .runtime import (
+    AudioData,
+    AudioFormat,
+    BinaryData,
+    ControlData,
+    ErrorData,
+    JsonData,
+    Node,
+    Pipeline,
+    PipelineRunner,
+    RuntimeData,
+    StreamSession,
+    TextData,
+    VideoData,
+    load_manifest,
+    node,
+    node_registry,
+    register_node,
+)
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AudioData",
+    "AudioFormat",
+    "BinaryData",
+    "ConnectTimeout",
+    "ControlData",
+    "ErrorData",
+    "JsonData",
+    "ManifestError",
+    "Node",
+    "NodeProcessingError",
+    "Pipeline",
+    "PipelineRunner",
+    "RemoteMediaError",
+    "RuntimeData",
+    "SessionClosedError",
+    "SignalingError",
+    "StreamSession",
+    "TextData",
+    "TransportError",
+    "VideoData",
+    "load_manifest",
+    "node",
+    "node_registry",
+    "register_node",
+]

@@ -1,0 +1,36 @@
+"""The pipeline runtime: data types, nodes, pipelines, sessions. No WebRTC or Jupyter in here."""
+
+from .data import AudioData, BinaryData, ControlData, ErrorData, JsonData, RuntimeData, TextData, VideoData, now_us
+from .node import Node, create_node, get_node_class, node, node_registry, register_node
+from .pipeline import AudioFormat, Connection, Pipeline, load_manifest
+from .queues import BoundedQueue, QueuePolicy
+from .runner import PipelineRunner, PipelineSource
+from .session import NodeState, StreamSession
+
+__all__ = [
+    "AudioData",
+    "AudioFormat",
+    "BinaryData",
+    "BoundedQueue",
+    "Connection",
+    "ControlData",
+    "ErrorData",
+    "JsonData",
+    "Node",
+    "NodeState",
+    "Pipeline",
+    "PipelineRunner",
+    "PipelineSource",
+    "QueuePolicy",
+    "RuntimeData",
+    "StreamSession",
+    "TextData",
+    "VideoData",
+    "create_node",
+    "get_node_class",
+    "load_manifest",
+    "node",
+    "node_registry",
+    "now_us",
+    "register_node",
+]

@@ -1,0 +1,17 @@
+"""Jupyter server extension: relays browser signaling to the kernel that serves the session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .extension import LINK_SECRET_ENV, LINK_URL_ENV, load_jupyter_server_extension
+
+__all__ = ["LINK_SECRET_ENV", "LINK_URL_ENV", "load_jupyter_server_extension"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    return [{"module": "remotemedia_nbrtc.server"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    load_jupyter_server_extension(serverapp)

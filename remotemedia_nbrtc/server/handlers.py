@@ -1,0 +1,158 @@
+"""Tornado handlers of the server extension: browser signaling WS, kernel link WS, status."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated, authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from .relay import INVALID_REQUEST, PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, envelope, jsonrpc_error
+
+AUTH_RESOURCE = "remotemedia"
+#: Header (or ``?secret=`` query argument) that carries the kernel-link secret.
+LINK_SECRET_HEADER = "X-RemoteMedia-Link-Secret"
+#: Signaling messages are SDP-sized; anything bigger is a client bug or abuse.
+BROWSER_MAX_MESSAGE_BYTES = 256 * 1024
+#: The link multiplexes many browsers' messages, each wrapped in an envelope.
+LINK_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# WebSocket close codes (4000-4999 are application-defined).
+CLOSE_NORMAL = 1000
+CLOSE_UNKNOWN_SESSION = 4404
+
+
+class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self) -> None:
+        """JupyterHandler's default headers make no sense on a WebSocket upgrade."""
+
+    @property
+    def relay(self) -> Relay:
+        relay: Relay = self.settings["remotemedia_relay"]
+        return relay
+
+    def _send(self, text: str) -> None:
+        try:
+            self.write_message(text)
+        except WebSocketClosedError:
+            self.log.debug("remotemedia: write to closed socket %s dropped", self.request.path)
+            self._on_gone()
+
+    def _close(self, reason: str) -> None:
+        self.close(CLOSE_NORMAL, reason[:120])
+
+    def _on_gone(self) -> None:
+        """Unregister from the relay; called at most once per socket."""
+
+    def on_close(self) -> None:
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
+        self._on_gone()
+
+
+class BrowserSocketHandler(_SocketBase):
+    """``remotemedia/ws/<session_id>``: JSON-RPC signaling relayed to the kernel that owns the session."""
+
+    max_message_size = BROWSER_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    conn_id: str | None = None
+
+    @ws_authenticated
+    @authorized("execute")
+    async def get(self, session_id: str) -> None:
+        self.session_id = session_id
+        res = super().get(session_id)
+        if res is not None:
+            await res
+
+    def open(self, session_id: str) -> None:  # type: ignore[override]
+        super().open()
+        try:
+            self.conn_id = self.relay.open_browser(session_id, self._send, self._close)
+        except SessionUnavailable as exc:
+            self.write_message(jsonrpc_error(SESSION_UNAVAILABLE, f"{exc}; run serve() in the kernel first"))
+            self.close(CLOSE_UNKNOWN_SESSION, "unknown session")
+
+    def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self.write_message(jsonrpc_error(INVALID_REQUEST, "signaling messages must be text frames"))
+            return
+        try:
+            json.loads(message)
+        except ValueError:
+            self.write_message(jsonrpc_error(PARSE_ERROR, "parse error: message is not valid JSON"))
+            return
+        if self.conn_id is not None:
+            self.relay.browser_message(self.conn_id, message)
+
+    def _on_gone(self) -> None:
+        conn_id, self.conn_id = self.conn_id, None
+        if conn_id is not None:
+            self.relay.browser_closed(conn_id)
+
+
+class KernelLinkHandler(_SocketBase):
+    """``remotemedia/kernel-link``: one WS per kernel, authenticated by the per-server link secret."""
+
+    max_message_size = LINK_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    link_id: int | None = None
+
+    def _secret_ok(self) -> bool:
+        expected: str = self.settings["remotemedia_link_secret"]
+        given = self.request.headers.get(LINK_SECRET_HEADER) or self.get_query_argument("secret", "")
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    # Kernels do not hold the server token: the link secret (from the environment the kernel
+    # inherited) is the credential here, checked before the upgrade.
+    @allow_unauthenticated
+    async def get(self) -> None:
+        if not self._secret_ok():
+            self.log.warning("remotemedia: kernel link refused: missing or wrong secret")
+            raise web.HTTPError(403)
+        res = super().get()
+        if res is not None:
+            await res
+
+    def open(self) -> None:  # type: ignore[override]
+        super().open()
+        self.link_id = self.relay.add_kernel(self._send)
+        self.log.info("remotemedia: kernel link %s connected", self.link_id)
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.link_id is None:
+            return
+        if isinstance(message, bytes):
+            self._send(envelope("error", data="envelopes must be text frames"))
+            return
+        self.relay.kernel_message(self.link_id, message)
+
+    def _on_gone(self) -> None:
+        link_id, self.link_id = self.link_id, None
+        if link_id is not None:
+            self.log.info("remotemedia: kernel link %s disconnected", link_id)
+            self.relay.remove_kernel(link_id)
+
+
+class StatusHandler(APIHandler):  # type: ignore[misc]
+    """``GET remotemedia/status``: what the widget's doctor needs to know about the extension."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized("read")
+    def get(self) -> None:
+        relay: Relay = self.settings["remotemedia_relay"]
+        status: dict[str, Any] = {
+            "extension": "remotemedia_nbrtc.server",
+            "version": self.settings["remotemedia_version"],
+            "kernels": relay.kernel_count,
+            "sessions": relay.session_count,
+            "connections": relay.connection_count,
+        }
+        self.finish(json.dumps(status))

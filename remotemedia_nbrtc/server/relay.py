@@ -1,0 +1,212 @@
+"""Routing between browser WebSockets and kernel links (no tornado here).
+
+One :class:`Relay` lives in the server extension. Kernels connect over a *kernel link* and
+register the session ids they serve; browsers connect to ``remotemedia/ws/<session_id>``.
+The relay multiplexes every browser connection of a session over its kernel's link with
+envelopes ``{"kind": ..., "conn": ..., "session": ..., "data": ...}``:
+
+    browser -> kernel   open {conn, session} | message {conn, data} | close {conn}
+    kernel  -> browser  message {conn, data} | close {conn, data?: reason}
+    kernel  -> relay    register {session} | unregister {session}
+    relay   -> kernel   registered {session} | unregistered {session} | error {session?, conn?, data}
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: JSON-RPC code sent to a browser whose session has no live kernel (upstream: "peer not found").
+SESSION_UNAVAILABLE = -32000
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+
+ENVELOPE_KINDS_FROM_KERNEL = frozenset({"register", "unregister", "message", "close"})
+
+
+class SessionUnavailable(Exception):
+    """No connected kernel serves the requested session."""
+
+
+def jsonrpc_error(code: int, message: str, request_id: Any = None, data: Any = None) -> str:
+    """A JSON-RPC 2.0 error response as text."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return json.dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
+
+
+def envelope(kind: str, **fields: Any) -> str:
+    """An envelope for the kernel link as text; ``None`` fields are left out."""
+    return json.dumps({"kind": kind, **{k: v for k, v in fields.items() if v is not None}})
+
+
+@dataclass
+class _Kernel:
+    link_id: int
+    send: Callable[[str], None]
+    sessions: set[str] = field(default_factory=set)
+    conns: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Browser:
+    conn_id: str
+    session_id: str
+    link_id: int
+    send: Callable[[str], None]
+    close: Callable[[str], None]
+
+
+class Relay:
+    """Bookkeeping and routing of kernels, sessions and browser connections.
+
+    Every method runs on the server's event loop; ``send``/``close`` callables must not block.
+    """
+
+    def __init__(self) -> None:
+        self._kernels: dict[int, _Kernel] = {}
+        self._sessions: dict[str, int] = {}
+        self._browsers: dict[str, _Browser] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def kernel_count(self) -> int:
+        return len(self._kernels)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._browsers)
+
+    def has_session(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    # kernel side ---------------------------------------------------------------------------
+
+    def add_kernel(self, send: Callable[[str], None]) -> int:
+        """Record a newly connected kernel link; returns its link id."""
+        link_id = next(self._ids)
+        self._kernels[link_id] = _Kernel(link_id, send)
+        return link_id
+
+    def remove_kernel(self, link_id: int) -> None:
+        """Forget a kernel link, its sessions, and close its browser connections."""
+        kernel = self._kernels.pop(link_id, None)
+        if kernel is None:
+            return
+        for sid in kernel.sessions:
+            self._sessions.pop(sid, None)
+        for conn_id in list(kernel.conns):
+            browser = self._browsers.pop(conn_id, None)
+            if browser is not None:
+                browser.send(jsonrpc_error(SESSION_UNAVAILABLE, "the kernel serving this session disconnected"))
+                browser.close("kernel disconnected")
+
+    def kernel_message(self, link_id: int, text: str) -> None:
+        """Handle one envelope from a kernel link; bad envelopes get an ``error`` reply."""
+        kernel = self._kernels.get(link_id)
+        if kernel is None:
+            return
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            kernel.send(envelope("error", data="envelope is not valid JSON"))
+            return
+        kind = msg.get("kind") if isinstance(msg, dict) else None
+        if kind not in ENVELOPE_KINDS_FROM_KERNEL:
+            kernel.send(envelope("error", data=f"unknown envelope kind {kind!r}"))
+            return
+        if kind in ("register", "unregister"):
+            sid = msg.get("session")
+            if not isinstance(sid, str) or not sid:
+                kernel.send(envelope("error", data=f"{kind} needs a non-empty string 'session'"))
+                return
+            if kind == "register":
+                self._register(kernel, sid)
+            else:
+                self._unregister(kernel, sid)
+            return
+        conn_id = msg.get("conn")
+        browser = self._browsers.get(conn_id) if isinstance(conn_id, str) else None
+        if browser is None or browser.link_id != link_id:
+            # The browser may have gone away in the meantime: not an error worth a reply.
+            log.debug("kernel %s: %s for unknown connection %r", link_id, kind, conn_id)
+            return
+        if kind == "message":
+            data = msg.get("data")
+            if not isinstance(data, str):
+                kernel.send(envelope("error", conn=conn_id, data="message needs a string 'data'"))
+                return
+            browser.send(data)
+        else:  # close
+            self._drop_browser(conn_id)
+            reason = msg.get("data")
+            browser.close(reason if isinstance(reason, str) else "closed by kernel")
+
+    def _register(self, kernel: _Kernel, sid: str) -> None:
+        owner = self._sessions.get(sid)
+        if owner is not None and owner != kernel.link_id:
+            kernel.send(envelope("error", session=sid, data="session id already registered by another kernel"))
+            return
+        self._sessions[sid] = kernel.link_id
+        kernel.sessions.add(sid)
+        kernel.send(envelope("registered", session=sid))
+
+    def _unregister(self, kernel: _Kernel, sid: str) -> None:
+        if self._sessions.get(sid) == kernel.link_id:
+            del self._sessions[sid]
+        kernel.sessions.discard(sid)
+        for conn_id in [c for c in kernel.conns if self._browsers[c].session_id == sid]:
+            browser = self._drop_browser(conn_id)
+            if browser is not None:
+                browser.send(jsonrpc_error(SESSION_UNAVAILABLE, "the session was closed by the kernel"))
+                browser.close("session closed")
+        kernel.send(envelope("unregistered", session=sid))
+
+    # browser side --------------------------------------------------------------------------
+
+    def open_browser(self, session_id: str, send: Callable[[str], None], close: Callable[[str], None]) -> str:
+        """Attach a browser connection to its session's kernel; returns the connection id.
+
+        Raises :class:`SessionUnavailable` when no connected kernel serves ``session_id``.
+        """
+        link_id = self._sessions.get(session_id)
+        kernel = self._kernels.get(link_id) if link_id is not None else None
+        if kernel is None:
+            raise SessionUnavailable(f"no running kernel serves session {session_id!r}")
+        conn_id = f"c{next(self._ids)}"
+        self._browsers[conn_id] = _Browser(conn_id, session_id, kernel.link_id, send, close)
+        kernel.conns.add(conn_id)
+        kernel.send(envelope("open", conn=conn_id, session=session_id))
+        return conn_id
+
+    def browser_message(self, conn_id: str, text: str) -> None:
+        """Forward one text message from a browser to its kernel."""
+        browser = self._browsers.get(conn_id)
+        if browser is None:
+            return
+        self._kernels[browser.link_id].send(envelope("message", conn=conn_id, data=text))
+
+    def browser_closed(self, conn_id: str) -> None:
+        """The browser went away: tell its kernel so it closes the signaling endpoint."""
+        browser = self._drop_browser(conn_id)
+        if browser is not None:
+            self._kernels[browser.link_id].send(envelope("close", conn=conn_id))
+
+    def _drop_browser(self, conn_id: str) -> _Browser | None:
+        browser = self._browsers.pop(conn_id, None)
+        if browser is not None:
+            kernel = self._kernels.get(browser.link_id)
+            if kernel is not None:
+                kernel.conns.discard(conn_id)
+        return browser

@@ -1,0 +1,630 @@
+"""SignalingEndpoint: the server side of one signaling connection (one browser / client WebSocket).
+
+Transport-agnostic: give it a ``send(text)`` callable and feed it each received text message with
+``await handle_message(text)``. It runs on the RTC loop (the loop ServerPeer lives on); messages of
+one connection are handled strictly in order, replies and notifications leave in order.
+
+Implements RemoteMedia's server-processed mode (reference §4.1): ``peer.announce`` first, then
+``peer.offer`` to ``remotemedia-server`` answered in the RPC result, trickle ICE both ways,
+``peer.state_change`` notifications, ``control.*`` on the peer's pipeline session. Offers, answers,
+candidates and disconnects addressed to other announced peers of the same :class:`PeerRegistry`
+are relayed; unknown peers get -32000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.runtime.data import (
+    AudioData,
+    BinaryData,
+    ErrorData,
+    JsonData,
+    RuntimeData,
+    TextData,
+    VideoData,
+)
+
+from . import signaling as rpc
+from .loop_thread import pipeline_loop
+
+__all__ = ["PeerRegistry", "SignalingEndpoint"]
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[str], "Awaitable[None] | None"]
+PeerFactory = Callable[..., Awaitable[Any]]
+
+MAX_PENDING_CANDIDATES = 512
+MAX_QUEUED_EVENTS = 256  # control.event notifications waiting for the socket; more are dropped (counted)
+_SYSTEM_TOPIC = "__system__"
+
+
+@dataclass
+class _PeerEntry:
+    peer_id: str
+    capabilities: list[str]
+    metadata: Any
+    connected_at: float
+    endpoint: SignalingEndpoint
+
+
+@dataclass
+class PeerRegistry:
+    """The announced peers of one server, shared by all its endpoints.
+
+    ``max_sessions`` bounds both the announced peers and the live pipeline sessions (-32001).
+    """
+
+    max_sessions: int = 10
+    _peers: dict[str, _PeerEntry] = field(default_factory=dict)
+    _sessions: set[str] = field(default_factory=set)
+
+    def add(self, entry: _PeerEntry) -> None:
+        if entry.peer_id in self._peers or entry.peer_id == rpc.SERVER_PEER_ID:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
+        if len(self._peers) >= self.max_sessions:
+            raise rpc.RpcError(rpc.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
+        self._peers[entry.peer_id] = entry
+
+    def remove(self, peer_id: str) -> None:
+        self._peers.pop(peer_id, None)
+        self._sessions.discard(peer_id)
+
+    def get(self, peer_id: str) -> _PeerEntry | None:
+        return self._peers.get(peer_id)
+
+    def others(self, peer_id: str | None) -> list[_PeerEntry]:
+        return [e for pid, e in self._peers.items() if pid != peer_id]
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def acquire_session(self, peer_id: str) -> None:
+        if peer_id not in self._sessions and len(self._sessions) >= self.max_sessions:
+            raise rpc.RpcError(rpc.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
+        self._sessions.add(peer_id)
+
+    def release_session(self, peer_id: str) -> None:
+        self._sessions.discard(peer_id)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"peer_id": e.peer_id, "capabilities": e.capabilities, "metadata": e.metadata, "connected_at": e.connected_at}
+            for e in self._peers.values()
+        ]
+
+
+async def _default_peer_factory(pipeline: Any, config: Any, **kwargs: Any) -> Any:
+    from .peer import ServerPeer  # imported lazily: aiortc only when a peer is made
+
+    return await ServerPeer.create(pipeline, config, **kwargs)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _Subscription:
+    topic: str
+    node: str
+    include_audio: bool
+    removers: list[Callable[[], None]] = field(default_factory=list)
+
+
+class SignalingEndpoint:
+    """JSON-RPC signaling for one connection; owns at most one ServerPeer (one pipeline session).
+
+    ``send`` delivers one text message to the client (plain function or coroutine function).
+    ``pipeline`` and ``runner`` are handed to ``ServerPeer.create`` on each offer.
+    ``registry`` is shared by the endpoints of one server (a private one is made if omitted).
+    ``on_close`` is called once when the endpoint closes (e.g. to close the WebSocket).
+    """
+
+    def __init__(
+        self,
+        send: SendFn,
+        pipeline: Any,
+        peer_config: Any,
+        *,
+        runner: Any = None,
+        server_peer_id: str = rpc.SERVER_PEER_ID,
+        registry: PeerRegistry | None = None,
+        max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES,
+        server_info: dict[str, Any] | None = None,
+        peer_factory: PeerFactory | None = None,
+        on_close: Callable[[], Any] | None = None,
+    ) -> None:
+        self._send = send
+        self._pipeline = pipeline
+        self._peer_config = peer_config
+        self._runner = runner
+        self.server_peer_id = server_peer_id
+        self.registry = registry if registry is not None else PeerRegistry()
+        self.max_message_bytes = max_message_bytes
+        self._server_info = server_info
+        self._peer_factory = peer_factory or _default_peer_factory
+        self._on_close = on_close
+        self.peer_id: str | None = None
+        self.server_peer: Any = None
+        self._generation = 0
+        self._pending_candidates: list[dict[str, Any] | None] = []
+        self._holding_notifications = False
+        self._held: list[str] = []
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._handle_lock = asyncio.Lock()
+        self._send_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued_events = 0
+        self.events_dropped = 0
+        self.closed = False
+        self._handlers: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {
+            "peer.announce": self._announce,
+            "peer.offer": self._offer,
+            "peer.answer": self._answer,
+            "peer.ice_candidate": self._ice_candidate,
+            "peer.disconnect": self._disconnect,
+            "peer.list": self._list,
+            "list_peers": self._list,
+            "server.info": self._server_info_result,
+            "session.info": self._session_info,
+            "control.subscribe": self._subscribe,
+            "control.unsubscribe": self._unsubscribe,
+            "control.publish": self._publish,
+            "control.set_node_state": self._set_node_state,
+            "control.flush_audio": self._flush_audio,
+        }
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def session(self) -> Any:
+        """The pipeline session of the current ServerPeer (lives on the pipeline loop), or None."""
+        return getattr(self.server_peer, "session", None)
+
+    async def handle_message(self, text: str | bytes) -> None:
+        """Handle one client message and send its reply (if any). Never raises for bad input."""
+        self._loop = asyncio.get_running_loop()
+        async with self._handle_lock:
+            if self.closed:
+                return
+            reply = await self._process(text)
+            if reply is not None:
+                await self._emit(reply)
+            if self._held:
+                held, self._held = self._held, []
+                for message in held:
+                    await self._emit(message)
+
+    async def close(self, reason: str = "closed") -> None:
+        """Close the ServerPeer (and its session), leave the registry, call ``on_close``. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._close_server_peer()
+        self._leave_registry()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._on_close is not None:
+            try:
+                result = self._on_close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.debug("on_close hook failed", exc_info=True)
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        """Queue a notification to this client (callable from the endpoint's loop only)."""
+        self._post(rpc.notification(method, params))
+
+    # -- plumbing --------------------------------------------------------------------------
+    async def _process(self, text: str | bytes) -> str | None:
+        request_id: Any = None
+        try:
+            request = rpc.parse_message(text, max_bytes=self.max_message_bytes)
+            request_id = request.id
+            if request.method != "peer.announce" and self.peer_id is None:
+                raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
+            result = await self._handlers[request.method](request.params)
+        except rpc.RpcError as exc:
+            if exc.request_id is None:
+                exc.request_id = request_id
+            return exc.to_message()
+        except SignalingError as exc:
+            return rpc.error_message(request_id, exc.code, exc.message, exc.data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("signaling request failed")
+            return rpc.error_message(request_id, rpc.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)})
+        if request.is_notification:
+            return None
+        return rpc.result_message(request.id, result)
+
+    async def _emit(self, text: str) -> None:
+        async with self._send_lock:
+            try:
+                result = self._send(text)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # the socket went away; close() follows from the transport
+                log.debug("signaling send failed: %r", exc)
+
+    def _post(self, text: str) -> None:
+        if self.closed:
+            return
+        if self._holding_notifications:
+            self._held.append(text)
+            return
+        self._spawn(self._emit(text))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _leave_registry(self) -> None:
+        if self.peer_id is None:
+            return
+        peer_id, self.peer_id = self.peer_id, None
+        entry = self.registry.get(peer_id)
+        if entry is not None and entry.endpoint is self:
+            self.registry.remove(peer_id)
+            for other in self.registry.others(peer_id):
+                other.endpoint.notify("peer.left", {"peer_id": peer_id})
+
+    # -- peer.* ----------------------------------------------------------------------------
+    async def _announce(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.peer_id is not None:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"})
+        peer_id = params["peer_id"]
+        capabilities = list(params.get("capabilities") or [])
+        metadata = params.get("user_data")
+        self.registry.add(_PeerEntry(peer_id, capabilities, metadata, time.time(), self))
+        self.peer_id = peer_id
+        others = self.registry.others(peer_id)
+        for other in others:
+            other.endpoint.notify("peer.joined", {"peer_id": peer_id, "capabilities": capabilities, "metadata": metadata})
+        return {
+            "success": True,
+            "peer_id": peer_id,
+            "peers_count": len(self.registry),
+            "other_peers": [e.peer_id for e in others],
+        }
+
+    def _relay_target(self, to: str) -> _PeerEntry:
+        entry = self.registry.get(to)
+        if entry is None or entry.endpoint is self:
+            raise rpc.RpcError(rpc.PEER_NOT_FOUND, "Peer not found", {"peer_id": to})
+        return entry
+
+    async def _offer(self, params: dict[str, Any]) -> dict[str, Any]:
+        to, sdp = params["to"], params["sdp"]
+        if to != self.server_peer_id:
+            target = self._relay_target(to)
+            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+            target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
+            return {"success": True, "to_peer_id": to}
+        rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+        assert self.peer_id is not None
+        await self._close_server_peer()  # a new offer replaces the existing ServerPeer
+        self.registry.acquire_session(self.peer_id)
+        self._generation += 1
+        generation = self._generation
+        self._holding_notifications = True  # server candidates must not overtake the answer
+        try:
+            try:
+                peer = await self._peer_factory(
+                    self._pipeline,
+                    self._peer_config,
+                    on_ice_candidate=lambda c: self._on_local_candidate(generation, c),
+                    on_state_change=lambda s: self._on_state_change(generation, s),
+                    runner=self._runner,
+                )
+            except BaseException:
+                self.registry.release_session(self.peer_id)
+                raise
+            self.server_peer = peer
+            try:
+                answer = await peer.handle_offer(sdp)
+                pending, self._pending_candidates = self._pending_candidates, []
+                for candidate in pending:
+                    await self._apply_candidate(candidate)
+            except BaseException:
+                self._held.clear()
+                await self._close_server_peer()
+                raise
+            await self._install_taps()
+        finally:
+            self._holding_notifications = False
+        return {"type": "answer", "sdp": answer, "from": self.server_peer_id, "to": self.peer_id}
+
+    async def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
+        to = params["to"]
+        if to == self.server_peer_id:
+            raise rpc.RpcError(rpc.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
+        target = self._relay_target(to)
+        rpc.validate_sdp(params["sdp"], code=rpc.ANSWER_INVALID)
+        target.endpoint.notify("peer.answer", {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
+        return {"success": True, "to_peer_id": to}
+
+    async def _ice_candidate(self, params: dict[str, Any]) -> dict[str, Any]:
+        to = params["to"]
+        candidate = rpc.normalize_candidate(params)
+        if to != self.server_peer_id:
+            target = self._relay_target(to)
+            target.endpoint.notify("peer.ice_candidate", {**params, "from": self.peer_id})
+            return {"success": True, "to_peer_id": to}
+        if self.server_peer is None:
+            if len(self._pending_candidates) >= MAX_PENDING_CANDIDATES:
+                raise rpc.RpcError(rpc.ICE_INVALID, "Too many ICE candidates before the offer",
+                                   {"reason": f"at most {MAX_PENDING_CANDIDATES} are queued"})
+            self._pending_candidates.append(candidate)
+            return {"success": True, "to_peer_id": to, "buffered": True}
+        await self._apply_candidate(candidate)
+        return {"success": True, "to_peer_id": to, "buffered": False}
+
+    async def _apply_candidate(self, candidate: dict[str, Any] | None) -> None:
+        try:
+            await self.server_peer.add_ice_candidate(candidate)
+        except SignalingError:
+            raise
+        except Exception as exc:
+            raise rpc.RpcError(rpc.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
+
+    async def _disconnect(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer_id = params["peer_id"]
+        if peer_id in (self.peer_id, self.server_peer_id):
+            await self._close_server_peer()
+            return {"success": True, "peer_id": peer_id}
+        target = self._relay_target(peer_id)
+        target.endpoint.notify("peer.disconnected", {"peer_id": self.peer_id, "reason": params.get("reason")})
+        return {"success": True, "peer_id": peer_id}
+
+    async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
+        peers = self.registry.describe()
+        return {"peers": peers, "count": len(peers)}
+
+    async def _server_info_result(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self._server_info is not None:
+            return dict(self._server_info)
+        return {"addresses": [{"ip": "127.0.0.1", "is_default": True}], "hostname": socket.gethostname()}
+
+    async def _session_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        ice = getattr(self._peer_config, "ice", None)
+        browser_servers = ice.browser_servers() if hasattr(ice, "browser_servers") else []
+        session = self.session
+        return {
+            "peer_id": self.peer_id,
+            "server_peer_id": self.server_peer_id,
+            "session_id": getattr(self.server_peer, "session_id", None),
+            "connection_state": getattr(self.server_peer, "connection_state", None),
+            "nodes": list(getattr(session, "node_ids", []) or []),
+            "ice_servers": browser_servers,
+            "limits": {
+                "max_message_bytes": self.max_message_bytes,
+                "max_sessions": self.registry.max_sessions,
+                "max_pending_candidates": MAX_PENDING_CANDIDATES,
+            },
+        }
+
+    # -- ServerPeer callbacks (on the RTC loop) ---------------------------------------------
+    def _on_local_candidate(self, generation: int, candidate: dict[str, Any] | None) -> None:
+        if generation != self._generation or self.peer_id is None:
+            return
+        params = rpc.ice_candidate_params(candidate, from_id=self.server_peer_id, to_id=self.peer_id)
+        self._post(rpc.notification("peer.ice_candidate", params))
+
+    def _on_state_change(self, generation: int, state: str) -> None:
+        if generation != self._generation or self.peer_id is None:
+            return
+        self.notify("peer.state_change", {"peer_id": self.peer_id, "connection_state": state, "timestamp": _now_ms()})
+        if _SYSTEM_TOPIC in {s.node for s in self._subscriptions.values()}:
+            event = {"topic": f"{_SYSTEM_TOPIC}.out", "kind": "json", "ts": _now_ms(),
+                     "payload": {"event": "connection_state", "state": state}}
+            self.notify("control.event", event)
+
+    async def _close_server_peer(self) -> None:
+        peer, self.server_peer = self.server_peer, None
+        self._generation += 1
+        for sub in self._subscriptions.values():
+            await self._remove_taps(sub)
+        if self.peer_id is not None:
+            self.registry.release_session(self.peer_id)
+        if peer is not None:
+            try:
+                await peer.close()
+            except Exception:
+                log.debug("ServerPeer.close failed", exc_info=True)
+
+    # -- control.* -------------------------------------------------------------------------
+    def _require_session(self) -> Any:
+        session = self.session
+        if session is None:
+            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"})
+        return session
+
+    async def _on_pipeline(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return await asyncio.wrap_future(pipeline_loop().submit(coro))
+
+    async def _subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        topic = params["topic"]
+        node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
+        session = self.session
+        if session is not None and node not in ("*", _SYSTEM_TOPIC, "__perf__") and node not in session.node_ids:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+        old = self._subscriptions.pop(topic, None)
+        if old is not None:
+            await self._remove_taps(old)
+        sub = _Subscription(topic, node, bool(params.get("include_audio", False)))
+        self._subscriptions[topic] = sub
+        if session is not None:
+            await self._add_taps(sub, session)
+        return {"subscribed": True, "topic": topic}
+
+    async def _unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        sub = self._subscriptions.pop(params["topic"], None)
+        if sub is not None:
+            await self._remove_taps(sub)
+        return {"unsubscribed": sub is not None, "topic": params["topic"]}
+
+    async def _install_taps(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        for sub in self._subscriptions.values():
+            await self._add_taps(sub, session)
+
+    async def _add_taps(self, sub: _Subscription, session: Any) -> None:
+        if sub.node in (_SYSTEM_TOPIC, "__perf__") or not hasattr(session, "add_tap"):
+            return
+        nodes = list(session.node_ids) if sub.node == "*" else [sub.node]
+        if sub.node not in nodes and sub.node != "*":
+            return
+        loop = asyncio.get_running_loop()
+        generation = self._generation
+
+        def make_tap(node_id: str) -> Callable[[RuntimeData], None]:
+            topic = f"{node_id}.out" if sub.node == "*" else sub.topic
+
+            def tap(data: RuntimeData) -> None:  # on the pipeline loop
+                event = output_event(topic, data, include_audio=sub.include_audio)
+                if event is not None:
+                    try:
+                        loop.call_soon_threadsafe(self._deliver_event, generation, event)
+                    except RuntimeError:  # endpoint loop closed
+                        pass
+
+            return tap
+
+        async def install() -> list[Callable[[], None]]:
+            return [session.add_tap(n, make_tap(n)) for n in nodes]
+
+        sub.removers = await self._on_pipeline(install())
+
+    async def _remove_taps(self, sub: _Subscription) -> None:
+        removers, sub.removers = sub.removers, []
+        if not removers:
+            return
+
+        async def remove() -> None:
+            for remover in removers:
+                remover()
+
+        try:
+            await self._on_pipeline(remove())
+        except Exception:
+            log.debug("removing taps failed", exc_info=True)
+
+    def _deliver_event(self, generation: int, event: dict[str, Any]) -> None:
+        if generation != self._generation or self.closed:
+            return
+        if self._queued_events >= MAX_QUEUED_EVENTS:
+            self.events_dropped += 1
+            return
+        self._queued_events += 1
+
+        async def send() -> None:
+            try:
+                await self._emit(rpc.notification("control.event", event))
+            finally:
+                self._queued_events -= 1
+
+        self._spawn(send())
+
+    async def _publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        topic = params["topic"]
+        node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
+        session = self._require_session()
+        if node not in session.node_ids:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+        data = payload_to_runtime_data(params["payload"])
+        try:
+            await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
+        except asyncio.TimeoutError:
+            raise rpc.RpcError(rpc.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}) from None
+        return {"published": True, "topic": topic}
+
+    async def _set_node_state(self, params: dict[str, Any]) -> dict[str, Any]:
+        session = self._require_session()
+        node_id, state = params["node_id"], params["state"]
+        if node_id not in session.node_ids:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
+
+        async def apply() -> None:
+            session.set_node_state(node_id, state)
+
+        await self._on_pipeline(apply())
+        return {"success": True, "node_id": node_id, "state": state}
+
+    async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
+        flush = getattr(self.server_peer, "flush_audio", None)
+        if flush is None:
+            raise rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found",
+                               {"method": "control.flush_audio", "reason": "not supported by this server peer"})
+        dropped = flush()
+        if inspect.isawaitable(dropped):
+            dropped = await dropped
+        return {"flushed": True, "frames_dropped": int(dropped or 0)}
+
+
+def payload_to_runtime_data(payload: Any) -> RuntimeData:
+    """``control.publish`` payload -> RuntimeData: ``{text}``, ``{json}``, ``{binary_b64}``, a string, or JSON."""
+    if isinstance(payload, str):
+        return TextData(payload)
+    if isinstance(payload, dict) and len(payload) >= 1:
+        if isinstance(payload.get("text"), str):
+            return TextData(payload["text"], channel=str(payload.get("channel", "tts")))
+        if "json" in payload:
+            return JsonData(payload["json"])
+        if isinstance(payload.get("binary_b64"), str):
+            try:
+                raw = base64.b64decode(payload["binary_b64"], validate=True)
+            except ValueError:
+                raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}) from None
+            return BinaryData(raw, str(payload.get("mime_type", "application/octet-stream")))
+    return JsonData(payload)
+
+
+def output_event(topic: str, data: RuntimeData, *, include_audio: bool = False) -> dict[str, Any] | None:
+    """The ``control.event`` params for one node output (``None`` for audio unless ``include_audio``)."""
+    event: dict[str, Any] = {"topic": topic, "ts": _now_ms()}
+    if isinstance(data, TextData):
+        event.update(kind="text", payload=data.text, channel=data.channel)
+    elif isinstance(data, JsonData):
+        event.update(kind="json", payload=data.value)
+    elif isinstance(data, BinaryData):
+        event.update(kind="binary", payload={"size": len(data.data), "b64": base64.b64encode(data.data).decode()})
+    elif isinstance(data, AudioData):
+        if not include_audio:
+            return None
+        raw = np.ascontiguousarray(data.samples, dtype="<f4").tobytes()
+        event.update(kind="audio", payload={"size": len(raw), "sample_rate": data.sample_rate,
+                                             "channels": data.channels, "samples_b64": base64.b64encode(raw).decode()})
+    elif isinstance(data, VideoData):
+        event.update(kind="other", payload={"type": "video", "width": data.width, "height": data.height,
+                                             "frame_number": data.frame_number, "pixel_format": data.pixel_format})
+    elif isinstance(data, ErrorData):
+        event.update(kind="other", payload={"type": "error", "node_id": data.node_id, "message": data.message,
+                                             "error_type": data.error_type})
+    else:
+        event.update(kind="other", payload={"type": getattr(data, "data_type", type(data).__name__)})
+    return event

@@ -1,0 +1,468 @@
+"""Low-latency receive path: a per-receiver replacement for aiortc's jitter buffer.
+
+aiortc 1.16's ``RTCRtpReceiver`` builds ``JitterBuffer(capacity=16, prefetch=4)`` for audio: an Opus
+packet is released only once four later frames have arrived (about 80 ms of added delay), and video
+frames wait for the first packet of the *next* frame instead of using the RTP marker bit.
+
+:func:`install_low_latency_buffer` swaps that buffer, on one receiver instance, for one of:
+
+- :class:`AudioJitterBuffer` -- an in-order packet is released on arrival (one Opus packet is one
+  frame). A packet after a gap is held until the missing one arrives or the reorder wait expires
+  (``target_ms``, raised adaptively to ``JITTER_FACTOR`` x the measured interarrival jitter, capped at
+  ``max_ms``); then the gap is skipped and counted as lost. A timer releases held packets on time even
+  when no further packet arrives.
+- :class:`VideoJitterBuffer` -- a frame is released when its marker-bit packet has arrived and every
+  packet from the frame's first one up to it is present. Incomplete frames are dropped after
+  ``wait_ms`` (NACK/RTX may fill gaps before that) and a PLI is requested.
+
+This is the one place that touches aiortc's private receiver fields (name-mangled
+``_RTCRtpReceiver__*``). The supported aiortc range is pinned in :data:`SUPPORTED_AIORTC`; a missing
+field raises :class:`UnsupportedAiortcError` instead of silently falling back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
+
+from ..errors import TransportError
+
+__all__ = [
+    "AudioJitterBuffer",
+    "JitterStats",
+    "SUPPORTED_AIORTC",
+    "UnsupportedAiortcError",
+    "VideoJitterBuffer",
+    "aiortc_version_supported",
+    "install_low_latency_buffer",
+]
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC = ((1, 16), (1, 17))
+"""aiortc versions ``[low, high)`` whose receiver internals this module was verified against."""
+
+DEFAULT_AUDIO_TARGET_MS = 10.0
+"""Reorder wait for audio on loopback/LAN; raised adaptively with measured jitter."""
+DEFAULT_AUDIO_MAX_MS = 80.0
+DEFAULT_VIDEO_WAIT_MS = 100.0
+JITTER_FACTOR = 3.0
+_MAX_JUMP = 3000  # a sequence jump beyond this many packets means the stream restarted
+
+_JB = "_RTCRtpReceiver__jitter_buffer"
+_REQUIRED = (
+    _JB,
+    "_RTCRtpReceiver__kind",
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__decoder_queue",
+    "_RTCRtpReceiver__decoder_thread",
+    "_RTCRtpReceiver__timestamp_mapper",
+)
+
+Deliver = Callable[[JitterFrame, int], None]
+
+
+class UnsupportedAiortcError(TransportError):
+    """aiortc's receiver internals are not what this module was written against."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def aiortc_version_supported(version: str | None = None) -> bool:
+    """True if ``version`` (default: the installed aiortc) is in :data:`SUPPORTED_AIORTC`."""
+    v = _version_tuple(version or aiortc.__version__)[:2]
+    low, high = SUPPORTED_AIORTC
+    return low <= v < high
+
+
+class JitterStats:
+    """Counters of one buffer (plain attributes, read by ``ServerPeer.stats``)."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.frames_released = 0
+        self.late = 0
+        self.duplicates = 0
+        self.lost = 0
+        self.frames_dropped = 0
+        self.resets = 0
+        self.max_hold_ms = 0.0
+        self.jitter_ms = 0.0
+        self.target_ms = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(vars(self))
+
+
+class _BaseBuffer:
+    """Sequence-number bookkeeping and delivery shared by the audio and video buffers."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        clock_rate: int,
+        deliver: Deliver | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._capacity = capacity
+        self._clock_rate = clock_rate
+        self._deliver = deliver
+        self._clock = clock
+        self._next: int | None = None
+        self._highest: int | None = None
+        self._held: dict[int, tuple[RtpPacket, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+        self._closed = False
+        self._last_arrival: float | None = None
+        self._last_rtp_ts: int | None = None
+        self.stats = JitterStats()
+
+    # aiortc's JitterBuffer exposes ``capacity``; keep it for compatibility.
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def _unwrap(self, seq: int) -> int:
+        if self._highest is None:
+            return seq
+        delta = (seq - (self._highest & 0xFFFF)) & 0xFFFF
+        if delta >= 0x8000:
+            delta -= 0x10000
+        return self._highest + delta
+
+    def _update_jitter(self, packet: RtpPacket, now: float) -> None:
+        # RFC 3550 interarrival jitter, in ms, from in-order packets only.
+        if self._last_arrival is not None and self._last_rtp_ts is not None:
+            transit_diff = (now - self._last_arrival) - (
+                ((packet.timestamp - self._last_rtp_ts) & 0xFFFFFFFF) / self._clock_rate
+            )
+            if abs(transit_diff) < 1.0:
+                self.stats.jitter_ms += (abs(transit_diff) * 1000.0 - self.stats.jitter_ms) / 16.0
+        self._last_arrival = now
+        self._last_rtp_ts = packet.timestamp
+
+    def _reset(self, ext: int) -> None:
+        self.stats.resets += 1
+        self.stats.frames_dropped += len(self._held)
+        self._held.clear()
+        self._next = ext
+        self._highest = ext
+
+    def _accept(self, packet: RtpPacket, now: float) -> bool:
+        """Store ``packet``; False if it is late, a duplicate or triggered nothing to store."""
+        self.stats.packets += 1
+        ext = self._unwrap(packet.sequence_number)
+        if self._next is None:
+            self._next = ext
+            self._highest = ext
+        elif ext - self._next > _MAX_JUMP or self._next - ext > _MAX_JUMP:
+            self._reset(ext)
+        if ext < self._next:
+            self.stats.late += 1
+            return False
+        if ext in self._held:
+            self.stats.duplicates += 1
+            return False
+        if self._highest is None or ext > self._highest:
+            if self._highest is not None and ext == self._highest + 1:
+                self._update_jitter(packet, now)
+            self._highest = ext
+        self._held[ext] = (packet, now)
+        return True
+
+    def _wait_s(self) -> float:
+        raise NotImplementedError
+
+    def _drain(self, now: float) -> tuple[bool, list[JitterFrame]]:
+        raise NotImplementedError
+
+    def _note_hold(self, arrival: float, now: float) -> None:
+        held_ms = (now - arrival) * 1000.0
+        if held_ms > self.stats.max_hold_ms:
+            self.stats.max_hold_ms = held_ms
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        """aiortc's ``JitterBuffer.add`` contract: ``(pli_flag, frame or None)``.
+
+        When several frames become ready at once, all but the last go to ``deliver`` first (in order),
+        and the last is returned for aiortc to queue, which keeps decode order intact.
+        """
+        pli, frames = self.add_all(packet)
+        if not frames:
+            return pli, None
+        if self._deliver is None:
+            # Without a sink only one frame can leave per call; keep order by dropping none:
+            # re-hold is impossible, so release the earliest ones through the stats as drops.
+            self.stats.frames_dropped += len(frames) - 1
+            return pli, frames[-1]
+        for frame in frames[:-1]:
+            self._deliver(frame, frame._payload_type)  # type: ignore[attr-defined]
+        return pli, frames[-1]
+
+    def add_all(self, packet: RtpPacket) -> tuple[bool, list[JitterFrame]]:
+        """Store ``packet`` and return every frame that is now ready, in order."""
+        now = self._clock()
+        pli = False
+        if self._accept(packet, now):
+            pli, frames = self._drain(now)
+        else:
+            frames = []
+        self._arm_timer(now)
+        self.stats.frames_released += len(frames)
+        return pli, frames
+
+    def poll(self) -> tuple[bool, list[JitterFrame]]:
+        """Release what the reorder wait allows at the current time (the timer calls this)."""
+        now = self._clock()
+        pli, frames = self._drain(now)
+        self.stats.frames_released += len(frames)
+        return pli, frames
+
+    def _deadline(self) -> float | None:
+        if not self._held:
+            return None
+        first = min(self._held)
+        return self._held[first][1] + self._wait_s()
+
+    def _arm_timer(self, now: float) -> None:
+        if self._deliver is None or self._closed:
+            return
+        due = self._deadline()
+        if due is None:
+            return
+        if self._timer is not None and self._timer_due <= due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = loop.call_later(max(0.0, due - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed or self._deliver is None:
+            return
+        _, frames = self.poll()
+        for frame in frames:
+            self._deliver(frame, frame._payload_type)  # type: ignore[attr-defined]
+        self._arm_timer(self._clock())
+
+    def close(self) -> None:
+        """Cancel the pending timer and drop held packets."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._held.clear()
+
+
+def _frame(packets: list[RtpPacket]) -> JitterFrame:
+    frame = JitterFrame(
+        data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+        timestamp=packets[0].timestamp,
+    )
+    frame._payload_type = packets[0].payload_type  # type: ignore[attr-defined]
+    return frame
+
+
+class AudioJitterBuffer(_BaseBuffer):
+    """Releases each in-order audio packet on arrival; holds out-of-order ones up to the target."""
+
+    def __init__(
+        self,
+        *,
+        target_ms: float | None = None,
+        max_ms: float = DEFAULT_AUDIO_MAX_MS,
+        adaptive: bool = True,
+        capacity: int = 64,
+        clock_rate: int = 48000,
+        deliver: Deliver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(capacity=capacity, clock_rate=clock_rate, deliver=deliver, clock=clock)
+        self.base_target_ms = DEFAULT_AUDIO_TARGET_MS if target_ms is None else float(target_ms)
+        self.max_ms = max(max_ms, self.base_target_ms)
+        self.adaptive = adaptive
+        self.stats.target_ms = self.base_target_ms
+
+    def target_ms(self) -> float:
+        """Current reorder wait: the base target, raised to JITTER_FACTOR x jitter when adaptive."""
+        target = self.base_target_ms
+        if self.adaptive:
+            target = max(target, JITTER_FACTOR * self.stats.jitter_ms)
+        return min(target, self.max_ms)
+
+    def _wait_s(self) -> float:
+        return self.target_ms() / 1000.0
+
+    def _drain(self, now: float) -> tuple[bool, list[JitterFrame]]:
+        frames: list[JitterFrame] = []
+        self.stats.target_ms = self.target_ms()
+        while self._held:
+            assert self._next is not None
+            entry = self._held.pop(self._next, None)
+            if entry is not None:
+                self._note_hold(entry[1], now)
+                frames.append(_frame([entry[0]]))
+                self._next += 1
+                continue
+            # a gap at _next: skip it once the earliest held packet has waited long enough
+            first = min(self._held)
+            if now - self._held[first][1] >= self._wait_s() or len(self._held) >= self._capacity:
+                self.stats.lost += first - self._next
+                self._next = first
+                continue
+            break
+        return False, frames
+
+
+class VideoJitterBuffer(_BaseBuffer):
+    """Releases a video frame on its marker-bit packet once every packet of the frame is present."""
+
+    def __init__(
+        self,
+        *,
+        wait_ms: float = DEFAULT_VIDEO_WAIT_MS,
+        capacity: int = 1024,
+        clock_rate: int = 90000,
+        deliver: Deliver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(capacity=capacity, clock_rate=clock_rate, deliver=deliver, clock=clock)
+        self.wait_ms = float(wait_ms)
+        self.stats.target_ms = self.wait_ms
+
+    def _wait_s(self) -> float:
+        return self.wait_ms / 1000.0
+
+    def _reset(self, ext: int) -> None:
+        super()._reset(ext)
+        self._pending_pli = True
+
+    _pending_pli = False
+
+    def _drain(self, now: float) -> tuple[bool, list[JitterFrame]]:
+        frames: list[JitterFrame] = []
+        pli = self._pending_pli
+        self._pending_pli = False
+        while self._held:
+            assert self._next is not None
+            start = self._next
+            if start in self._held:
+                timestamp = self._held[start][0].timestamp
+                seq = start
+                end: int | None = None
+                while seq in self._held and self._held[seq][0].timestamp == timestamp:
+                    if self._held[seq][0].marker:
+                        end = seq
+                        break
+                    seq += 1
+                else:
+                    if seq in self._held:  # next frame began without a marker on this one
+                        end = seq - 1
+                if end is not None:
+                    packets = []
+                    for s in range(start, end + 1):
+                        packet, arrival = self._held.pop(s)
+                        self._note_hold(arrival, now)
+                        packets.append(packet)
+                    frames.append(_frame(packets))
+                    self._next = end + 1
+                    continue
+            # incomplete frame or gap: give up on it after the wait
+            first = min(self._held)
+            if now - self._held[first][1] < self._wait_s() and len(self._held) < self._capacity:
+                break
+            pli = True
+            if start in self._held:
+                timestamp = self._held[start][0].timestamp
+                doomed = [s for s, (p, _) in self._held.items() if p.timestamp == timestamp]
+                for s in doomed:
+                    del self._held[s]
+                self.stats.frames_dropped += 1
+                self._next = min(self._held) if self._held else max(doomed) + 1
+            else:
+                self.stats.lost += first - start
+                self._next = first
+        return pli, frames
+
+
+def _check_receiver(receiver: RTCRtpReceiver) -> None:
+    missing = [name for name in _REQUIRED if not hasattr(receiver, name)]
+    if missing:
+        raise UnsupportedAiortcError(
+            f"aiortc {aiortc.__version__}: RTCRtpReceiver lacks {', '.join(missing)}; "
+            f"the low-latency receiver supports aiortc >= {'.'.join(map(str, SUPPORTED_AIORTC[0]))}, "
+            f"< {'.'.join(map(str, SUPPORTED_AIORTC[1]))}"
+        )
+
+
+def install_low_latency_buffer(
+    receiver: RTCRtpReceiver,
+    *,
+    audio_target_ms: float | None = None,
+    video_wait_ms: float = DEFAULT_VIDEO_WAIT_MS,
+) -> AudioJitterBuffer | VideoJitterBuffer:
+    """Replace ``receiver``'s jitter buffer with a low-latency one (before RTP arrives). Idempotent.
+
+    Raises :class:`UnsupportedAiortcError` if aiortc's receiver no longer has the fields this relies on.
+    """
+    _check_receiver(receiver)
+    current = getattr(receiver, _JB)
+    if isinstance(current, (AudioJitterBuffer, VideoJitterBuffer)):
+        return current
+    if not aiortc_version_supported():
+        warnings.warn(
+            f"aiortc {aiortc.__version__} is outside the range verified for the low-latency receiver "
+            f"{SUPPORTED_AIORTC}; run tests/transport/test_receiver.py",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    kind = getattr(receiver, "_RTCRtpReceiver__kind")
+    codecs: dict[int, Any] = getattr(receiver, "_RTCRtpReceiver__codecs")
+    decoder_queue = getattr(receiver, "_RTCRtpReceiver__decoder_queue")
+    mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper")
+
+    def deliver(frame: JitterFrame, payload_type: int) -> None:
+        # mirrors the tail of RTCRtpReceiver._handle_rtp_packet for frames released out of band
+        if getattr(receiver, "_RTCRtpReceiver__decoder_thread") is None:
+            return
+        codec = codecs.get(payload_type)
+        if codec is None:
+            return
+        frame.timestamp = mapper.map(frame.timestamp)
+        decoder_queue.put((codec, frame))
+
+    buffer: AudioJitterBuffer | VideoJitterBuffer
+    if kind == "audio":
+        buffer = AudioJitterBuffer(target_ms=audio_target_ms, deliver=deliver)
+    else:
+        buffer = VideoJitterBuffer(wait_ms=video_wait_ms, deliver=deliver)
+    setattr(receiver, _JB, buffer)
+    return buffer
+
+
+def installed_buffer(receiver: RTCRtpReceiver) -> AudioJitterBuffer | VideoJitterBuffer | None:
+    """The low-latency buffer installed on ``receiver``, if any."""
+    current = getattr(receiver, _JB, None)
+    return current if isinstance(current, (AudioJitterBuffer, VideoJitterBuffer)) else None

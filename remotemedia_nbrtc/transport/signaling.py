@@ -1,0 +1,358 @@
+"""JSON-RPC 2.0 messages of RemoteMedia's WebRTC signaling: parsing, validation and builders.
+
+Pure functions, no I/O. Method names, parameters and error codes follow upstream's
+``crates/transports/webrtc/src/signaling/protocol.rs``; ``session.info`` is our own addition.
+
+Every malformed input raises :class:`RpcError`, which carries the request id when one could be read,
+so the caller can always answer with :func:`error_message`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from remotemedia_nbrtc.errors import SignalingError
+
+__all__ = [
+    "ANSWER_INVALID",
+    "CODEC_MISMATCH",
+    "CONNECTION_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ICE_INVALID",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHODS",
+    "METHOD_NOT_FOUND",
+    "NEGOTIATION_IN_PROGRESS",
+    "OFFER_INVALID",
+    "PARSE_ERROR",
+    "PEER_NOT_FOUND",
+    "SERVER_PEER_ID",
+    "SESSION_LIMIT",
+    "NODE_STATES",
+    "Request",
+    "RpcError",
+    "error_message",
+    "ice_candidate_params",
+    "normalize_candidate",
+    "notification",
+    "parse_message",
+    "parse_response",
+    "parse_topic",
+    "request_message",
+    "result_message",
+    "validate_sdp",
+]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+PEER_NOT_FOUND = -32000
+SESSION_LIMIT = -32001
+OFFER_INVALID = -32002
+ANSWER_INVALID = -32003
+ICE_INVALID = -32004
+NEGOTIATION_IN_PROGRESS = -32005
+CONNECTION_TIMEOUT = -32006
+CODEC_MISMATCH = -32007
+
+SERVER_PEER_ID = "remotemedia-server"
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+MAX_ID_LENGTH = 256
+NODE_STATES = ("enabled", "bypass", "disabled")
+
+_ANY = object()  # marker: any JSON value
+_REQUIRED, _OPTIONAL = True, False
+
+# method -> {param: (accepted types, required)}; params not listed are ignored (upstream is lenient).
+_PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
+    "peer.announce": {
+        "peer_id": (str, _REQUIRED),
+        "capabilities": (list, _OPTIONAL),
+        "user_data": (_ANY, _OPTIONAL),
+    },
+    "peer.offer": {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
+    "peer.answer": {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
+    "peer.ice_candidate": {
+        "from": (str, _REQUIRED),
+        "to": (str, _REQUIRED),
+        "candidate": ((str, dict, type(None)), _REQUIRED),
+        "sdp_mid": ((str, type(None)), _OPTIONAL),
+        "sdp_m_line_index": ((int, type(None)), _OPTIONAL),
+        "sdpMid": ((str, type(None)), _OPTIONAL),
+        "sdpMLineIndex": ((int, type(None)), _OPTIONAL),
+    },
+    "peer.disconnect": {"peer_id": (str, _REQUIRED), "reason": ((str, type(None)), _OPTIONAL)},
+    "peer.list": {},
+    "list_peers": {},
+    "server.info": {},
+    "session.info": {},
+    "control.subscribe": {"topic": (str, _REQUIRED), "include_audio": (bool, _OPTIONAL)},
+    "control.unsubscribe": {"topic": (str, _REQUIRED)},
+    "control.publish": {"topic": (str, _REQUIRED), "payload": (_ANY, _REQUIRED)},
+    "control.set_node_state": {"node_id": (str, _REQUIRED), "state": (str, _REQUIRED)},
+    "control.flush_audio": {},
+}
+METHODS = frozenset(_PARAM_SPECS)
+
+_TOPIC_RE = re.compile(r"^(?P<node>[A-Za-z0-9_*-][A-Za-z0-9_:*-]{0,127})\.(?P<dir>in|out)(?:\.(?P<port>[A-Za-z0-9_-]{1,64}))?$")
+_CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
+
+
+class RpcError(SignalingError):
+    """A JSON-RPC error bound to the id of the request that caused it (``None`` if unknown)."""
+
+    def __init__(self, code: int, message: str, data: Any = None, *, request_id: Any = None) -> None:
+        super().__init__(code, message, data)
+        self.request_id = request_id
+
+    def to_message(self) -> str:
+        """The JSON-RPC error response for this error."""
+        return error_message(self.request_id, self.code, self.message, self.data)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request (``is_notification`` when it carries no id)."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: int | float | str | None = None
+    is_notification: bool = False
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return value is None
+
+
+def _type_ok(value: Any, types: Any) -> bool:
+    if types is _ANY:
+        return True
+    if isinstance(value, bool) and (types is int or (isinstance(types, tuple) and int in types and bool not in types)):
+        return False
+    return isinstance(value, types)
+
+
+def _type_name(types: Any) -> str:
+    names = {str: "string", int: "integer", list: "array", dict: "object", bool: "boolean", type(None): "null"}
+    if isinstance(types, tuple):
+        return " or ".join(names.get(t, t.__name__) for t in types)
+    return names.get(types, getattr(types, "__name__", "value"))
+
+
+def _loads(text: str) -> Any:
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"invalid JSON constant {name}")
+
+    return json.loads(text, parse_constant=reject_constant)
+
+
+def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Request:
+    """Parse and validate one client message; raise :class:`RpcError` for anything malformed."""
+    size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise RpcError(INVALID_REQUEST, "Message too large", {"max_bytes": max_bytes, "size": size})
+    if isinstance(message, bytes):
+        try:
+            message = message.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"not UTF-8: {exc.reason}"}) from None
+    try:
+        obj = _loads(message)
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
+        raise RpcError(PARSE_ERROR, "Parse error", {"reason": reason}) from None
+    if isinstance(obj, list):
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "batch requests are not supported"})
+    if not isinstance(obj, dict):
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "a request must be a JSON object"})
+    has_id = "id" in obj
+    request_id = obj.get("id")
+    if not _valid_id(request_id):
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "id must be a string, a number or null"})
+    if obj.get("jsonrpc") != "2.0":
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id)
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id)
+    if "result" in obj or "error" in obj:
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id)
+    if method not in _PARAM_SPECS:
+        raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": "params must be an object"}, request_id=request_id)
+    for name, (types, required) in _PARAM_SPECS[method].items():
+        if name not in params:
+            if required:
+                raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": f"missing {name!r}"}, request_id=request_id)
+            continue
+        if not _type_ok(params[name], types):
+            reason = f"{name!r} must be {_type_name(types)}"
+            raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
+    _check_method_params(method, params, request_id)
+    return Request(method=method, params=params, id=request_id, is_notification=not has_id)
+
+
+def _check_method_params(method: str, params: dict[str, Any], request_id: Any) -> None:
+    def bad(reason: str) -> RpcError:
+        return RpcError(INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
+
+    for key in ("peer_id", "from", "to"):
+        value = params.get(key)
+        if isinstance(value, str) and not (0 < len(value) <= MAX_ID_LENGTH):
+            raise bad(f"{key!r} must be 1-{MAX_ID_LENGTH} characters")
+    if method == "peer.announce":
+        caps = params.get("capabilities", [])
+        if not all(isinstance(c, str) for c in caps):
+            raise bad("'capabilities' must be an array of strings")
+    elif method in ("control.subscribe", "control.unsubscribe", "control.publish"):
+        want = "in" if method == "control.publish" else "out"
+        topic = parse_topic(params["topic"])
+        if topic is None or topic[1] != want:
+            raise bad(f"'topic' must look like 'node.{want}[.port]'")
+    elif method == "control.set_node_state":
+        if params["state"] not in NODE_STATES:
+            raise bad(f"'state' must be one of {', '.join(NODE_STATES)}")
+
+
+def parse_topic(topic: str) -> tuple[str, str, str | None] | None:
+    """Split ``"node.out[.port]"`` into ``(node, "out", port)``; ``None`` if it is not a topic."""
+    match = _TOPIC_RE.match(topic)
+    if match is None:
+        return None
+    return match["node"], match["dir"], match["port"]
+
+
+def validate_sdp(sdp: str, *, code: int = OFFER_INVALID) -> None:
+    """Upstream's check: the SDP starts with ``v=0`` and has an ``m=`` line; else ``code`` with data.reason."""
+    kind = "offer" if code == OFFER_INVALID else "answer"
+    if not sdp.lstrip().startswith("v=0"):
+        raise RpcError(code, f"Invalid SDP {kind}", {"reason": "SDP must start with v=0"})
+    if not re.search(r"(^|\r?\n)m=", sdp):
+        raise RpcError(code, f"Invalid SDP {kind}", {"reason": "SDP has no m= line"})
+
+
+def normalize_candidate(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The candidate of ``peer.ice_candidate`` params as ``{"candidate", "sdpMid", "sdpMLineIndex"}``.
+
+    Accepts upstream's ``candidate`` string with ``sdp_mid``/``sdp_m_line_index``, the camelCase names,
+    or a browser ``RTCIceCandidate.toJSON()`` object. An empty candidate means end of candidates and
+    gives ``None``. A malformed candidate raises :class:`RpcError` with code -32004.
+    """
+    raw = params.get("candidate")
+    mid = params.get("sdp_mid", params.get("sdpMid"))
+    index = params.get("sdp_m_line_index", params.get("sdpMLineIndex"))
+    if isinstance(raw, dict):
+        mid = raw.get("sdpMid", raw.get("sdp_mid", mid))
+        index = raw.get("sdpMLineIndex", raw.get("sdp_m_line_index", index))
+        raw = raw.get("candidate")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "candidate must be a string"})
+    if mid is not None and not isinstance(mid, str):
+        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid must be a string"})
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMLineIndex must be a non-negative integer"})
+    if mid is None and index is None:
+        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid or sdpMLineIndex is required"})
+    reason = _candidate_problem(raw)
+    if reason:
+        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": reason})
+    return {"candidate": raw.strip(), "sdpMid": mid, "sdpMLineIndex": index}
+
+
+def _candidate_problem(line: str) -> str | None:
+    text = line.strip()
+    if text.startswith("a="):
+        text = text[2:]
+    if not text.startswith("candidate:"):
+        return "candidate must start with 'candidate:'"
+    bits = text[len("candidate:") :].split()
+    if len(bits) < 8:
+        return "candidate has too few fields"
+    _foundation, component, transport, priority, _host, port, typ, kind = bits[:8]
+    if not (component.isdigit() and priority.isdigit() and port.isdigit()):
+        return "candidate component, priority and port must be integers"
+    if int(port) > 65535:
+        return "candidate port out of range"
+    if transport.lower() not in ("udp", "tcp"):
+        return "candidate transport must be udp or tcp"
+    if typ != "typ" or kind not in _CANDIDATE_TYPES:
+        return "candidate type must be host, srflx, prflx or relay"
+    return None
+
+
+def ice_candidate_params(candidate: dict[str, Any] | None, *, from_id: str, to_id: str) -> dict[str, Any]:
+    """``peer.ice_candidate`` params for a candidate dict; ``None`` gives the end-of-candidates form."""
+    if candidate is None:
+        return {"from": from_id, "to": to_id, "candidate": "", "sdp_mid": None, "sdp_m_line_index": None}
+    return {
+        "from": from_id,
+        "to": to_id,
+        "candidate": candidate.get("candidate", ""),
+        "sdp_mid": candidate.get("sdpMid"),
+        "sdp_m_line_index": candidate.get("sdpMLineIndex"),
+    }
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays show up in node outputs; everything else becomes its repr
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def result_message(request_id: Any, result: Any) -> str:
+    """A success response."""
+    return _dumps({"jsonrpc": "2.0", "result": result, "id": request_id})
+
+
+def error_message(request_id: Any, code: int, message: str, data: Any = None) -> str:
+    """An error response (``data`` omitted when ``None``)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
+
+
+def notification(method: str, params: dict[str, Any]) -> str:
+    """A server-to-client notification (no id)."""
+    return _dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def request_message(method: str, params: dict[str, Any], request_id: int | str) -> str:
+    """A client request (used by :class:`~remotemedia_nbrtc.transport.client.ClientPeer`)."""
+    return _dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
+
+
+def parse_response(message: str) -> dict[str, Any]:
+    """Parse a server message on the client side: a response or a notification (a dict either way)."""
+    obj = _loads(message)
+    if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0":
+        raise RpcError(INVALID_REQUEST, "Invalid message from server", {"reason": "not a JSON-RPC 2.0 object"})
+    return obj

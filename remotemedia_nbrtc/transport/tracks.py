@@ -1,0 +1,269 @@
+"""Media tracks between aiortc and the pipeline.
+
+Inbound: :class:`TrackReader` drains one received track on the RTC loop (always, so aiortc's queues
+never grow), converts frames to :class:`AudioData` / :class:`VideoData` and hands them to a sink
+(the bridge). Audio is normalised once, by one persistent ``av.AudioResampler``, to the pipeline's
+``audio_input`` format; with no declared format it passes through as it arrives (aiortc decodes Opus
+to 48 kHz stereo s16).
+
+Outbound: :class:`PipelineAudioTrack` turns pipeline audio into steady 20 ms frames paced by a clock
+(silence on underrun); :class:`PipelineVideoTrack` sends the newest pipeline frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from ..runtime import AudioData, AudioFormat, VideoData, now_us
+
+__all__ = ["PipelineAudioTrack", "PipelineVideoTrack", "TrackReader"]
+
+log = logging.getLogger(__name__)
+
+AUDIO_PTIME_S = 0.020
+VIDEO_CLOCK_RATE = 90000
+_LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+class AudioNormalizer:
+    """Converts decoded ``av.AudioFrame``s to :class:`AudioData` in one target format."""
+
+    def __init__(self, target: AudioFormat | None, stream_id: str | None = None) -> None:
+        self.target = target
+        self.stream_id = stream_id
+        self._resampler: av.AudioResampler | None = None
+        if target is not None:
+            self._resampler = av.AudioResampler(
+                format="flt", layout=_LAYOUTS.get(target.channels, f"{target.channels}c"), rate=target.sample_rate
+            )
+
+    def convert(self, frame: av.AudioFrame) -> list[AudioData]:
+        if self._resampler is None:
+            return [AudioData.from_av_frame(frame, stream_id=self.stream_id)]
+        arrival = now_us()
+        out = []
+        for resampled in self._resampler.resample(frame):
+            data = AudioData.from_av_frame(resampled, stream_id=self.stream_id)
+            data.arrival_ts_us = arrival
+            out.append(data)
+        return out
+
+
+class TrackReader:
+    """Reads a received track until it ends; never lets ``MediaStreamError`` escape."""
+
+    def __init__(
+        self,
+        track: MediaStreamTrack,
+        sink: Callable[[Any], None],
+        *,
+        audio_format: AudioFormat | None = None,
+        video_format: str | None = None,
+        stream_id: str | None = None,
+    ) -> None:
+        self.track = track
+        self.kind = track.kind
+        self._sink = sink
+        self._video_format = video_format
+        self._stream_id = stream_id
+        self._audio = AudioNormalizer(audio_format, stream_id) if track.kind == "audio" else None
+        self.frames = 0
+        self.errors = 0
+        self.first_frame_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> TrackReader:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"rm-read-{self.kind}")
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            if self.first_frame_at is None:
+                self.first_frame_at = time.monotonic()
+            self.frames += 1
+            try:
+                if self._audio is not None:
+                    for data in self._audio.convert(frame):
+                        self._sink(data)
+                else:
+                    self._sink(
+                        VideoData.from_av_frame(
+                            frame,
+                            pixel_format=self._video_format,
+                            stream_id=self._stream_id,
+                            frame_number=self.frames - 1,
+                        )
+                    )
+            except Exception:
+                self.errors += 1
+                if self.errors == 1:
+                    log.exception("converting a received %s frame failed", self.kind)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+class PipelineAudioTrack(MediaStreamTrack):
+    """Audio from the pipeline, sent as 20 ms mono s16 frames at ``sample_rate``, paced in real time.
+
+    :meth:`push` accepts :class:`AudioData` at any rate and channel count (downmixed by averaging,
+    resampled by one persistent resampler per input format). When nothing is queued, ``recv`` sends
+    silence. At most ``max_buffer_s`` is queued; beyond that the oldest samples are dropped and counted.
+    """
+
+    kind = "audio"
+
+    def __init__(self, sample_rate: int = 48000, *, max_buffer_s: float = 10.0) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
+        self._max_samples = int(max_buffer_s * sample_rate)
+        self._chunks: deque[np.ndarray] = deque()
+        self._queued = 0
+        self._resampler: av.AudioResampler | None = None
+        self._resampler_key: tuple[int, int] | None = None
+        self._start: float | None = None
+        self._timestamp = 0
+        self.frames_sent = 0
+        self.silent_frames = 0
+        self.samples_in = 0
+        self.dropped_samples = 0
+
+    @property
+    def queued_s(self) -> float:
+        return self._queued / self.sample_rate
+
+    def push(self, data: AudioData) -> None:
+        """Queue pipeline audio (call on the RTC loop)."""
+        mono = data.samples.mean(axis=1) if data.channels > 1 else data.samples[:, 0]
+        if data.sample_rate != self.sample_rate:
+            mono = self._resample(mono, data.sample_rate)
+        pcm = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
+        if pcm.size == 0:
+            return
+        self.samples_in += pcm.size
+        self._chunks.append(pcm)
+        self._queued += pcm.size
+        while self._queued > self._max_samples and self._chunks:
+            dropped = self._chunks.popleft()
+            self._queued -= dropped.size
+            self.dropped_samples += dropped.size
+
+    def _resample(self, mono: np.ndarray, rate: int) -> np.ndarray:
+        key = (rate, 1)
+        if self._resampler is None or self._resampler_key != key:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            self._resampler_key = key
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(mono, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
+        frame.sample_rate = rate
+        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def flush(self) -> int:
+        """Drop everything queued (barge-in); returns the number of 20 ms frames dropped."""
+        frames = self._queued // self.samples_per_frame
+        self._chunks.clear()
+        self._queued = 0
+        return frames
+
+    def _take(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.int16)
+        filled = 0
+        while filled < n and self._chunks:
+            chunk = self._chunks[0]
+            take = min(n - filled, chunk.size)
+            out[filled : filled + take] = chunk[:take]
+            filled += take
+            if take == chunk.size:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = chunk[take:]
+        self._queued -= filled
+        if filled == 0:
+            self.silent_frames += 1
+        return out
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._timestamp += self.samples_per_frame
+            wait = self._start + self._timestamp / self.sample_rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.readyState != "live":
+                raise MediaStreamError
+        pcm = self._take(self.samples_per_frame)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._timestamp
+        frame.time_base = fractions.Fraction(1, self.sample_rate)
+        self.frames_sent += 1
+        return frame
+
+
+class PipelineVideoTrack(MediaStreamTrack):
+    """Video from the pipeline: ``recv`` returns the newest pushed frame (older ones are dropped)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._latest: VideoData | None = None
+        self._ready = asyncio.Event()
+        self._start: float | None = None
+        self.frames_in = 0
+        self.frames_sent = 0
+        self.drops = 0
+
+    def push(self, data: VideoData) -> None:
+        """Offer a frame (call on the RTC loop); an unsent older frame is replaced and counted."""
+        if self._latest is not None:
+            self.drops += 1
+        self._latest = data
+        self.frames_in += 1
+        self._ready.set()
+
+    async def recv(self) -> av.VideoFrame:
+        while self._latest is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        data, self._latest = self._latest, None
+        frame = data.to_av_frame()
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        frame.pts = int((now - self._start) * VIDEO_CLOCK_RATE)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        self.frames_sent += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()

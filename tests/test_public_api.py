@@ -1,0 +1,21 @@
+import subprocess
+import sys
+
+import remotemedia_nbrtc
+
+
+def test_all_is_sorted_and_every_name_is_exported():
+    names = remotemedia_nbrtc.__all__
+    assert names == sorted(names)
+    for name in names:
+        assert hasattr(remotemedia_nbrtc, name), name
+    public = {n for n in vars(remotemedia_nbrtc) if not n.startswith("_") and n[0].isupper()}
+    assert public <= set(names), public - set(names)
+
+
+def test_runtime_does_not_import_webrtc_or_jupyter():
+    code = ("import sys, remotemedia_nbrtc, remotemedia_nbrtc.runtime, remotemedia_nbrtc.nodes;"
+            "bad=[m for m in ('aiortc','aioice','tornado','ipywidgets','anywidget') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
