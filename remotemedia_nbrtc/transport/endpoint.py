@@ -196,7 +196,11 @@ class SignalingEndpoint:
     @property
     def session(self) -> Any:
         """The pipeline session of the current ServerPeer (lives on the pipeline loop), or None."""
-        return getattr(self.server_peer, "session", None)
+        peer = self.server_peer
+        session = getattr(peer, "session", None)
+        if session is None:
+            session = getattr(getattr(peer, "bridge", None), "session", None)
+        return session
 
     async def handle_message(self, text: str | bytes) -> None:
         """Handle one client message and send its reply (if any). Never raises for bad input."""

@@ -1,0 +1,131 @@
+"""The data channel(s) of one peer: decode incoming messages, send outputs, queue until open.
+
+The browser opens the channel (any label); the server uses the most recently opened one for
+outputs. Messages sent before any channel is open are queued (at most ``queue_limit``; beyond that
+the oldest is dropped and counted in ``dropped``) and flushed in order on ``open``. Outputs larger
+than :data:`~.wire.MAX_MESSAGE_BYTES` are replaced by an ``error`` message and counted in ``too_large``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCDataChannel
+
+from ..runtime import RuntimeData
+from .wire import MessageTooLarge, decode_message, encode_error, encode_metrics, encode_output
+
+__all__ = ["DataChannelLink"]
+
+log = logging.getLogger(__name__)
+
+
+class DataChannelLink:
+    """Owns the peer's data channels; call everything on the RTC loop."""
+
+    def __init__(self, on_input: Callable[[RuntimeData], None], *, queue_limit: int = 256) -> None:
+        self._on_input = on_input
+        self._queue: deque[str | bytes] = deque()
+        self._queue_limit = queue_limit
+        self._channels: list[RTCDataChannel] = []
+        self.messages_in = 0
+        self.messages_out = 0
+        self.dropped = 0
+        self.too_large = 0
+        self.send_errors = 0
+
+    @property
+    def open_channel(self) -> RTCDataChannel | None:
+        for channel in reversed(self._channels):
+            if channel.readyState == "open":
+                return channel
+        return None
+
+    def attach(self, channel: RTCDataChannel) -> None:
+        """Adopt a channel announced by the remote peer (``datachannel`` event)."""
+        self._channels.append(channel)
+
+        @channel.on("message")
+        def on_message(message: str | bytes) -> None:
+            self.messages_in += 1
+            try:
+                data = decode_message(message)
+            except Exception:
+                log.exception("undecodable data-channel message")
+                return
+            self._on_input(data)
+
+        @channel.on("open")
+        def on_open() -> None:
+            self._flush()
+
+        @channel.on("close")
+        def on_close() -> None:
+            if channel in self._channels:
+                self._channels.remove(channel)
+
+        if channel.readyState == "open":
+            self._flush()
+
+    def send_output(self, data: RuntimeData, node: str | None = None) -> bool:
+        """Send a pipeline output if its kind goes on the data channel; False if it does not."""
+        try:
+            message = encode_output(data, node)
+        except MessageTooLarge as exc:
+            self.too_large += 1
+            message = encode_error(str(exc), "MessageTooLarge", node)
+        if message is None:
+            return False
+        self.send(message)
+        return True
+
+    def send_metrics(self, value: dict[str, Any]) -> None:
+        try:
+            self.send(encode_metrics(value))
+        except MessageTooLarge as exc:
+            self.too_large += 1
+            self.send(encode_error(str(exc), "MessageTooLarge"))
+
+    def send(self, message: str | bytes) -> None:
+        """Send now if a channel is open, else queue (bounded)."""
+        channel = self.open_channel
+        if channel is not None and not self._queue:
+            self._send_on(channel, message)
+            return
+        if len(self._queue) >= self._queue_limit:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(message)
+        if channel is not None:
+            self._flush()
+
+    def _send_on(self, channel: RTCDataChannel, message: str | bytes) -> bool:
+        try:
+            channel.send(message)
+        except Exception as exc:  # InvalidStateError, ValueError (remote size limit)
+            self.send_errors += 1
+            log.debug("data-channel send failed: %r", exc)
+            return False
+        self.messages_out += 1
+        return True
+
+    def _flush(self) -> None:
+        channel = self.open_channel
+        while channel is not None and self._queue:
+            self._send_on(channel, self._queue.popleft())
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        for channel in list(self._channels):
+            try:
+                channel.close()
+            except Exception:
+                pass
+        self._channels.clear()
+        self._queue.clear()

@@ -1,0 +1,335 @@
+"""ServerPeer: the server side of one WebRTC connection, bound to one stream session.
+
+The ``RTCPeerConnection`` lives on the RTC loop; its :class:`StreamSession` lives on the pipeline loop
+(see :mod:`.bridge`). Received audio/video tracks are drained into the session (:mod:`.tracks`), data
+channel messages become inputs (:mod:`.wire`), and session outputs go back as an audio track, a video
+track or data-channel messages. Receivers use the low-latency jitter buffer (:mod:`.receiver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from ..errors import ConnectTimeout, SignalingError
+from ..runtime import AudioData, PipelineRunner, RuntimeData, VideoData
+from .bridge import SessionBridge
+from .datachannel import DataChannelLink
+from .ice import IceConfig, prepare_peer_connection
+from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from .tracks import PipelineAudioTrack, PipelineVideoTrack, TrackReader
+
+__all__ = ["PeerConfig", "ServerPeer"]
+
+log = logging.getLogger(__name__)
+
+OFFER_INVALID = -32002
+ICE_INVALID = -32004
+
+
+@dataclass
+class PeerConfig:
+    """Settings of one server peer.
+
+    ``jitter_target_ms``: reorder wait of the audio receive buffer (None: low-latency default, adaptive).
+    ``send_audio`` / ``send_video``: answer with our outgoing track on the first audio / video line the
+    client can receive on. ``audio_out_rate``: sample rate of the outgoing audio track.
+    ``connect_timeout_s``: after the answer, close the peer if it is not connected by then.
+    ``video_format``: pixel format of received video frames given to the pipeline (None: as decoded,
+    normally ``yuv420p``).
+    """
+
+    ice: IceConfig = field(default_factory=IceConfig)
+    jitter_target_ms: float | None = None
+    send_audio: bool = True
+    send_video: bool = True
+    audio_out_rate: int = 48000
+    connect_timeout_s: float = 15
+    video_format: str | None = None
+
+
+def _validate_offer(sdp: Any) -> None:
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "empty or non-string SDP"})
+    if not sdp.lstrip().startswith("v=0"):
+        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
+    if "\nm=" not in sdp.replace("\r\n", "\n"):
+        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
+
+
+class ServerPeer:
+    """Server side of one WebRTC connection: RTCPeerConnection on the RTC loop, bound to a StreamSession on
+    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop."""
+
+    def __init__(self) -> None:
+        self.session_id: str = ""
+        self.config: PeerConfig
+        self.pc: RTCPeerConnection
+        self.bridge: SessionBridge
+        self.error: Exception | None = None
+        self._on_ice_candidate: Callable[[dict[str, Any] | None], None]
+        self._on_state_change: Callable[[str], None]
+        self._audio_format: Any = None
+        self._readers: list[TrackReader] = []
+        self._buffers: list[AudioJitterBuffer | VideoJitterBuffer] = []
+        self._pending_candidates: list[dict[str, Any] | None] = []
+        self._offer_handled = False
+        self._negotiating = False
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.audio_track: PipelineAudioTrack | None = None
+        self.video_track: PipelineVideoTrack | None = None
+        self.datachannel: DataChannelLink
+        self.created_at = time.monotonic()
+        self.connected_at: float | None = None
+        self.unrouted_outputs = 0
+        self._last_state = "new"
+
+    @classmethod
+    async def create(
+        cls,
+        pipeline: Any,
+        config: PeerConfig,
+        *,
+        on_ice_candidate: Callable[[dict[str, Any] | None], None],
+        on_state_change: Callable[[str], None],
+        runner: PipelineRunner | None = None,
+    ) -> ServerPeer:
+        """Create the peer (call on the RTC loop); its stream session is created on the pipeline loop."""
+        self = cls()
+        self.config = config
+        self._on_ice_candidate = on_ice_candidate
+        self._on_state_change = on_state_change
+        self.datachannel = DataChannelLink(self._on_data_input)
+        self.bridge = await SessionBridge.create(pipeline, on_output=self._on_output, runner=runner)
+        self.session_id = self.bridge.session_id
+        self._audio_format = self.bridge.session.audio_input
+        self.pc = RTCPeerConnection(config.ice.to_rtc_configuration())
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self.datachannel.attach)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        return self
+
+    # -- signaling -----------------------------------------------------------------------------
+    @property
+    def connection_state(self) -> str:
+        return "closed" if self._closed else self.pc.connectionState
+
+    async def handle_offer(self, sdp: str) -> str:
+        """Apply the client's offer and return our answer SDP (all our candidates are in it)."""
+        if self._closed:
+            raise SignalingError(OFFER_INVALID, "peer is closed", data={"reason": "closed"})
+        _validate_offer(sdp)
+        if self._negotiating:
+            raise SignalingError(-32005, "negotiation in progress")
+        self._negotiating = True
+        try:
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except SignalingError:
+                raise
+            except Exception as exc:
+                raise SignalingError(
+                    OFFER_INVALID, "invalid offer", data={"reason": f"{type(exc).__name__}: {exc}"}
+                ) from exc
+            self._setup_transceivers()
+            prepare_peer_connection(self.pc, self.config.ice)
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        finally:
+            self._negotiating = False
+        first_offer = not self._offer_handled
+        self._offer_handled = True
+        pending, self._pending_candidates = self._pending_candidates, []
+        for candidate in pending:
+            try:
+                await self.add_ice_candidate(candidate)
+            except SignalingError as exc:
+                log.debug("dropping queued candidate: %s", exc)
+        # aiortc gathers before answering: every local candidate is in the SDP; signal "complete".
+        self._notify(self._on_ice_candidate, None)
+        if first_offer and self.config.connect_timeout_s:
+            self._watchdog = asyncio.get_running_loop().create_task(self._connect_watchdog())
+        return self.pc.localDescription.sdp
+
+    def _setup_transceivers(self) -> None:
+        have_audio = have_video = False
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            self._buffers.append(
+                install_low_latency_buffer(receiver, audio_target_ms=self.config.jitter_target_ms)
+            )
+            can_send = transceiver._offerDirection in ("sendrecv", "sendonly")
+            if not can_send or transceiver.sender.track is not None:
+                continue
+            track: MediaStreamTrack | None = None
+            if transceiver.kind == "audio" and self.config.send_audio and not have_audio:
+                self.audio_track = self.audio_track or PipelineAudioTrack(self.config.audio_out_rate)
+                track, have_audio = self.audio_track, True
+            elif transceiver.kind == "video" and self.config.send_video and not have_video:
+                self.video_track = self.video_track or PipelineVideoTrack()
+                track, have_video = self.video_track, True
+            if track is None:
+                continue
+            transceiver.sender.replaceTrack(track)
+            transceiver.direction = "sendrecv" if transceiver._offerDirection == "sendrecv" else "sendonly"
+        # dedupe buffers installed on earlier offers
+        self._buffers = list({id(b): b for b in self._buffers}.values())
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        """Add a remote candidate ``{"candidate", "sdpMid", "sdpMLineIndex"}``; None or "" ends them.
+
+        Candidates that arrive before the offer are queued and applied after it.
+        """
+        if self._closed:
+            return
+        if not self._offer_handled:
+            self._pending_candidates.append(candidate)
+            return
+        text = None if candidate is None else candidate.get("candidate")
+        if not text:
+            await self.pc.addIceCandidate(None)
+            return
+        try:
+            parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
+            parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[union-attr]
+            parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")  # type: ignore[union-attr]
+            if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+                parsed.sdpMLineIndex = 0
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise SignalingError(
+                ICE_INVALID, "invalid ICE candidate", data={"reason": f"{type(exc).__name__}: {exc}"}
+            ) from exc
+
+    async def _connect_watchdog(self) -> None:
+        await asyncio.sleep(self.config.connect_timeout_s)
+        if self.pc.connectionState != "connected" and not self._closed:
+            self.error = ConnectTimeout(f"peer not connected after {self.config.connect_timeout_s} s")
+            log.info("peer %s: %s", self.session_id[:8], self.error)
+            await self.close()
+
+    # -- media and data ------------------------------------------------------------------------
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        sink = self.bridge.send_audio if track.kind == "audio" else self.bridge.send_video
+        reader = TrackReader(
+            track, sink, audio_format=self._audio_format, video_format=self.config.video_format, stream_id=None
+        )
+        self._readers.append(reader.start())
+
+    def _on_data_input(self, data: RuntimeData) -> None:
+        self.bridge.send_data(data)
+
+    def _on_output(self, node_id: str, data: RuntimeData) -> None:
+        if self._closed:
+            return
+        if isinstance(data, AudioData):
+            if self.audio_track is not None:
+                self.audio_track.push(data)
+                return
+        elif isinstance(data, VideoData):
+            if self.video_track is not None:
+                self.video_track.push(data)
+                return
+        elif self.datachannel.send_output(data, node_id):
+            return
+        self.unrouted_outputs += 1
+
+    def send_metrics(self, value: dict[str, Any]) -> None:
+        """Send a ``metrics`` message on the data channel (queued until it opens)."""
+        self.datachannel.send_metrics(value)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        self._emit_state(state)
+
+    def _emit_state(self, state: str) -> None:
+        if state != self._last_state:
+            self._last_state = state
+            self._notify(self._on_state_change, state)
+
+    @staticmethod
+    def _notify(fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("peer callback failed")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close the connection, tracks and session; aiortc's decoder threads are joined. Idempotent."""
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        for buffer in self._buffers:
+            buffer.close()
+        for track in (self.audio_track, self.video_track):
+            if track is not None:
+                track.stop()
+        self.datachannel.close()
+        try:
+            await self.pc.close()  # stops receivers: joins their decoder threads
+        except Exception:
+            log.exception("closing RTCPeerConnection failed")
+        for reader in self._readers:
+            await reader.stop()
+        await self.bridge.close()
+        self._emit_state("closed")
+
+    # -- introspection -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters and latency figures (cheap; safe to call on the RTC loop)."""
+        readers: dict[str, Any] = {}
+        for reader in self._readers:
+            entry = readers.setdefault(reader.kind, {"frames": 0, "errors": 0})
+            entry["frames"] += reader.frames
+            entry["errors"] += reader.errors
+        buffers = {}
+        for buffer in self._buffers:
+            kind = "audio" if isinstance(buffer, AudioJitterBuffer) else "video"
+            buffers.setdefault(kind, buffer.stats.as_dict())
+        out: dict[str, Any] = {
+            "session_id": self.session_id,
+            "connection_state": self.connection_state,
+            "connect_s": None if self.connected_at is None else round(self.connected_at - self.created_at, 3),
+            "frames_in": readers,
+            "bridge": self.bridge.stats(),
+            "jitter": buffers,
+            "datachannel": {
+                "messages_in": self.datachannel.messages_in,
+                "messages_out": self.datachannel.messages_out,
+                "queued": self.datachannel.queued,
+                "dropped": self.datachannel.dropped,
+                "too_large": self.datachannel.too_large,
+                "send_errors": self.datachannel.send_errors,
+            },
+            "unrouted_outputs": self.unrouted_outputs,
+        }
+        if self.audio_track is not None:
+            t = self.audio_track
+            out["audio_out"] = {
+                "frames_sent": t.frames_sent,
+                "silent_frames": t.silent_frames,
+                "queued_ms": round(t.queued_s * 1000, 1),
+                "dropped_samples": t.dropped_samples,
+            }
+        if self.video_track is not None:
+            v = self.video_track
+            out["video_out"] = {"frames_in": v.frames_in, "frames_sent": v.frames_sent, "drops": v.drops}
+        return out

@@ -1,0 +1,248 @@
+"""WebRTCServer: a standalone signaling + media server, no Jupyter needed.
+
+A tornado application on the RTC loop serves:
+
+- ``GET /ws`` and ``GET /`` with ``Upgrade: websocket``: JSON-RPC signaling, one
+  :class:`~remotemedia_nbrtc.transport.endpoint.SignalingEndpoint` per connection;
+- ``GET /``: a minimal browser test page (mic -> pipeline, data channel results shown);
+- ``GET /health``: ``{"status": "ok", "peers", "sessions", "connections"}``.
+
+``auth_token`` (optional) must then be given as ``?token=`` on the WebSocket URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+
+from remotemedia_nbrtc.runtime import PipelineRunner, load_manifest
+
+from . import signaling as rpc
+from .endpoint import PeerRegistry, SignalingEndpoint
+from .loop_thread import rtc_loop
+
+if TYPE_CHECKING:
+    from .peer import PeerConfig
+
+__all__ = ["ServerConfig", "WebRTCServer"]
+
+log = logging.getLogger(__name__)
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _default_peer_config() -> PeerConfig:
+    from .peer import PeerConfig
+
+    return PeerConfig()
+
+
+@dataclass
+class ServerConfig:
+    """Where to listen and what to allow. ``port=0`` picks a free port (see :attr:`WebRTCServer.port`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    peer: PeerConfig = field(default_factory=_default_peer_config)
+    max_sessions: int = 10
+    max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES
+    auth_token: str | None = None
+
+
+def page_html() -> str:
+    """The bundled browser test page."""
+    return (Path(__file__).with_name("static") / "test_page.html").read_text("utf-8")
+
+
+class _SignalingHandler(tornado.websocket.WebSocketHandler):
+    """One signaling connection; plain GETs of ``/`` get the test page."""
+
+    def initialize(self, server: WebRTCServer) -> None:
+        self.server = server
+        self.endpoint: SignalingEndpoint | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        if self.server.config.auth_token:
+            return True  # the token authorises the connection whatever page it comes from
+        host = urlparse(origin).hostname or ""
+        request_host = (self.request.host or "").rsplit(":", 1)[0].strip("[]")
+        return host in _LOCAL_HOSTS or host == request_host
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            if self.request.path in ("/", "/index.html"):
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(page_html())
+            else:
+                self.set_status(400)
+                self.finish("Expected a WebSocket upgrade")
+            return
+        token = self.server.config.auth_token
+        if token:
+            given = self.get_query_argument("token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                self.set_status(401)
+                self.finish("Missing or wrong token")
+                return
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.endpoint = self.server._new_endpoint(self)
+
+    async def on_message(self, message: str | bytes) -> None:
+        # tornado awaits this before reading the next frame: one connection's messages stay in order
+        if self.endpoint is not None:
+            await self.endpoint.handle_message(message)
+
+    def on_close(self) -> None:
+        endpoint, self.endpoint = self.endpoint, None
+        if endpoint is not None:
+            self.server._spawn(self.server._drop_endpoint(endpoint))
+
+    def send_text(self, text: str) -> Any:
+        return self.write_message(text)
+
+
+class _HealthHandler(tornado.web.RequestHandler):
+    def initialize(self, server: WebRTCServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.server.health()))
+
+
+class WebRTCServer:
+    """Standalone JSON-RPC/WebRTC server running ``pipeline`` once per connected peer.
+
+    ``pipeline`` is a :class:`~remotemedia_nbrtc.runtime.Pipeline`, a manifest dict, or a JSON/YAML
+    path or text; ``runner`` (optional) is the :class:`PipelineRunner` creating the sessions.
+    A :class:`PipelineRunner` given in place of the pipeline is an error (it has no pipeline).
+
+    Use ``await server.start()`` / ``await server.stop()`` (from any loop), or ``await server.serve()``.
+    """
+
+    def __init__(self, config: ServerConfig | None, pipeline: Any, *, runner: PipelineRunner | None = None) -> None:
+        if isinstance(pipeline, PipelineRunner):
+            raise TypeError("WebRTCServer needs a pipeline (Pipeline, manifest dict or path); pass the runner as runner=")
+        self.config = config or ServerConfig()
+        self.pipeline = load_manifest(pipeline)
+        self.runner = runner
+        self.registry = PeerRegistry(max_sessions=self.config.max_sessions)
+        self.port: int | None = None
+        self._endpoints: dict[SignalingEndpoint, _SignalingHandler] = {}
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/ws`` once started."""
+        return f"ws://{self.config.host}:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.host}:{self.port}/"
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self._running else "stopping",
+            "peers": len(self.registry),
+            "sessions": self.registry.session_count,
+            "connections": len(self._endpoints),
+        }
+
+    # -- lifecycle (callable from any loop; the work runs on the RTC loop) -------------------------
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port."""
+        if self._running:
+            assert self.port is not None
+            return self.port
+        return await asyncio.wrap_future(rtc_loop().submit(self._start()))
+
+    async def stop(self) -> None:
+        """Close every connection (and its peer and session), then stop listening. Idempotent."""
+        if not self._running:
+            return
+        await asyncio.wrap_future(rtc_loop().submit(self._stop()))
+
+    async def serve(self) -> None:
+        """Start, then run until :meth:`stop` is called or this task is cancelled."""
+        await self.start()
+        try:
+            while self._running:
+                await asyncio.sleep(0.2)
+        finally:
+            await self.stop()
+
+    async def _start(self) -> int:
+        app = tornado.web.Application(
+            [
+                (r"/health", _HealthHandler, {"server": self}),
+                (r"/ws", _SignalingHandler, {"server": self}),
+                (r"/", _SignalingHandler, {"server": self}),
+            ],
+            # tornado closes a connection whose frame exceeds this; smaller oversize messages get a
+            # JSON-RPC error from the endpoint instead
+            websocket_max_message_size=max(4 * self.config.max_message_bytes, 1 << 20),
+            websocket_ping_interval=20,
+        )
+        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host)
+        self._http = tornado.httpserver.HTTPServer(app)
+        self._http.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        self._running = True
+        log.info("WebRTC server listening on %s", self.url)
+        return self.port
+
+    async def _stop(self) -> None:
+        self._running = False
+        if self._http is not None:
+            self._http.stop()
+        for endpoint in list(self._endpoints):
+            await self._drop_endpoint(endpoint)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close_all_connections()
+            self._http = None
+
+    # -- connections (RTC loop) ------------------------------------------------------------------
+    def _new_endpoint(self, handler: _SignalingHandler) -> SignalingEndpoint:
+        endpoint = SignalingEndpoint(
+            handler.send_text,
+            self.pipeline,
+            self.config.peer,
+            runner=self.runner,
+            registry=self.registry,
+            max_message_bytes=self.config.max_message_bytes,
+            server_info={
+                "addresses": [{"ip": self.config.host, "is_default": True}],
+                "hostname": socket.gethostname(),
+                "port": self.port,
+            },
+            on_close=handler.close,
+        )
+        self._endpoints[endpoint] = handler
+        return endpoint
+
+    async def _drop_endpoint(self, endpoint: SignalingEndpoint) -> None:
+        self._endpoints.pop(endpoint, None)
+        await endpoint.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
