@@ -81,8 +81,8 @@ def link_settings_from_env() -> tuple[str, str]:
     secret = os.environ.get(LINK_SECRET_ENV)
     if not url or not secret:
         raise TransportError(
-            "no kernel link in this kernel's environment: the remotemedia_nbrtc server extension is not "
-            "loaded in the Jupyter server that started this kernel (or the kernel was started elsewhere). "
+            "remotemedia_nbrtc server extension not loaded: this kernel's environment has no kernel link, so "
+            "the Jupyter server that started it does not run the extension (or the kernel was started elsewhere). "
             "Check `jupyter server extension list` shows remotemedia_nbrtc.server enabled, then restart "
             f"the server and the kernel. ({LINK_URL_ENV} / {LINK_SECRET_ENV} are unset)"
         )

@@ -81,12 +81,13 @@ class BrowserSocketHandler(_SocketBase):
 
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
-            self.write_message(jsonrpc_error(INVALID_REQUEST, "signaling messages must be text frames"))
+            reason = {"reason": "signaling messages must be text frames"}
+            self.write_message(jsonrpc_error(INVALID_REQUEST, "Invalid Request", data=reason))
             return
         try:
             json.loads(message)
         except ValueError:
-            self.write_message(jsonrpc_error(PARSE_ERROR, "parse error: message is not valid JSON"))
+            self.write_message(jsonrpc_error(PARSE_ERROR, "Parse error", data={"reason": "not valid JSON"}))
             return
         if self.conn_id is not None:
             self.relay.browser_message(self.conn_id, message)

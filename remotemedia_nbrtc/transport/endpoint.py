@@ -105,7 +105,12 @@ class PeerRegistry:
 
     def describe(self) -> list[dict[str, Any]]:
         return [
-            {"peer_id": e.peer_id, "capabilities": e.capabilities, "metadata": e.metadata, "connected_at": e.connected_at}
+            {
+                "peer_id": e.peer_id,
+                "capabilities": e.capabilities,
+                "metadata": e.metadata,
+                "connected_at": e.connected_at,
+            }
             for e in self._peers.values()
         ]
 
@@ -258,7 +263,9 @@ class SignalingEndpoint:
             raise
         except Exception as exc:
             log.exception("signaling request failed")
-            return rpc.error_message(request_id, rpc.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)})
+            return rpc.error_message(
+                request_id, rpc.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
+            )
         if request.is_notification:
             return None
         return rpc.result_message(request.id, result)
@@ -269,7 +276,7 @@ class SignalingEndpoint:
                 result = self._send(text)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # the socket went away; close() follows from the transport
+            except Exception as exc:  # noqa: BLE001 - the socket went away; close() follows from the transport
                 log.debug("signaling send failed: %r", exc)
 
     def _post(self, text: str) -> None:
@@ -298,7 +305,9 @@ class SignalingEndpoint:
     # -- peer.* ----------------------------------------------------------------------------
     async def _announce(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.peer_id is not None:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"})
+            raise rpc.RpcError(
+                rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
+            )
         peer_id = params["peer_id"]
         capabilities = list(params.get("capabilities") or [])
         metadata = params.get("user_data")
@@ -306,7 +315,9 @@ class SignalingEndpoint:
         self.peer_id = peer_id
         others = self.registry.others(peer_id)
         for other in others:
-            other.endpoint.notify("peer.joined", {"peer_id": peer_id, "capabilities": capabilities, "metadata": metadata})
+            other.endpoint.notify(
+                "peer.joined", {"peer_id": peer_id, "capabilities": capabilities, "metadata": metadata}
+            )
         return {
             "success": True,
             "peer_id": peer_id,
@@ -379,8 +390,11 @@ class SignalingEndpoint:
             return {"success": True, "to_peer_id": to}
         if self.server_peer is None:
             if len(self._pending_candidates) >= MAX_PENDING_CANDIDATES:
-                raise rpc.RpcError(rpc.ICE_INVALID, "Too many ICE candidates before the offer",
-                                   {"reason": f"at most {MAX_PENDING_CANDIDATES} are queued"})
+                raise rpc.RpcError(
+                    rpc.ICE_INVALID,
+                    "Too many ICE candidates before the offer",
+                    {"reason": f"at most {MAX_PENDING_CANDIDATES} are queued"},
+                )
             self._pending_candidates.append(candidate)
             return {"success": True, "to_peer_id": to, "buffered": True}
         await self._apply_candidate(candidate)
@@ -397,7 +411,12 @@ class SignalingEndpoint:
     async def _disconnect(self, params: dict[str, Any]) -> dict[str, Any]:
         peer_id = params["peer_id"]
         if peer_id in (self.peer_id, self.server_peer_id):
+            had_peer = self.server_peer is not None
             await self._close_server_peer()
+            if had_peer:
+                self.notify(
+                    "peer.state_change", {"peer_id": self.peer_id, "connection_state": "closed", "timestamp": _now_ms()}
+                )
             return {"success": True, "peer_id": peer_id}
         target = self._relay_target(peer_id)
         target.endpoint.notify("peer.disconnected", {"peer_id": self.peer_id, "reason": params.get("reason")})
@@ -441,12 +460,20 @@ class SignalingEndpoint:
         if generation != self._generation or self.peer_id is None:
             return
         self.notify("peer.state_change", {"peer_id": self.peer_id, "connection_state": state, "timestamp": _now_ms()})
+        if state in ("failed", "closed"):  # timed out or dropped: release the peer and its session
+            self._spawn(self._close_server_peer(generation))
         if _SYSTEM_TOPIC in {s.node for s in self._subscriptions.values()}:
-            event = {"topic": f"{_SYSTEM_TOPIC}.out", "kind": "json", "ts": _now_ms(),
-                     "payload": {"event": "connection_state", "state": state}}
+            event = {
+                "topic": f"{_SYSTEM_TOPIC}.out",
+                "kind": "json",
+                "ts": _now_ms(),
+                "payload": {"event": "connection_state", "state": state},
+            }
             self.notify("control.event", event)
 
-    async def _close_server_peer(self) -> None:
+    async def _close_server_peer(self, generation: int | None = None) -> None:
+        if generation is not None and generation != self._generation:
+            return
         peer, self.server_peer = self.server_peer, None
         self._generation += 1
         for sub in self._subscriptions.values():
@@ -463,7 +490,9 @@ class SignalingEndpoint:
     def _require_session(self) -> Any:
         session = self.session
         if session is None:
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"})
+            raise rpc.RpcError(
+                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
+            )
         return session
 
     async def _on_pipeline(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -564,7 +593,9 @@ class SignalingEndpoint:
         try:
             await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
         except asyncio.TimeoutError:
-            raise rpc.RpcError(rpc.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}) from None
+            raise rpc.RpcError(
+                rpc.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
+            ) from None
         return {"published": True, "topic": topic}
 
     async def _set_node_state(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -582,8 +613,11 @@ class SignalingEndpoint:
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
         flush = getattr(self.server_peer, "flush_audio", None)
         if flush is None:
-            raise rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found",
-                               {"method": "control.flush_audio", "reason": "not supported by this server peer"})
+            raise rpc.RpcError(
+                rpc.METHOD_NOT_FOUND,
+                "Method not found",
+                {"method": "control.flush_audio", "reason": "not supported by this server peer"},
+            )
         dropped = flush()
         if inspect.isawaitable(dropped):
             dropped = await dropped
@@ -603,7 +637,9 @@ def payload_to_runtime_data(payload: Any) -> RuntimeData:
             try:
                 raw = base64.b64decode(payload["binary_b64"], validate=True)
             except ValueError:
-                raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}) from None
+                raise rpc.RpcError(
+                    rpc.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}
+                ) from None
             return BinaryData(raw, str(payload.get("mime_type", "application/octet-stream")))
     return JsonData(payload)
 
@@ -621,14 +657,31 @@ def output_event(topic: str, data: RuntimeData, *, include_audio: bool = False) 
         if not include_audio:
             return None
         raw = np.ascontiguousarray(data.samples, dtype="<f4").tobytes()
-        event.update(kind="audio", payload={"size": len(raw), "sample_rate": data.sample_rate,
-                                             "channels": data.channels, "samples_b64": base64.b64encode(raw).decode()})
+        event.update(
+            kind="audio",
+            payload={
+                "size": len(raw),
+                "sample_rate": data.sample_rate,
+                "channels": data.channels,
+                "samples_b64": base64.b64encode(raw).decode(),
+            },
+        )
     elif isinstance(data, VideoData):
-        event.update(kind="other", payload={"type": "video", "width": data.width, "height": data.height,
-                                             "frame_number": data.frame_number, "pixel_format": data.pixel_format})
+        event.update(
+            kind="other",
+            payload={
+                "type": "video",
+                "width": data.width,
+                "height": data.height,
+                "frame_number": data.frame_number,
+                "pixel_format": data.pixel_format,
+            },
+        )
     elif isinstance(data, ErrorData):
-        event.update(kind="other", payload={"type": "error", "node_id": data.node_id, "message": data.message,
-                                             "error_type": data.error_type})
+        event.update(
+            kind="other",
+            payload={"type": "error", "node_id": data.node_id, "message": data.message, "error_type": data.error_type},
+        )
     else:
         event.update(kind="other", payload={"type": getattr(data, "data_type", type(data).__name__)})
     return event

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
-__all__ = ["IceConfig", "prepare_peer_connection", "LOOPBACK_ADDRESS"]
+__all__ = ["LOOPBACK_ADDRESS", "IceConfig", "prepare_peer_connection"]
 
 LOOPBACK_ADDRESS = "127.0.0.1"
 _PATCHED_FLAG = "_remotemedia_ice_prepared"

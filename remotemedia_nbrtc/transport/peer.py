@@ -44,7 +44,8 @@ class PeerConfig:
     client can receive on. ``audio_out_rate``: sample rate of the outgoing audio track.
     ``connect_timeout_s``: after the answer, close the peer if it is not connected by then.
     ``video_format``: pixel format of received video frames given to the pipeline (None: as decoded,
-    normally ``yuv420p``).
+    normally ``yuv420p``). ``low_latency_receive=False`` keeps aiortc's own jitter buffer (about 80 ms
+    more audio latency; for comparison or if the low-latency buffer misbehaves).
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -54,6 +55,7 @@ class PeerConfig:
     audio_out_rate: int = 48000
     connect_timeout_s: float = 15
     video_format: str | None = None
+    low_latency_receive: bool = True
 
 
 def _validate_offer(sdp: Any) -> None:
@@ -164,10 +166,10 @@ class ServerPeer:
     def _setup_transceivers(self) -> None:
         have_audio = have_video = False
         for transceiver in self.pc.getTransceivers():
-            receiver = transceiver.receiver
-            self._buffers.append(
-                install_low_latency_buffer(receiver, audio_target_ms=self.config.jitter_target_ms)
-            )
+            if self.config.low_latency_receive:
+                self._buffers.append(
+                    install_low_latency_buffer(transceiver.receiver, audio_target_ms=self.config.jitter_target_ms)
+                )
             can_send = transceiver._offerDirection in ("sendrecv", "sendonly")
             if not can_send or transceiver.sender.track is not None:
                 continue

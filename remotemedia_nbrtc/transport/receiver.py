@@ -37,9 +37,9 @@ from aiortc.rtp import RtpPacket
 from ..errors import TransportError
 
 __all__ = [
+    "SUPPORTED_AIORTC",
     "AudioJitterBuffer",
     "JitterStats",
-    "SUPPORTED_AIORTC",
     "UnsupportedAiortcError",
     "VideoJitterBuffer",
     "aiortc_version_supported",
@@ -195,8 +195,7 @@ class _BaseBuffer:
 
     def _note_hold(self, arrival: float, now: float) -> None:
         held_ms = (now - arrival) * 1000.0
-        if held_ms > self.stats.max_hold_ms:
-            self.stats.max_hold_ms = held_ms
+        self.stats.max_hold_ms = max(self.stats.max_hold_ms, held_ms)
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         """aiortc's ``JitterBuffer.add`` contract: ``(pli_flag, frame or None)``.
@@ -208,8 +207,7 @@ class _BaseBuffer:
         if not frames:
             return pli, None
         if self._deliver is None:
-            # Without a sink only one frame can leave per call; keep order by dropping none:
-            # re-hold is impossible, so release the earliest ones through the stats as drops.
+            # without a sink only one frame can leave per call: the earlier ones are dropped (counted)
             self.stats.frames_dropped += len(frames) - 1
             return pli, frames[-1]
         for frame in frames[:-1]:
@@ -438,14 +436,14 @@ def install_low_latency_buffer(
             RuntimeWarning,
             stacklevel=2,
         )
-    kind = getattr(receiver, "_RTCRtpReceiver__kind")
-    codecs: dict[int, Any] = getattr(receiver, "_RTCRtpReceiver__codecs")
-    decoder_queue = getattr(receiver, "_RTCRtpReceiver__decoder_queue")
-    mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper")
+    kind = receiver._RTCRtpReceiver__kind
+    codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
+    decoder_queue = receiver._RTCRtpReceiver__decoder_queue
+    mapper = receiver._RTCRtpReceiver__timestamp_mapper
 
     def deliver(frame: JitterFrame, payload_type: int) -> None:
         # mirrors the tail of RTCRtpReceiver._handle_rtp_packet for frames released out of band
-        if getattr(receiver, "_RTCRtpReceiver__decoder_thread") is None:
+        if receiver._RTCRtpReceiver__decoder_thread is None:
             return
         codec = codecs.get(payload_type)
         if codec is None:

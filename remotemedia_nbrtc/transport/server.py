@@ -136,7 +136,9 @@ class WebRTCServer:
 
     def __init__(self, config: ServerConfig | None, pipeline: Any, *, runner: PipelineRunner | None = None) -> None:
         if isinstance(pipeline, PipelineRunner):
-            raise TypeError("WebRTCServer needs a pipeline (Pipeline, manifest dict or path); pass the runner as runner=")
+            raise TypeError(
+                "WebRTCServer needs a pipeline (Pipeline, manifest dict or path); pass the runner as runner="
+            )
         self.config = config or ServerConfig()
         self.pipeline = load_manifest(pipeline)
         self.runner = runner

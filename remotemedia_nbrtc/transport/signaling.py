@@ -29,12 +29,12 @@ __all__ = [
     "METHODS",
     "METHOD_NOT_FOUND",
     "NEGOTIATION_IN_PROGRESS",
+    "NODE_STATES",
     "OFFER_INVALID",
     "PARSE_ERROR",
     "PEER_NOT_FOUND",
     "SERVER_PEER_ID",
     "SESSION_LIMIT",
-    "NODE_STATES",
     "Request",
     "RpcError",
     "error_message",
@@ -102,7 +102,9 @@ _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
 }
 METHODS = frozenset(_PARAM_SPECS)
 
-_TOPIC_RE = re.compile(r"^(?P<node>[A-Za-z0-9_*-][A-Za-z0-9_:*-]{0,127})\.(?P<dir>in|out)(?:\.(?P<port>[A-Za-z0-9_-]{1,64}))?$")
+_TOPIC_RE = re.compile(
+    r"^(?P<node>[A-Za-z0-9_*-][A-Za-z0-9_:*-]{0,127})\.(?P<dir>in|out)(?:\.(?P<port>[A-Za-z0-9_-]{1,64}))?$"
+)
 _CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
 
 
@@ -189,9 +191,13 @@ def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_
         raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id)
     method = obj.get("method")
     if not isinstance(method, str) or not method:
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id)
+        raise RpcError(
+            INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id
+        )
     if "result" in obj or "error" in obj:
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id)
+        raise RpcError(
+            INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id
+        )
     if method not in _PARAM_SPECS:
         raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
     params = obj.get("params", {})
@@ -228,9 +234,8 @@ def _check_method_params(method: str, params: dict[str, Any], request_id: Any) -
         topic = parse_topic(params["topic"])
         if topic is None or topic[1] != want:
             raise bad(f"'topic' must look like 'node.{want}[.port]'")
-    elif method == "control.set_node_state":
-        if params["state"] not in NODE_STATES:
-            raise bad(f"'state' must be one of {', '.join(NODE_STATES)}")
+    elif method == "control.set_node_state" and params["state"] not in NODE_STATES:
+        raise bad(f"'state' must be one of {', '.join(NODE_STATES)}")
 
 
 def parse_topic(topic: str) -> tuple[str, str, str | None] | None:
@@ -282,8 +287,7 @@ def normalize_candidate(params: dict[str, Any]) -> dict[str, Any] | None:
 
 def _candidate_problem(line: str) -> str | None:
     text = line.strip()
-    if text.startswith("a="):
-        text = text[2:]
+    text = text.removeprefix("a=")
     if not text.startswith("candidate:"):
         return "candidate must start with 'candidate:'"
     bits = text[len("candidate:") :].split()

@@ -94,8 +94,15 @@ class _AudioSource(MediaStreamTrack):
 class ToneSource(_AudioSource):
     """A continuous sine tone (``duration_s=None``: endless)."""
 
-    def __init__(self, freq: float = 440.0, duration_s: float | None = None, *, amplitude: float = 0.5,
-                 sample_rate: int = 48000, frame_ms: int = 20) -> None:
+    def __init__(
+        self,
+        freq: float = 440.0,
+        duration_s: float | None = None,
+        *,
+        amplitude: float = 0.5,
+        sample_rate: int = 48000,
+        frame_ms: int = 20,
+    ) -> None:
         super().__init__(sample_rate=sample_rate, frame_ms=frame_ms, duration_s=duration_s)
         self.freq = freq
         self.amplitude = amplitude
@@ -112,9 +119,17 @@ class ToneBurstSource(_AudioSource):
     handed to the sender at ``sent_us`` (``now_us()`` clock).
     """
 
-    def __init__(self, burst_ms: float = 20.0, period_ms: float = 500.0, *, freq: float = 880.0,
-                 amplitude: float = 0.5, duration_s: float | None = None, sample_rate: int = 48000,
-                 frame_ms: int = 20) -> None:
+    def __init__(
+        self,
+        burst_ms: float = 20.0,
+        period_ms: float = 500.0,
+        *,
+        freq: float = 880.0,
+        amplitude: float = 0.5,
+        duration_s: float | None = None,
+        sample_rate: int = 48000,
+        frame_ms: int = 20,
+    ) -> None:
         super().__init__(sample_rate=sample_rate, frame_ms=frame_ms, duration_s=duration_s)
         self.freq = freq
         self.amplitude = amplitude
@@ -141,8 +156,9 @@ class WavFileSource(_AudioSource):
     ``loop=True`` repeats it; otherwise the track ends after the file (``pad_s`` of silence first).
     """
 
-    def __init__(self, path: str | Path, *, loop: bool = False, pad_s: float = 0.0, sample_rate: int = 48000,
-                 frame_ms: int = 20) -> None:
+    def __init__(
+        self, path: str | Path, *, loop: bool = False, pad_s: float = 0.0, sample_rate: int = 48000, frame_ms: int = 20
+    ) -> None:
         super().__init__(sample_rate=sample_rate, frame_ms=frame_ms)
         self.path = Path(path)
         if not self.path.exists():  # a wrong path must not turn into silent audio
@@ -224,7 +240,9 @@ class SyntheticVideoSource(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int = 320, height: int = 240, fps: float = 15.0, *, duration_s: float | None = None) -> None:
+    def __init__(
+        self, width: int = 320, height: int = 240, fps: float = 15.0, *, duration_s: float | None = None
+    ) -> None:
         super().__init__()
         if width % 2 or height % 2:
             raise ValueError("yuv420p needs even width and height")

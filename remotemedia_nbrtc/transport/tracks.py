@@ -122,10 +122,11 @@ class TrackReader:
 
 
 class PipelineAudioTrack(MediaStreamTrack):
-    """Audio from the pipeline, sent as 20 ms mono s16 frames at ``sample_rate``, paced in real time.
+    """Audio from the pipeline, sent as 20 ms s16 frames at ``sample_rate``, paced in real time.
 
     :meth:`push` accepts :class:`AudioData` at any rate and channel count (downmixed by averaging,
-    resampled by one persistent resampler per input format). When nothing is queued, ``recv`` sends
+    resampled by one persistent resampler per input format). Frames go out as stereo with equal
+    channels: aiortc's Opus encoder would otherwise upmix mono with FFmpeg's -3 dB pan law. When nothing is queued, ``recv`` sends
     silence. At most ``max_buffer_s`` is queued; beyond that the oldest samples are dropped and counted.
     """
 
@@ -215,8 +216,8 @@ class PipelineAudioTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)
             if self.readyState != "live":
                 raise MediaStreamError
-        pcm = self._take(self.samples_per_frame)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        pcm = np.repeat(self._take(self.samples_per_frame), 2)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = self.sample_rate
         frame.pts = self._timestamp
         frame.time_base = fractions.Fraction(1, self.sample_rate)

@@ -62,12 +62,36 @@ def relay(jp_serverapp: Any) -> Any:
 
 
 @pytest.fixture
-def connect_link(link_url: str, link_secret: str) -> Callable[..., Awaitable[WebSocketClientConnection]]:
+def _sockets() -> Iterator[list[WebSocketClientConnection]]:
+    # tornado warns (ResourceWarning) about client sockets never closed, even after the server closed them
+    opened: list[WebSocketClientConnection] = []
+    yield opened
+    for ws in opened:
+        ws.close()
+
+
+def _track(opened: list[WebSocketClientConnection], pending: Awaitable[WebSocketClientConnection]) -> Any:
+    async def connect() -> WebSocketClientConnection:
+        ws = await pending
+        opened.append(ws)
+        return ws
+
+    return connect()
+
+
+@pytest.fixture
+def ws_fetch(jp_ws_fetch: Any, _sockets: list[WebSocketClientConnection]) -> Callable[..., Any]:
+    """``jp_ws_fetch`` whose sockets are closed at teardown."""
+    return lambda *parts, **kw: _track(_sockets, jp_ws_fetch(*parts, **kw))
+
+
+@pytest.fixture
+def connect_link(link_url: str, link_secret: str, _sockets: list[WebSocketClientConnection]) -> Callable[..., Any]:
     """Open a raw kernel-link WebSocket (a fake kernel)."""
 
-    def _connect(secret: str | None = None) -> Awaitable[WebSocketClientConnection]:
+    def _connect(secret: str | None = None) -> Any:
         req = HTTPRequest(link_url, headers={"X-RemoteMedia-Link-Secret": secret or link_secret})
-        return websocket_connect(req)
+        return _track(_sockets, websocket_connect(req))
 
     return _connect
 

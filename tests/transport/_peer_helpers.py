@@ -18,7 +18,8 @@ LOOPBACK = IceConfig(loopback_only=True)
 
 
 class ToneTrack(MediaStreamTrack):
-    """A paced 20 ms sine at 48 kHz mono; remembers when each frame index was produced."""
+    """A paced 20 ms sine at 48 kHz, stereo (aiortc's mono->stereo upmix would lower it by 3 dB);
+    remembers when each frame index was produced."""
 
     kind = "audio"
 
@@ -39,8 +40,9 @@ class ToneTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         t = (np.arange(spf) + self.n * spf) / self.rate
-        pcm = (np.sin(2 * np.pi * self.freq * t) * self.amplitude * 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        mono = (np.sin(2 * np.pi * self.freq * t) * self.amplitude * 32767).astype(np.int16)
+        pcm = np.repeat(mono, 2).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
         frame.sample_rate = self.rate
         frame.pts = self.n * spf
         frame.time_base = fractions.Fraction(1, self.rate)

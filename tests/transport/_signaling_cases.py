@@ -9,7 +9,7 @@ OVERSIZE_LIMIT = 64 * 1024
 
 def malformed_messages() -> list[str]:
     """50 messages that must each get a JSON-RPC error (with a request id where one is readable)."""
-    req = lambda method, params, rid=1: json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})  # noqa: E731
+    req = lambda method, params, rid=1: json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
     big = "x" * (OVERSIZE_LIMIT + 10)
     cases = [
         "",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from _signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport.endpoint import PeerRegistry, SignalingEndpoint
+from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -26,7 +26,7 @@ SERVER = "remotemedia-server"
 class FakePeer:
     """Records calls; emits a candidate and a state change while handling the offer."""
 
-    instances: list[FakePeer] = []
+    instances: ClassVar[list[FakePeer]] = []
 
     def __init__(self, on_ice_candidate: Any, on_state_change: Any, fail: SignalingError | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -57,14 +57,17 @@ class FakePeer:
         self.closed = True
 
 
-def make_endpoint(registry: PeerRegistry | None = None, fail: SignalingError | None = None,
-                  **kw: Any) -> tuple[SignalingEndpoint, list[dict[str, Any]]]:
+def make_endpoint(
+    registry: PeerRegistry | None = None, fail: SignalingError | None = None, **kw: Any
+) -> tuple[SignalingEndpoint, list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
 
     async def send(text: str) -> None:
         sent.append(json.loads(text))
 
-    async def factory(pipeline: Any, config: Any, *, on_ice_candidate: Any, on_state_change: Any, runner: Any) -> FakePeer:
+    async def factory(
+        pipeline: Any, config: Any, *, on_ice_candidate: Any, on_state_change: Any, runner: Any
+    ) -> FakePeer:
         return FakePeer(on_ice_candidate, on_state_change, fail)
 
     ep = SignalingEndpoint(send, pipeline=None, peer_config=None, registry=registry, peer_factory=factory, **kw)
@@ -148,8 +151,20 @@ async def test_candidates_before_offer_are_queued_then_applied_in_order() -> Non
     i_answer = order.index("result")
     cands = [m for m in sent if m.get("method") == "peer.ice_candidate"]
     assert order.index("peer.ice_candidate") > i_answer and order.index("peer.state_change") > i_answer
-    assert cands[0]["params"] == {"from": SERVER, "to": "alice", "candidate": CAND, "sdp_mid": "0", "sdp_m_line_index": 0}
-    assert cands[1]["params"] == {"from": SERVER, "to": "alice", "candidate": "", "sdp_mid": None, "sdp_m_line_index": None}
+    assert cands[0]["params"] == {
+        "from": SERVER,
+        "to": "alice",
+        "candidate": CAND,
+        "sdp_mid": "0",
+        "sdp_m_line_index": 0,
+    }
+    assert cands[1]["params"] == {
+        "from": SERVER,
+        "to": "alice",
+        "candidate": "",
+        "sdp_mid": None,
+        "sdp_m_line_index": None,
+    }
     state = next(m for m in sent if m.get("method") == "peer.state_change")["params"]
     assert state["peer_id"] == "alice" and state["connection_state"] == "connecting" and state["timestamp"] > 1e12
     # after the offer, candidates go straight to the peer; end-of-candidates becomes None
@@ -197,9 +212,13 @@ async def test_custom_error_codes_from_endpoint() -> None:
     assert reply(sent, 2)["error"]["code"] == -32000
     await ep.handle_message(req("peer.answer", {"from": "alice", "to": SERVER, "sdp": SDP}, 3))
     assert reply(sent, 3)["error"]["code"] == -32003
-    await ep.handle_message(req("peer.ice_candidate", {"from": "alice", "to": SERVER, "candidate": "bogus", "sdp_mid": "0"}, 4))
+    await ep.handle_message(
+        req("peer.ice_candidate", {"from": "alice", "to": SERVER, "candidate": "bogus", "sdp_mid": "0"}, 4)
+    )
     assert reply(sent, 4)["error"]["code"] == -32004
-    await ep.handle_message(req("peer.ice_candidate", {"from": "alice", "to": "nobody", "candidate": CAND, "sdp_mid": "0"}, 5))
+    await ep.handle_message(
+        req("peer.ice_candidate", {"from": "alice", "to": "nobody", "candidate": CAND, "sdp_mid": "0"}, 5)
+    )
     assert reply(sent, 5)["error"]["code"] == -32000
     await ep.handle_message(req("peer.disconnect", {"peer_id": "nobody"}, 6))
     assert reply(sent, 6)["error"]["code"] == -32000
@@ -254,3 +273,78 @@ async def test_messages_processed_in_order_even_when_fired_concurrently() -> Non
     ids = [m.get("id") for m in sent if "id" in m]
     assert ids.index("o") < ids.index("c")
     await ep.close()
+
+
+async def test_real_server_peer_with_candidates_before_offer() -> None:
+    """Client candidates sent before the offer are queued and used: the call connects on them alone."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from remotemedia_nbrtc.transport.client import split_candidates
+    from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+    from remotemedia_nbrtc.transport.loop_thread import rtc_loop
+    from remotemedia_nbrtc.transport.peer import PeerConfig
+
+    ice = IceConfig(loopback_only=True)
+    manifest = {
+        "version": "v1",
+        "metadata": {},
+        "nodes": [{"id": "echo", "node_type": "PassThrough"}],
+        "connections": [],
+    }
+
+    async def scenario() -> dict[str, Any]:
+        sent: list[dict[str, Any]] = []
+        ep = SignalingEndpoint(lambda text: sent.append(json.loads(text)), manifest, PeerConfig(ice=ice))
+        pc = RTCPeerConnection(ice.to_rtc_configuration())
+        dc = pc.createDataChannel("pipeline-data")
+        opened = asyncio.Event()
+        echoed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        dc.on("open", opened.set)
+        dc.on("message", lambda m: echoed.done() or echoed.set_result(m))
+        try:
+            await ep.handle_message(req("peer.announce", {"peer_id": "raw"}, 1))
+            prepare_peer_connection(pc, ice)
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp, candidates = split_candidates(pc.localDescription.sdp)
+            assert candidates and "a=candidate" not in sdp
+            for i, c in enumerate(candidates):  # all of them BEFORE the offer
+                await ep.handle_message(
+                    req(
+                        "peer.ice_candidate",
+                        {
+                            "from": "raw",
+                            "to": SERVER,
+                            "candidate": c["candidate"],
+                            "sdp_mid": c["sdpMid"],
+                            "sdp_m_line_index": c["sdpMLineIndex"],
+                        },
+                        f"c{i}",
+                    )
+                )
+            await ep.handle_message(req("peer.ice_candidate", {"from": "raw", "to": SERVER, "candidate": ""}, "end"))
+            assert all(reply(sent, f"c{i}")["result"]["buffered"] for i in range(len(candidates)))
+            await ep.handle_message(req("peer.offer", {"from": "raw", "to": SERVER, "sdp": sdp}, "o"))
+            answer = reply(sent, "o")["result"]
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            await asyncio.wait_for(opened.wait(), 10)
+            dc.send(json.dumps({"type": "text", "text": "ping"}))
+            echo = json.loads(await asyncio.wait_for(echoed, 10))
+            states = [m["params"]["connection_state"] for m in sent if m.get("method") == "peer.state_change"]
+            server_ice = ep.server_peer.pc.sctp.transport.transport
+            remote_ports = {c.port for c in server_ice.getRemoteCandidates()}
+            sent_ports = {int(c["candidate"].split()[5]) for c in candidates}
+            return {
+                "echo": echo,
+                "states": states,
+                "pc": pc.connectionState,
+                "remote": remote_ports,
+                "sent": sent_ports,
+            }
+        finally:
+            await pc.close()
+            await ep.close()
+
+    out = await asyncio.wrap_future(rtc_loop().submit(scenario()))
+    assert out["pc"] == "connected" and out["echo"]["type"] == "text" and out["echo"]["text"] == "ping"
+    assert "connected" in out["states"]
+    assert out["sent"] and out["sent"] <= out["remote"], out  # the queued candidates reached the server's ICE agent

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from _signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 from remotemedia_nbrtc.transport import signaling as rpc
+from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,9 +30,22 @@ def code_of(text: str) -> tuple[int, object]:
 
 def test_error_code_values_match_upstream() -> None:
     assert (rpc.PARSE_ERROR, rpc.INVALID_REQUEST, rpc.METHOD_NOT_FOUND, rpc.INVALID_PARAMS, rpc.INTERNAL_ERROR) == (
-        -32700, -32600, -32601, -32602, -32603)
-    assert [rpc.PEER_NOT_FOUND, rpc.SESSION_LIMIT, rpc.OFFER_INVALID, rpc.ANSWER_INVALID, rpc.ICE_INVALID,
-            rpc.NEGOTIATION_IN_PROGRESS, rpc.CONNECTION_TIMEOUT, rpc.CODEC_MISMATCH] == list(range(-32000, -32008, -1))
+        -32700,
+        -32600,
+        -32601,
+        -32602,
+        -32603,
+    )
+    assert [
+        rpc.PEER_NOT_FOUND,
+        rpc.SESSION_LIMIT,
+        rpc.OFFER_INVALID,
+        rpc.ANSWER_INVALID,
+        rpc.ICE_INVALID,
+        rpc.NEGOTIATION_IN_PROGRESS,
+        rpc.CONNECTION_TIMEOUT,
+        rpc.CODEC_MISMATCH,
+    ] == list(range(-32000, -32008, -1))
 
 
 @pytest.mark.parametrize("rid", [1, 0, -5, 2.5, "req-1", None])
@@ -65,7 +78,10 @@ def test_invalid_params() -> None:
     assert code_of(req("control.subscribe", {"topic": "vad.in"}))[0] == -32602
     assert code_of(req("control.publish", {"topic": "vad.out", "payload": {}}))[0] == -32602
     assert code_of(req("control.set_node_state", {"node_id": "vad", "state": "off"}))[0] == -32602
-    assert code_of(req("peer.ice_candidate", {"from": "a", "to": "b", "candidate": CAND, "sdp_m_line_index": True}))[0] == -32602
+    assert (
+        code_of(req("peer.ice_candidate", {"from": "a", "to": "b", "candidate": CAND, "sdp_m_line_index": True}))[0]
+        == -32602
+    )
 
 
 def test_oversize_is_an_error_with_limit_in_data() -> None:
@@ -137,14 +153,20 @@ def test_bad_candidates_are_ice_invalid(params: dict[str, object]) -> None:
 def test_builders_round_trip() -> None:
     assert json.loads(rpc.result_message("r", {"ok": 1})) == {"jsonrpc": "2.0", "result": {"ok": 1}, "id": "r"}
     err = json.loads(rpc.error_message(3, -32002, "Invalid SDP offer", {"reason": "x"}))
-    assert err == {"jsonrpc": "2.0", "error": {"code": -32002, "message": "Invalid SDP offer", "data": {"reason": "x"}}, "id": 3}
+    assert err == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32002, "message": "Invalid SDP offer", "data": {"reason": "x"}},
+        "id": 3,
+    }
     assert "data" not in json.loads(rpc.error_message(None, -32700, "Parse error"))["error"]
     note = json.loads(rpc.notification("peer.state_change", {"peer_id": "a"}))
     assert note == {"jsonrpc": "2.0", "method": "peer.state_change", "params": {"peer_id": "a"}} and "id" not in note
     end = rpc.ice_candidate_params(None, from_id="remotemedia-server", to_id="a")
     assert end == {"from": "remotemedia-server", "to": "a", "candidate": "", "sdp_mid": None, "sdp_m_line_index": None}
     # a request built for the client parses back on the server
-    back = rpc.parse_message(rpc.request_message("peer.offer", {"from": "a", "to": "remotemedia-server", "sdp": SDP}, 9))
+    back = rpc.parse_message(
+        rpc.request_message("peer.offer", {"from": "a", "to": "remotemedia-server", "sdp": SDP}, 9)
+    )
     assert back.params["sdp"] == SDP and back.id == 9
 
 

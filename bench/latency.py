@@ -1,0 +1,382 @@
+"""Transport latency: this project's WebRTC path beside plain aiortc, same workloads, same run.
+
+Every server runs in its own process (a fresh one per workload); the client (ClientPeer for ours,
+plain aiortc for the baseline) runs in this process; all traffic on 127.0.0.1, ICE loopback-only.
+Send and receive times share one clock (``time.monotonic_ns``, system-wide on Linux), so
+client-to-server-to-client latencies need no clock sync. See bench/README.md for each figure.
+
+    .venv/bin/python bench/latency.py [--quick] [--duration S] [--soak [--soak-duration S]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_aiortc import PlainClient  # noqa: E402
+from procstat import ProcSampler  # noqa: E402
+from report import percentiles, write_section  # noqa: E402
+from servers import MANIFESTS, JupyterKernel, ServerProc  # noqa: E402
+
+from remotemedia_nbrtc.runtime import now_us  # noqa: E402
+from remotemedia_nbrtc.transport.client import ClientPeer  # noqa: E402
+from remotemedia_nbrtc.transport.ice import IceConfig  # noqa: E402
+from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource  # noqa: E402
+
+ICE = IceConfig(loopback_only=True)
+WARMUP_S = 1.0  # bursts / frames sent in the first second after connecting are not counted
+TAIL_S = 1.0  # nor those sent in the last second (their results may still be in flight)
+LEVEL_THRESHOLD_DBFS = -30.0  # a 0.5-amplitude burst is about -9 dBFS RMS; silence is far below -60
+ECHO_PEAK_THRESHOLD = 0.1
+BURST_MS, PERIOD_MS = 20, 500
+ANCHORS = {  # plain aiortc figures from the issue, for context
+    "audio": "82 ms p50", "echo": "164-168 ms", "video640": "43-45 ms", "connect": "131 ms",
+}
+
+
+@dataclass
+class Run:
+    """One workload against one server."""
+
+    impl: str  # "ours" | "baseline" | "jupyter"
+    workload: str  # "audio" | "echo" | "video640" | "video720"
+    duration_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    sent_at_s: list[float] = field(default_factory=list)  # send time (s since connect) of each latency
+    expected: int = 0
+    missed: int = 0
+    connect_ms: float | None = None  # connect() start -> first result computed at the server
+    connected_ms: float | None = None  # connect() start -> client sees the connection (and data channel) up
+    fps_in: float | None = None
+    fps_out: float | None = None
+    slope_ms_per_min: float | None = None
+    proc: dict[str, Any] = field(default_factory=dict)
+    server_stats: Any = None
+    error: str | None = None
+
+    @property
+    def pct(self) -> list[float]:
+        return percentiles(self.latencies_ms)
+
+
+# -- analysis --------------------------------------------------------------------------------------
+def _window(sent_us: int, connected_us: int, end_us: int) -> bool:
+    return connected_us + WARMUP_S * 1e6 <= sent_us <= end_us - TAIL_S * 1e6
+
+
+def burst_latencies(run: Run, onsets: list[tuple[int, int]], hits: list[tuple[int, bool]],
+                    connected_us: int, end_us: int) -> None:
+    """For each counted burst: first loud result received after its send time, before the next burst."""
+    hits = sorted(hits)
+    times = np.array([t for t, _ in hits], dtype=np.int64)
+    sends = [sent for _, sent in onsets]
+    for i, sent in enumerate(sends):
+        if not _window(sent, connected_us, end_us):
+            continue
+        run.expected += 1
+        limit = sends[i + 1] if i + 1 < len(sends) else end_us
+        j = int(np.searchsorted(times, sent))
+        while j < len(hits) and hits[j][0] < limit and not hits[j][1]:
+            j += 1
+        if j < len(hits) and hits[j][0] < limit:
+            run.latencies_ms.append((hits[j][0] - sent) / 1000)
+            run.sent_at_s.append((sent - connected_us) / 1e6)
+        else:
+            run.missed += 1
+
+
+def video_latencies(run: Run, source: SyntheticVideoSource, results: list[tuple[int, int]],
+                    connected_us: int, end_us: int) -> None:
+    """Latency per frame number (first result wins); fps in/out over the counted window; slope."""
+    first: dict[int, int] = {}
+    for recv, number in results:
+        first.setdefault(number, recv)
+    counted = {n: s for n, s in source.sent_us.items() if _window(s, connected_us, end_us)}
+    run.expected = len(counted)
+    for n, sent in sorted(counted.items()):
+        if n in first and first[n] >= sent:
+            run.latencies_ms.append((first[n] - sent) / 1000)
+            run.sent_at_s.append((sent - connected_us) / 1e6)
+        else:
+            run.missed += 1
+    span = (end_us - connected_us) / 1e6 - WARMUP_S - TAIL_S
+    if span > 0:
+        run.fps_in = len(counted) / span
+        lo, hi = connected_us + WARMUP_S * 1e6, end_us - TAIL_S * 1e6
+        run.fps_out = sum(1 for recv in first.values() if lo <= recv <= hi) / span
+    if len(run.latencies_ms) >= 10:
+        run.slope_ms_per_min = float(np.polyfit(np.array(run.sent_at_s) / 60.0, run.latencies_ms, 1)[0])
+
+
+def _first_result_ms(outputs: list[tuple[int, dict[str, Any]]], t0_wall_us: int) -> float | None:
+    # ts_us is the server's wall clock when it encoded the result: first frame through the pipeline
+    for _, msg in outputs:
+        if msg.get("type") == "json" and "ts_us" in msg:
+            return (msg["ts_us"] - t0_wall_us) / 1000
+    return None
+
+
+# -- one workload against one server ------------------------------------------------------------------
+def _sources(workload: str, duration: float) -> tuple[ToneBurstSource | None, SyntheticVideoSource | None]:
+    if workload in ("audio", "echo"):
+        return ToneBurstSource(burst_ms=BURST_MS, period_ms=PERIOD_MS, amplitude=0.5), None
+    size = (640, 480) if workload == "video640" else (1280, 720)
+    return None, SyntheticVideoSource(*size, fps=30.0)
+
+
+async def _collect_ours(client: ClientPeer, outputs: list[tuple[int, dict[str, Any]]], until: float) -> None:
+    while time.monotonic() < until:
+        try:
+            msg = await client.next_output(timeout=max(0.05, until - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+        if msg is None:
+            return
+        outputs.append((msg["recv_us"], msg))
+
+
+async def run_workload(impl: str, workload: str, duration: float, log_dir: Path) -> Run:
+    run = Run(impl, workload, duration)
+    kind = "video" if workload.startswith("video") else workload
+    server: Any = None
+    client: Any = None
+    try:
+        if impl == "ours":
+            server = await asyncio.to_thread(ServerProc.ours, kind, log_dir)
+            url = f"ws://127.0.0.1:{server.port}/ws"
+        elif impl == "baseline":
+            server = await asyncio.to_thread(ServerProc.baseline, kind, log_dir)
+            url = f"http://127.0.0.1:{server.port}/offer"
+        else:
+            server = await asyncio.to_thread(JupyterKernel, MANIFESTS[kind], log_dir)
+            url = server.ws_url
+        audio, video = _sources(workload, duration)
+        t0_wall, t0 = time.time_ns() // 1000, now_us()
+        if impl == "baseline":
+            client = await PlainClient.connect(url, audio=audio, video=video, receive_audio=kind == "echo")
+        else:
+            client = await ClientPeer.connect(url, token=getattr(server, "token", None), audio=audio, video=video,
+                                              ice=ICE, receive_media=kind == "echo", timeout_s=20)
+        connected = now_us()
+        run.connected_ms = (connected - t0) / 1000
+        sampler = ProcSampler(server.pid).start()
+        outputs: list[tuple[int, dict[str, Any]]] = []
+        until = time.monotonic() + duration
+        if impl == "baseline":
+            await asyncio.sleep(duration)
+            outputs = list(client.outputs)
+        else:
+            await _collect_ours(client, outputs, until)
+        end = now_us()
+        run.proc = await sampler.stop()
+        run.server_stats = await asyncio.to_thread(server.stats if impl != "jupyter" else server.peer_stats)
+        run.connect_ms = _first_result_ms(outputs, t0_wall)
+        if kind == "audio":
+            hits = [(t, m["value"]["rms_dbfs"] > LEVEL_THRESHOLD_DBFS) for t, m in outputs
+                    if m.get("type") == "json" and isinstance(m.get("value"), dict) and m["value"].get("kind") == "level"]
+            burst_latencies(run, audio.onsets, hits, connected, end)
+        elif kind == "echo":
+            if impl == "baseline":
+                chunks = list(client.audio_chunks)
+            else:
+                chunks = [(a.arrival_ts_us, float(np.max(np.abs(a.samples))) if a.samples.size else 0.0)
+                          for a in list(client.received_audio)]
+            burst_latencies(run, audio.onsets, [(t, p > ECHO_PEAK_THRESHOLD) for t, p in chunks], connected, end)
+        else:
+            results = [(t, m["value"]["source_frame_number"]) for t, m in outputs
+                       if m.get("type") == "json" and isinstance(m.get("value"), dict)
+                       and "source_frame_number" in m["value"]]
+            video_latencies(run, video, results, connected, end)
+    except Exception as exc:
+        run.error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.close(), 15)
+            except Exception as exc:
+                run.error = (run.error or "") + f" (client close: {exc!r})"
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+    return run
+
+
+# -- report ------------------------------------------------------------------------------------------
+def _ms(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _lat(run: Run | None, n: int = 3) -> str:
+    if run is None:
+        return "not run"
+    if run.error and not run.latencies_ms:
+        return f"failed ({run.error[:80]})"
+    p = run.pct
+    text = " / ".join(_ms(v) for v in p[:n])
+    if run.missed:
+        text += f" ({run.missed}/{run.expected} missed)"
+    return text
+
+
+def _cpu(run: Run | None) -> str:
+    if run is None or not run.proc:
+        return "-"
+    return f"{run.proc['cpu_pct']:.0f} % / {run.proc['rss_mb']:.0f} MB"
+
+
+def table(runs: dict[tuple[str, str], Run]) -> str:
+    def get(impl: str, wl: str) -> Run | None:
+        return runs.get((impl, wl))
+
+    rows: list[tuple[str, str, str, str]] = []
+    for wl, label, anchor in (("audio", "audio burst -> result, p50 / p95 / p99 ms", ANCHORS["audio"]),
+                              ("echo", "echo round trip, p50 / p95 / p99 ms", ANCHORS["echo"]),
+                              ("video640", "video 640x480@30 -> result, p50 / p95 / p99 ms", ANCHORS["video640"]),
+                              ("video720", "video 1280x720@30 -> result, p50 / p95 / p99 ms", "")):
+        if get("ours", wl) is None and get("baseline", wl) is None:
+            continue
+        rows.append((label, _lat(get("ours", wl)), _lat(get("baseline", wl)), anchor))
+        if wl.startswith("video"):
+            def fps(r: Run | None) -> str:
+                return "-" if r is None else f"{_ms(r.fps_in)} / {_ms(r.fps_out)}"
+
+            def slope(r: Run | None) -> str:
+                return "-" if r is None else _ms(r.slope_ms_per_min, 2)
+
+            rows.append((f"{wl}: fps in / out", fps(get("ours", wl)), fps(get("baseline", wl)), ""))
+            rows.append((f"{wl}: latency slope, ms per minute", slope(get("ours", wl)), slope(get("baseline", wl)), ""))
+    for wl in ("audio", "video640", "video720"):
+        o, b = get("ours", wl), get("baseline", wl)
+        if o or b:
+            rows.append((f"connect ({wl}): start -> first result at server, ms",
+                         _ms(o and o.connect_ms, 0), _ms(b and b.connect_ms, 0), ANCHORS["connect"] if wl == "audio" else ""))
+            rows.append((f"connect ({wl}): start -> client connected, ms",
+                         _ms(o and o.connected_ms, 0), _ms(b and b.connected_ms, 0), ""))
+    for wl in ("audio", "echo", "video640", "video720"):
+        o, b = get("ours", wl), get("baseline", wl)
+        if o or b:
+            rows.append((f"server CPU (% of one core) / RSS: {wl}", _cpu(o), _cpu(b), ""))
+    lines = ["| figure | ours | plain aiortc (same run) | issue anchor (plain aiortc) |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def jupyter_table(run: Run | None, standalone: Run | None) -> str:
+    if run is None:
+        return "Through the Jupyter extension: not run."
+    lines = ["| figure | ours via jupyter server + kernel | ours standalone (same run) |", "|---|---|---|",
+             f"| audio burst -> result, p50 / p95 / p99 ms | {_lat(run)} | {_lat(standalone)} |",
+             f"| connect: start -> first result at kernel, ms | {_ms(run.connect_ms, 0)} | "
+             f"{_ms(standalone and standalone.connect_ms, 0)} |",
+             f"| connect: start -> client connected, ms | {_ms(run.connected_ms, 0)} | "
+             f"{_ms(standalone and standalone.connected_ms, 0)} |",
+             f"| kernel / server CPU (% of one core) / RSS | {_cpu(run)} | {_cpu(standalone)} |"]
+    return "\n".join(lines)
+
+
+def _stats_note(run: Run) -> str:
+    """The counters of our server peer that show loss, drops or errors."""
+    stats = run.server_stats
+    peers = stats.get("peers") if isinstance(stats, dict) and "peers" in stats else stats
+    if run.impl == "baseline":
+        return f"baseline server: {stats}"
+    if not peers:
+        return f"{run.impl} server: no live peer at the end ({stats})"
+    p = peers[0] or {}
+    keep = {k: p.get(k) for k in ("frames_in", "jitter", "bridge", "datachannel", "unrouted_outputs",
+                                  "audio_out", "video_out") if k in p}
+    return f"{run.impl} server peer: {keep}"
+
+
+def details(runs: list[Run]) -> str:
+    out = []
+    for r in runs:
+        line = (f"- **{r.impl} {r.workload}** ({r.duration_s:.0f} s): counted {r.expected}, measured "
+                f"{len(r.latencies_ms)}, missed {r.missed}")
+        if r.latencies_ms:
+            line += f", max {max(r.latencies_ms):.1f} ms"
+        if r.error:
+            line += f"; ERROR {r.error}"
+        out.append(line + f"  \n  {_stats_note(r)}")
+    return "\n".join(out)
+
+
+def print_table(text: str) -> None:
+    print()
+    print(text)
+    print()
+
+
+async def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    log_dir = Path(tempfile.mkdtemp(prefix="rm-bench-logs-"))
+    duration = args.duration or (4.0 if args.quick else 15.0)
+    workloads = ["audio", "echo", "video640"] + ([] if args.quick else ["video720"])
+    runs: dict[tuple[str, str], Run] = {}
+    if not args.soak:
+        for wl in workloads:
+            for impl in ("baseline", "ours"):
+                print(f"running {impl} {wl} ({duration:.0f} s) ...", flush=True)
+                runs[(impl, wl)] = r = await run_workload(impl, wl, duration, log_dir)
+                print(f"  {impl} {wl}: {_lat(r)}", flush=True)
+        jupyter: Run | None = None
+        if not args.no_jupyter:
+            print(f"running jupyter audio ({duration:.0f} s) ...", flush=True)
+            jupyter = await run_workload("jupyter", "audio", duration, log_dir)
+            print(f"  jupyter audio: {_lat(jupyter)}", flush=True)
+        main_table = table(runs)
+        jt = jupyter_table(jupyter, runs.get(("ours", "audio")))
+        print_table(main_table + "\n\n" + jt)
+        all_runs = list(runs.values()) + ([jupyter] if jupyter else [])
+        body = (
+            f"Each workload ran {duration:.0f} s against a fresh server process (ours: `bench/serve_ours.py`, the "
+            "standalone WebRTCServer; baseline: `bench/baseline_aiortc.py`, plain aiortc), the client in the bench "
+            "process, all on 127.0.0.1 with loopback-only ICE. The first and last second of each run are not "
+            f"counted. Audio: {BURST_MS} ms 880 Hz bursts every {PERIOD_MS} ms; latency = burst sent -> first result "
+            f"above {LEVEL_THRESHOLD_DBFS:.0f} dBFS received (audio), or first returned audio chunk with peak > "
+            f"{ECHO_PEAK_THRESHOLD} received (echo). Video: SyntheticVideoSource at 30 fps, latency = frame sent -> its "
+            "stats result received (frame matched by the number drawn in its pixels). Connect: from the start of "
+            "the client's connect (ours: WebSocket + announce + offer; baseline: offer + HTTP POST) to the server's "
+            "wall-clock stamp on the first result, i.e. first frame through the pipeline. CPU is the server process "
+            "over the run (100 % = one core). Anchors: the issue's plain-aiortc figures, measured elsewhere.\n\n"
+            + main_table + "\n\n### Through the Jupyter extension\n\n"
+            "A real `jupyter server` subprocess with the extension, a kernel started by REST running "
+            "`serve(bench/workloads/audio_level.yaml)`, ClientPeer connected to the extension's WebSocket with the "
+            "token; CPU is the kernel process.\n\n" + jt + "\n\n### Details\n\n" + details(all_runs)
+        )
+        write_section("Transport latency", body)
+        print(f"server logs: {log_dir}")
+        return 0 if all(not r.error for r in all_runs) else 1
+    soak = args.soak_duration
+    for impl in ("baseline", "ours"):
+        print(f"running {impl} video640 soak ({soak:.0f} s) ...", flush=True)
+        runs[(impl, "video640")] = await run_workload(impl, "video640", soak, log_dir)
+    main_table = table(runs)
+    print_table(main_table)
+    body = (f"640x480@30 video for {soak:.0f} s per server (see Transport latency for the method). The slope is "
+            "a linear fit of latency against send time; a growing queue shows as a positive slope.\n\n"
+            + main_table + "\n\n### Details\n\n" + details(list(runs.values())))
+    write_section("Transport soak", body)
+    return 0 if all(not r.error for r in runs.values()) else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 s per workload, no 1280x720")
+    parser.add_argument("--duration", type=float, help="seconds per workload (default 15, quick 4)")
+    parser.add_argument("--soak", action="store_true", help="only the 640x480 video workload, for --soak-duration")
+    parser.add_argument("--soak-duration", type=float, default=600.0)
+    parser.add_argument("--no-jupyter", action="store_true", help="skip the run through the Jupyter extension")
+    sys.exit(asyncio.run(main(parser.parse_args())))

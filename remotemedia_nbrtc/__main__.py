@@ -1,0 +1,83 @@
+"""Command line: ``python -m remotemedia_nbrtc serve pipeline.yaml --port 8080``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m remotemedia_nbrtc",
+        description="Stream a browser's mic/camera over WebRTC through a RemoteMedia-style pipeline.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the standalone signaling + WebRTC server for a pipeline manifest",
+        description="Serve a pipeline: JSON-RPC signaling on ws://HOST:PORT/ws, test page on http://HOST:PORT/.",
+    )
+    serve.add_argument("manifest", help="pipeline manifest (.yaml, .yml or .json)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--loopback-only", action="store_true", help="gather only 127.0.0.1 ICE candidates")
+    serve.add_argument("--max-sessions", type=int, default=10, help="concurrent peers (default 10)")
+    serve.add_argument("--token", default=None, help="require ?token=TOKEN on the WebSocket URL")
+    serve.add_argument(
+        "--stun", action="append", default=[], metavar="URL", help="STUN/TURN server URL for both sides (repeatable)"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .errors import ManifestError
+    from .runtime import load_manifest
+    from .transport.ice import IceConfig
+    from .transport.peer import PeerConfig
+    from .transport.server import ServerConfig, WebRTCServer
+
+    try:
+        pipeline = load_manifest(args.manifest)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ice = IceConfig(ice_servers=[{"urls": url} for url in args.stun], loopback_only=args.loopback_only)
+    config = ServerConfig(
+        host=args.host, port=args.port, peer=PeerConfig(ice=ice), max_sessions=args.max_sessions, auth_token=args.token
+    )
+    server = WebRTCServer(config, pipeline)
+    await server.start()
+    print(f"serving {pipeline.name or args.manifest!s} on {server.url}  (test page: {server.http_url})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        code = asyncio.run(_serve(args))
+        from .transport.loop_thread import shutdown_loops
+
+        shutdown_loops()
+        return code
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""``stream(pipeline)``: the one-line entry point — browser mic/camera -> WebRTC -> pipeline -> live results.
+
+::
+
+    import remotemedia_nbrtc as rm
+    h = rm.stream(pipeline, audio=True, video=False, plot=["rms_dbfs"])
+    h                      # the widget: device pickers, start/stop, live text, live plot, stats
+    h.outputs[-5:]         # recent pipeline outputs, tapped in the kernel
+    h.metrics()            # per-node counters, peer stats, browser stats (RTT, loss, end-to-end latency)
+    h.close()
+
+The pipeline runs in this kernel (its session is created when the browser connects, on the pipeline
+loop); its outputs are tapped right there and handed to a per-stream display thread, which feeds the
+live plot / callbacks and throttles what goes to the browser. Re-running the cell that made a stream
+closes the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import TransportError
+from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
+
+__all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
+
+log = logging.getLogger(__name__)
+
+#: Node id of the latency probe added to streamed pipelines (see :class:`LatencyProbe`).
+PROBE_NODE_ID = "_rm_latency_probe"
+PING_KIND = "rm.ping"
+
+OutputCallback = Callable[[RuntimeData], Any]
+
+_live: dict[str, StreamHandle] = {}
+_live_lock = threading.Lock()
+
+
+class LatencyProbe(Node):
+    """Echoes the widget's ``{"kind": "rm.ping"}`` data-channel messages; drops every other input.
+
+    Added as an extra source (and sink) of a streamed pipeline, so a ping travels browser -> data
+    channel -> RTC loop -> pipeline loop -> back, and its round trip is the end-to-end latency.
+    """
+
+    def process(self, data: RuntimeData) -> RuntimeData | None:
+        if is_ping(data):
+            return data
+        return None
+
+
+def is_ping(data: Any) -> bool:
+    """True for the widget's latency pings (which never reach views or callbacks)."""
+    return isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == PING_KIND
+
+
+def with_latency_probe(pipeline: Any) -> Pipeline:
+    """A copy of ``pipeline`` with a :class:`LatencyProbe` source added (the original is not changed)."""
+    src = load_manifest(pipeline)
+    if PROBE_NODE_ID in src.nodes:
+        return src
+    out = Pipeline(src.name, metadata=dict(src.metadata))
+    out.version = src.version
+    out.extra = dict(src.extra)
+    for nid, node in src.nodes.items():
+        out.add(nid, node, is_output_node=src.is_output_node(nid))
+    for c in src.connections:
+        out.connect(c.source, c.target, policy=c.policy)
+    out.add(PROBE_NODE_ID, LatencyProbe())
+    return out.validate()
+
+
+class _TappingRunner(PipelineRunner):
+    """Creates sessions like PipelineRunner and hands each new one to ``on_session`` (pipeline loop)."""
+
+    def __init__(self, on_session: Callable[[StreamSession], None]) -> None:
+        super().__init__()
+        self._on_session = on_session
+
+    async def create_stream_session(self, pipeline: Any) -> StreamSession:
+        session = await super().create_stream_session(pipeline)
+        try:
+            self._on_session(session)
+        except Exception:
+            log.exception("stream: tapping the new session failed")
+        return session
+
+
+class _Dispatcher:
+    """One daemon thread per stream: delivers tapped outputs to views/callbacks and ticks the views.
+
+    Taps run on the pipeline loop and only append to a bounded buffer (drop-oldest, counted in
+    ``drops``): a slow plot or callback never stalls the pipeline.
+    """
+
+    def __init__(self, name: str, deliver: Callable[[str, RuntimeData], None], tick: Callable[[], None],
+                 *, capacity: int = 4096, tick_s: float = 0.05) -> None:
+        self._deliver = deliver
+        self._tick = tick
+        self._capacity = capacity
+        self._tick_s = tick_s
+        self._items: deque[tuple[str, RuntimeData]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.drops = 0
+        self.delivered = 0
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, node_id: str, data: RuntimeData) -> None:
+        """Queue one output (any thread, never blocks)."""
+        with self._cond:
+            if self._stopping:
+                return
+            if len(self._items) >= self._capacity:
+                self._items.popleft()
+                self.drops += 1
+            self._items.append((node_id, data))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._items) or self._stopping, timeout=self._tick_s)
+                batch = list(self._items)
+                self._items.clear()
+                stopping = self._stopping
+            for node_id, data in batch:
+                try:
+                    self._deliver(node_id, data)
+                except Exception:
+                    log.exception("stream: delivering an output failed")
+                self.delivered += 1
+            try:
+                self._tick()
+            except Exception:
+                log.exception("stream: updating a live view failed")
+            if stopping:
+                return
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+
+
+class StreamHandle:
+    """A live stream: the widget, the kernel session, recent outputs, metrics. Made by :func:`stream`."""
+
+    def __init__(self, widget: Any, *, max_outputs: int = 500, key: str | None = None) -> None:
+        self.widget = widget
+        self.key = key
+        self.error: Exception | None = None
+        self.outputs: deque[RuntimeData] = deque(maxlen=max_outputs)
+        self.plot: Any = None
+        self.text: Any = None
+        self._kernel_session: Any = None
+        self._callbacks: list[OutputCallback] = []
+        self._sessions: list[StreamSession] = []
+        self._removers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._dispatcher: _Dispatcher | None = None
+        self.runner = _TappingRunner(self._on_session)
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def session_id(self) -> str | None:
+        """The id the browser connects with (None if serving failed)."""
+        return None if self._kernel_session is None else self._kernel_session.session_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def on_output(self, callback: OutputCallback) -> OutputCallback:
+        """Call ``callback(output)`` for every pipeline output (on the stream's display thread).
+
+        Usable as a decorator. Keep it quick: outputs wait while it runs (and are dropped, counted,
+        if the backlog exceeds the buffer).
+        """
+        self._callbacks.append(callback)
+        return callback
+
+    def sessions(self) -> list[StreamSession]:
+        """The live pipeline sessions of this stream (one per connected browser view)."""
+        with self._lock:
+            self._sessions = [s for s in self._sessions if s.is_active]
+            return list(self._sessions)
+
+    def metrics(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Per-node counters of the newest session, server-peer stats, browser stats, display counters."""
+        from .transport.loop_thread import pipeline_loop, rtc_loop
+
+        sessions = self.sessions()
+        nodes: dict[str, Any] = {}
+        if sessions:
+            session = sessions[-1]
+
+            async def node_metrics() -> dict[str, Any]:
+                return session.metrics()
+
+            nodes = pipeline_loop().run(node_metrics(), timeout)
+            nodes.pop(PROBE_NODE_ID, None)
+        peers: list[dict[str, Any]] = []
+        ks = self._kernel_session
+        if ks is not None and not getattr(ks, "closed", False) and hasattr(ks, "endpoints"):
+            endpoints = ks.endpoints(timeout)
+
+            async def peer_stats() -> list[dict[str, Any]]:
+                return [e.server_peer.stats() for e in endpoints if getattr(e, "server_peer", None) is not None]
+
+            peers = rtc_loop().run(peer_stats(), timeout)
+        d = self._dispatcher
+        display = {
+            "outputs": d.delivered if d else 0,
+            "dropped": d.drops if d else 0,
+            "plot_frames": self.plot.frames if self.plot is not None else 0,
+        }
+        return {
+            "session_id": self.session_id,
+            "sessions": len(sessions),
+            "nodes": nodes,
+            "peers": peers,
+            "browser": dict(getattr(self.widget, "browser_stats", {}) or {}),
+            "display": display,
+        }
+
+    def stats(self) -> Any:
+        """The metrics as HTML tables, with the kernel's doctor checks."""
+        from .display.stats import stats_report
+
+        return stats_report(self.metrics())
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the stream: the browser disconnects, the kernel session and its pipeline close. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            removers, self._removers = self._removers, []
+        with _live_lock:
+            if self.key is not None and _live.get(self.key) is self:
+                del _live[self.key]
+        try:
+            self.widget.closed = True
+        except Exception:  # the comm may already be gone (kernel shutting down)
+            log.debug("stream: cannot mark the widget closed", exc_info=True)
+        ks, self._kernel_session = self._kernel_session, None
+        if ks is not None:
+            try:
+                ks.close(timeout)
+            except Exception:
+                log.warning("stream: closing the kernel session failed", exc_info=True)
+        if removers:
+            self._remove_taps(removers, timeout)
+        if self._dispatcher is not None:
+            self._dispatcher.stop(timeout)
+        if self.plot is not None:
+            self.plot.flush()
+
+    def __enter__(self) -> StreamHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        state = "error" if self.error else ("closed" if self._closed else "live")
+        return f"<StreamHandle {str(self.session_id)[:8]}… {state}>"
+
+    # -- internals -------------------------------------------------------------------------
+    def _start_dispatcher(self) -> None:
+        name = f"remotemedia-display-{(self.session_id or 'x')[:8]}"
+        self._dispatcher = _Dispatcher(name, self._deliver, self._tick)
+
+    def _on_session(self, session: StreamSession) -> None:
+        """A browser connected and its session was created (on the pipeline loop): tap its outputs."""
+        if self._closed or self._dispatcher is None:
+            return
+        dispatcher = self._dispatcher
+        pipeline = session.pipeline
+        removers = []
+        for nid in session.node_ids:
+            if nid == PROBE_NODE_ID or not (nid in pipeline.sinks or pipeline.is_output_node(nid)):
+                continue
+
+            def tap(data: RuntimeData, _nid: str = nid) -> None:
+                dispatcher.put(_nid, data)
+
+            removers.append(session.add_tap(nid, tap))
+        with self._lock:
+            self._sessions = [s for s in self._sessions if s.is_active] + [session]
+            self._removers.extend(removers)
+
+    def _remove_taps(self, removers: list[Callable[[], None]], timeout: float) -> None:
+        from .transport.loop_thread import pipeline_loop
+
+        async def remove() -> None:
+            for remover in removers:
+                remover()
+
+        try:
+            pipeline_loop().run(remove(), timeout)
+        except Exception:
+            log.debug("stream: removing taps failed", exc_info=True)
+
+    def _deliver(self, node_id: str, data: RuntimeData) -> None:
+        if is_ping(data):
+            return
+        self.outputs.append(data)
+        if self.plot is not None:
+            self.plot.feed(data)
+        if self.text is not None:
+            self.text.feed(data)
+        for callback in list(self._callbacks):
+            try:
+                callback(data)
+            except Exception:
+                log.exception("stream: on_output callback %r failed", callback)
+
+    def _tick(self) -> None:
+        if self.plot is not None:
+            self.plot.tick()
+        if self.text is not None:
+            self.text.tick()
+
+
+def live_handles() -> list[StreamHandle]:
+    """The streams of this kernel that are still open (one per notebook cell at most)."""
+    with _live_lock:
+        return [h for h in _live.values() if not h.closed]
+
+
+def _cell_key() -> str | None:
+    """The id of the notebook cell being run (JupyterLab / Notebook 7 send it), if any."""
+    try:
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None)
+        parent = kernel.get_parent() if kernel is not None else None
+        cell_id = ((parent or {}).get("metadata") or {}).get("cellId")
+        return f"cell:{cell_id}" if cell_id else None
+    except Exception:
+        return None
+
+
+def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
+    from .display.live import LivePlot
+
+    if plot is None or plot is False:
+        return None
+    if isinstance(plot, LivePlot):
+        if plot._sink is None:  # noqa: SLF001 - our own class
+            plot._sink = widget.send_plot  # noqa: SLF001
+        return plot
+    fields = None if plot is True else [plot] if isinstance(plot, str) else list(plot)
+    return LivePlot(fields, max_fps=fps, sink=widget.send_plot)
+
+
+def stream(
+    pipeline: Any,
+    audio: bool = True,
+    video: bool = False,
+    *,
+    plot: bool | str | Sequence[str] | Any = True,
+    text: Any = None,
+    on_output: OutputCallback | None = None,
+    loopback_only: bool = False,
+    ice_servers: list[dict[str, Any]] | None = None,
+    browser_ice_servers: list[dict[str, Any]] | None = None,
+    peer_config: Any = None,
+    autostart: bool = True,
+    latency_probe: bool = True,
+    show_stats: bool = False,
+    plot_fps: float = 10.0,
+    max_outputs: int = 500,
+    key: str | None = None,
+    _serve: Callable[..., Any] | None = None,
+) -> StreamHandle:
+    """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
+
+    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text. ``plot``: ``True`` plots
+    every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
+    timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;
+    ``False`` disables it. ``text``: a :class:`~.display.live.LiveText` fed with text outputs (the widget
+    shows text outputs by itself). ``loopback_only``: ICE on 127.0.0.1 only (tests, same-host use).
+    ``latency_probe``: add a tiny node that echoes the widget's pings (end-to-end latency in the stats).
+
+    Never raises for a missing server extension or kernel link: the widget shows what to do and
+    ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
+    stream it made before.
+    """
+    from .kernel.serve import serve
+    from .widget import StreamWidget
+
+    key = key or _cell_key()
+    if key is not None:
+        with _live_lock:
+            previous = _live.pop(key, None)
+        if previous is not None:
+            previous.close()
+
+    if peer_config is None:
+        from .transport.ice import IceConfig
+        from .transport.peer import PeerConfig
+
+        ice = IceConfig(ice_servers=list(ice_servers or []), browser_ice_servers=browser_ice_servers,
+                        loopback_only=loopback_only)
+        peer_config = PeerConfig(ice=ice, send_video=video)
+    ice_cfg = getattr(peer_config, "ice", None)
+    loopback = bool(getattr(ice_cfg, "loopback_only", loopback_only))
+    browser_servers = ice_cfg.browser_servers() if ice_cfg is not None else []
+
+    widget = StreamWidget(audio=audio, video=video, loopback_only=loopback, autostart=autostart,
+                          latency_probe=latency_probe, show_stats=show_stats, ice_servers=browser_servers)
+    handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
+    handle.plot = _make_plot(plot, widget, plot_fps)
+    handle.text = text
+    if on_output is not None:
+        handle.on_output(on_output)
+    widget.on_close(handle.close)
+
+    try:
+        served_pipeline = with_latency_probe(pipeline) if latency_probe else load_manifest(pipeline)
+        kernel_session = (_serve or serve)(served_pipeline, peer_config=peer_config, runner=handle.runner)
+    except TransportError as exc:
+        handle.error = exc
+        widget.error = str(exc)
+        handle._closed = True  # noqa: SLF001 - nothing to close: no session, no thread
+        return handle
+    handle._kernel_session = kernel_session  # noqa: SLF001
+    handle._start_dispatcher()  # noqa: SLF001
+    widget.session_id = kernel_session.session_id
+    widget.ws_path = kernel_session.ws_path
+    if key is not None:
+        with _live_lock:
+            _live[key] = handle
+    return handle

@@ -1,0 +1,460 @@
+"""ClientPeer: a browser-free WebRTC client that talks RemoteMedia's JSON-RPC signaling.
+
+It does what a browser page does: announce, offer to ``remotemedia-server`` with the answer in the
+result, trickle its ICE candidates as separate ``peer.ice_candidate`` requests (sent right after the
+offer, before the answer, as upstream's test page does), apply the server's candidates once the answer
+is set, and open the ``pipeline-data`` data channel.
+
+Everything aiortc runs on the shared RTC loop thread; the public coroutines can be awaited from any
+loop (a Jupyter kernel's, pytest's) and hop to the RTC loop through :meth:`LoopThread.submit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import tornado.httpclient
+import tornado.websocket
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError
+from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
+
+from . import signaling as rpc
+from .ice import IceConfig, prepare_peer_connection
+from .loop_thread import rtc_loop
+from .tracks import TrackReader
+
+__all__ = ["ClientPeer", "split_candidates"]
+
+log = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "pipeline-data"
+_OUTPUT_QUEUE_MAX = 4096
+_VIDEO_KEEP = 600
+_END = object()
+
+
+def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
+    """Remove ``a=candidate``/``a=end-of-candidates`` lines; return the SDP and the candidates with their mid."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    kept: list[str] = []
+    found: list[tuple[int, str]] = []  # (m-line index, candidate)
+    mids: list[str | None] = []
+    for line in lines:
+        if line.startswith("m="):
+            mids.append(None)
+        elif line.startswith("a=mid:") and mids:
+            mids[-1] = line[len("a=mid:") :].strip()
+        if line.startswith("a=candidate:") and mids:
+            found.append((len(mids) - 1, line[2:].strip()))
+        elif not line.startswith("a=end-of-candidates"):
+            kept.append(line)
+    candidates = [{"candidate": text, "sdpMid": mids[index], "sdpMLineIndex": index} for index, text in found]
+    return "\r\n".join(kept), candidates
+
+
+def _with_token(url: str, token: str | None) -> str:
+    if not token:
+        return url
+    parts = urlparse(url)
+    query = dict(parse_qsl(parts.query))
+    query["token"] = token
+    return urlunparse(parts._replace(query=urlencode(query)))
+
+
+def _decode_output(message: str | bytes) -> dict[str, Any]:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return {"type": "binary", "data": bytes(message), "recv_us": now_us()}
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return {"type": "text", "text": message, "recv_us": now_us()}
+    if not isinstance(value, dict):
+        value = {"type": "json", "value": value}
+    value["recv_us"] = now_us()
+    return value
+
+
+class ClientPeer:
+    """A WebRTC client of a RemoteMedia signaling server. Create with :meth:`connect`.
+
+    Received data-channel messages are decoded JSON objects (``{"type": "text"|"json"|"error"|"metrics",
+    ...}``; binary messages as ``{"type": "binary", "data": bytes}``), each with ``recv_us`` (``now_us()``
+    clock). Received audio is kept in :attr:`received_audio` (``AudioData`` chunks, 48 kHz) and video in
+    :attr:`received_video` (the last 600 ``VideoData`` frames).
+    """
+
+    def __init__(self, url: str, *, ice: IceConfig, peer_id: str) -> None:
+        self.url = url
+        self.ice = ice
+        self.peer_id = peer_id
+        self.answer: dict[str, Any] | None = None
+        self.received_audio: list[AudioData] = []
+        self.received_video: deque[VideoData] = deque(maxlen=_VIDEO_KEEP)
+        self.video_frames_received = 0
+        self.notifications: list[dict[str, Any]] = []
+        self.server_states: list[str] = []
+        self.messages_received = 0
+        self.outputs_dropped = 0
+        self.connect_s: float | None = None
+        self._rtc = rtc_loop()
+        self._ws: tornado.websocket.WebSocketClientConnection | None = None
+        self._pc: RTCPeerConnection | None = None
+        self._dc: Any = None
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future[Any]] = {}
+        self._remote_candidates: list[dict[str, Any] | None] = []
+        self._remote_set = False
+        self._outputs: asyncio.Queue[Any] | None = None
+        self._readers: list[TrackReader] = []
+        self._sources: list[MediaStreamTrack] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader_task: asyncio.Task[None] | None = None
+        self._connected: asyncio.Event | None = None
+        self._dc_open: asyncio.Event | None = None
+        self._closed = False
+
+    # -- public API (any loop) ------------------------------------------------------------------
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+        ice: IceConfig | None = None,
+        receive_media: bool = True,
+        peer_id: str | None = None,
+        timeout_s: float = 15.0,
+    ) -> ClientPeer:
+        """Connect through the signaling server at ``url`` (``ws://host:port/ws``) and wait for the
+        peer connection and data channel to be up. Raises :class:`ConnectTimeout` or
+        :class:`SignalingError` (with the server's JSON-RPC code)."""
+        self = cls(_with_token(url, token), ice=ice or IceConfig(), peer_id=peer_id or f"client-{secrets.token_hex(4)}")
+        try:
+            await self._on_rtc(self._connect(audio, video, receive_media, timeout_s))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float = 10.0) -> Any:
+        """A JSON-RPC request over the signaling socket; returns the result or raises SignalingError."""
+        return await self._on_rtc(self._call(method, params or {}, timeout_s))
+
+    async def send_text(self, text: str, channel: str | None = None) -> None:
+        """Send ``{"type": "text", "text": ...}`` on the data channel."""
+        msg: dict[str, Any] = {"type": "text", "text": text}
+        if channel is not None:
+            msg["channel"] = channel
+        await self._on_rtc(self._dc_send(json.dumps(msg)))
+
+    async def send_json(self, value: Any) -> None:
+        """Send ``{"type": "json", "value": ...}`` on the data channel."""
+        await self._on_rtc(self._dc_send(json.dumps({"type": "json", "value": value})))
+
+    async def send_raw(self, message: str | bytes) -> None:
+        """Send a message on the data channel as is (plain text or binary)."""
+        await self._on_rtc(self._dc_send(message))
+
+    async def next_output(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next decoded data-channel message; None once the connection has closed."""
+        return await self._on_rtc(self._next_output(timeout))
+
+    async def outputs(self) -> AsyncIterator[dict[str, Any]]:
+        """Decoded data-channel messages until the connection closes."""
+        while (item := await self.next_output()) is not None:
+            yield item
+
+    @property
+    def connection_state(self) -> str:
+        return "closed" if self._pc is None else self._pc.connectionState
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (plain reads; safe from any thread)."""
+        return {
+            "peer_id": self.peer_id,
+            "connection_state": self.connection_state,
+            "connect_s": self.connect_s,
+            "messages_received": self.messages_received,
+            "outputs_dropped": self.outputs_dropped,
+            "audio_chunks_received": len(self.received_audio),
+            "audio_samples_received": sum(a.num_samples for a in list(self.received_audio)),
+            "video_frames_received": self.video_frames_received,
+            "server_states": list(self.server_states),
+            "tracks": {r.kind: {"frames": r.frames, "errors": r.errors} for r in self._readers},
+        }
+
+    def received_audio_samples(self) -> Any:
+        """All received audio as one float32 array (samples, channels)."""
+        import numpy as np
+
+        chunks = [a.samples for a in list(self.received_audio)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+
+    async def close(self) -> None:
+        """Close the peer connection and the signaling socket; stops the sources. Idempotent."""
+        if self._rtc.is_running():
+            await self._on_rtc(self._close())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- RTC loop ---------------------------------------------------------------------------------
+    async def _on_rtc(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self._rtc.in_loop_thread():
+            return await coro
+        return await asyncio.wrap_future(self._rtc.submit(coro))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(
+        self, audio: MediaStreamTrack | None, video: MediaStreamTrack | None, receive_media: bool, timeout_s: float
+    ) -> None:
+        started = time.monotonic()
+        self._outputs = asyncio.Queue(_OUTPUT_QUEUE_MAX)
+        self._connected = asyncio.Event()
+        self._dc_open = asyncio.Event()
+        try:
+            self._ws = await asyncio.wait_for(
+                tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(f"signaling connection to {self.url} timed out") from None
+        except tornado.httpclient.HTTPClientError as exc:
+            raise TransportError(f"signaling connection to {self.url} refused: {exc}") from exc
+        except OSError as exc:
+            raise TransportError(f"cannot reach {self.url}: {exc}") from exc
+        self._reader_task = asyncio.ensure_future(self._read_signaling())
+        await self._call(
+            "peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
+        )
+
+        pc = self._pc = RTCPeerConnection(self.ice.to_rtc_configuration())
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+        for kind, source in (("audio", audio), ("video", video)):
+            if source is not None:
+                self._sources.append(source)
+                pc.addTransceiver(source, direction="sendrecv" if receive_media else "sendonly")
+            elif receive_media:
+                pc.addTransceiver(kind, direction="recvonly")
+        self._dc = pc.createDataChannel(DATA_CHANNEL_LABEL, ordered=True)
+        self._dc.on("open", self._dc_open.set)
+        self._dc.on("message", self._on_dc_message)
+        prepare_peer_connection(pc, self.ice)
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp, candidates = split_candidates(pc.localDescription.sdp)
+
+        # pipelined like upstream's page: offer, then every candidate, then end-of-candidates
+        offer = self._request("peer.offer", {"from": self.peer_id, "to": rpc.SERVER_PEER_ID, "sdp": sdp})
+        trickled = [
+            self._request(
+                "peer.ice_candidate",
+                {
+                    "from": self.peer_id,
+                    "to": rpc.SERVER_PEER_ID,
+                    "candidate": c["candidate"],
+                    "sdp_mid": c["sdpMid"],
+                    "sdp_m_line_index": c["sdpMLineIndex"],
+                },
+            )
+            for c in candidates
+        ]
+        trickled.append(
+            self._request(
+                "peer.ice_candidate",
+                {
+                    "from": self.peer_id,
+                    "to": rpc.SERVER_PEER_ID,
+                    "candidate": "",
+                    "sdp_mid": None,
+                    "sdp_m_line_index": None,
+                },
+            )
+        )
+        self.answer = await asyncio.wait_for(offer, timeout_s)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer["sdp"], type="answer"))
+        self._remote_set = True
+        for cand in self._remote_candidates:
+            await self._add_remote_candidate(cand)
+        self._remote_candidates.clear()
+        await asyncio.wait_for(asyncio.gather(*trickled), timeout_s)
+        remaining = max(0.1, timeout_s - (time.monotonic() - started))
+        try:
+            await asyncio.wait_for(asyncio.gather(self._connected.wait(), self._dc_open.wait()), remaining)
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(f"peer connection not up after {timeout_s} s (state {pc.connectionState})") from None
+        self.connect_s = time.monotonic() - started
+
+    def _request(self, method: str, params: dict[str, Any]) -> asyncio.Future[Any]:
+        if self._ws is None or self._closed:
+            raise TransportError("signaling socket is closed")
+        request_id = f"req-{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._ws.write_message(rpc.request_message(method, params, request_id))
+        return future
+
+    async def _call(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
+        return await asyncio.wait_for(self._request(method, params), timeout_s)
+
+    async def _read_signaling(self) -> None:
+        assert self._ws is not None
+        try:
+            while True:
+                message = await self._ws.read_message()
+                if message is None:
+                    break
+                try:
+                    obj = rpc.parse_response(message if isinstance(message, str) else message.decode())
+                except (ValueError, SignalingError):
+                    log.warning("bad message from signaling server: %.200r", message)
+                    continue
+                self._on_signal(obj)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(TransportError("signaling socket closed"))
+            self._pending.clear()
+            if not self._closed:
+                self._spawn(self._close())
+
+    def _on_signal(self, obj: dict[str, Any]) -> None:
+        if "method" not in obj:
+            future = self._pending.pop(obj.get("id"), None)
+            if future is None or future.done():
+                return
+            if "error" in obj:
+                err = obj["error"] or {}
+                future.set_exception(
+                    SignalingError(err.get("code", rpc.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
+                )
+            else:
+                future.set_result(obj.get("result"))
+            return
+        self.notifications.append(obj)
+        params = obj.get("params") or {}
+        if obj["method"] == "peer.ice_candidate":
+            candidate = rpc.normalize_candidate(params) if params.get("candidate") else None
+            if self._remote_set:
+                self._spawn(self._add_remote_candidate(candidate))
+            else:
+                self._remote_candidates.append(candidate)
+        elif obj["method"] == "peer.state_change":
+            self.server_states.append(str(params.get("connection_state")))
+
+    async def _add_remote_candidate(self, candidate: dict[str, Any] | None) -> None:
+        if self._pc is None:
+            return
+        try:
+            if candidate is None:
+                await self._pc.addIceCandidate(None)
+                return
+            text = candidate["candidate"]
+            parsed = candidate_from_sdp(text.split(":", 1)[1])
+            parsed.sdpMid = candidate.get("sdpMid")
+            parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+            await self._pc.addIceCandidate(parsed)
+        except Exception:
+            log.debug("adding a server candidate failed", exc_info=True)
+
+    def _on_connection_state(self) -> None:
+        pc = self._pc
+        if pc is None:
+            return
+        if pc.connectionState == "connected" and self._connected is not None:
+            self._connected.set()
+        elif pc.connectionState in ("failed", "closed") and not self._closed:
+            self._spawn(self._close())
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            reader = TrackReader(track, self.received_audio.append, audio_format=AudioFormat(48000, 1))
+        else:
+            reader = TrackReader(track, self._on_video)
+        self._readers.append(reader.start())
+
+    def _on_video(self, frame: VideoData) -> None:
+        self.video_frames_received += 1
+        self.received_video.append(frame)
+
+    def _on_dc_message(self, message: str | bytes) -> None:
+        self.messages_received += 1
+        if self._outputs is None:
+            return
+        try:
+            self._outputs.put_nowait(_decode_output(message))
+        except asyncio.QueueFull:
+            self.outputs_dropped += 1
+
+    async def _dc_send(self, message: str | bytes) -> None:
+        if self._dc is None or self._dc.readyState != "open":
+            raise TransportError("data channel is not open")
+        self._dc.send(message)
+
+    async def _next_output(self, timeout: float | None) -> dict[str, Any] | None:
+        queue = self._outputs
+        if queue is None:
+            return None
+        if self._closed and queue.empty():
+            return None
+        item = await asyncio.wait_for(queue.get(), timeout)
+        if item is _END:
+            queue.put_nowait(_END)  # keep the end marker for other readers
+            return None
+        return item
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for source in self._sources:
+            source.stop()
+        if self._pc is not None:
+            try:
+                await self._pc.close()
+            except Exception:
+                log.debug("closing RTCPeerConnection failed", exc_info=True)
+        for reader in self._readers:
+            await reader.stop()
+        if self._ws is not None:
+            self._ws.close()
+        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader_task), 2.0)
+            except Exception:  # noqa: BLE001 - timed out or failed: stop reading either way
+                self._reader_task.cancel()
+        current = asyncio.current_task()
+        others = [t for t in self._tasks if t is not current]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
+        if self._outputs is not None:
+            while self._outputs.full():
+                self._outputs.get_nowait()
+            self._outputs.put_nowait(_END)

@@ -1,0 +1,62 @@
+"""``StreamWidget``: the anywidget that runs the browser side of a stream (one ESM file, no build).
+
+The kernel side gives it a session id, the extension WebSocket path and the browser ICE servers; the
+browser opens the WebSocket, speaks RemoteMedia's JSON-RPC signaling and shows the media, text and
+stats. The kernel pushes rendered plots with custom messages ``{"kind": "plot"}`` + one PNG buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+_HERE = Path(__file__).parent
+
+
+class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    """Browser half of a stream; usually made by :func:`remotemedia_nbrtc.stream`."""
+
+    _esm = _HERE / "widget.js"
+    _css = _HERE / "widget.css"
+
+    # kernel -> browser
+    session_id = traitlets.Unicode("").tag(sync=True)
+    ws_path = traitlets.Unicode("").tag(sync=True)
+    ice_servers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    audio = traitlets.Bool(True).tag(sync=True)
+    video = traitlets.Bool(False).tag(sync=True)
+    loopback_only = traitlets.Bool(False).tag(sync=True)
+    autostart = traitlets.Bool(True).tag(sync=True)
+    latency_probe = traitlets.Bool(False).tag(sync=True)
+    show_stats = traitlets.Bool(False).tag(sync=True)
+    #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
+    error = traitlets.Unicode("").tag(sync=True)
+    closed = traitlets.Bool(False).tag(sync=True)
+
+    # browser -> kernel
+    state = traitlets.Unicode("idle").tag(sync=True)
+    browser_error = traitlets.Unicode("").tag(sync=True)
+    browser_stats = traitlets.Dict().tag(sync=True)
+    host = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._close_hooks: list[Callable[[], None]] = []
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once when the widget is closed (``widget.close()``)."""
+        self._close_hooks.append(hook)
+
+    def send_plot(self, png: bytes, **info: Any) -> None:
+        """Show ``png`` in the widget's plot area (a binary buffer, not base64)."""
+        self.send({"kind": "plot", **info}, buffers=[png])
+
+    def close(self) -> None:
+        hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            hook()
+        super().close()

@@ -1,0 +1,81 @@
+"""IceConfig: RTCConfiguration mapping, loopback-only candidates, bounded gathering."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_configuration_mapping_and_fresh_credentials() -> None:
+    calls = []
+
+    def creds() -> dict[str, str]:
+        calls.append(1)
+        return {"username": f"u{len(calls)}", "credential": "p"}
+
+    cfg = IceConfig(
+        ice_servers=[{"urls": "stun:stun.example.org"}, {"urls": ["turns:turn.example.org:443?transport=tcp"]}],
+        browser_ice_servers=[{"urls": "turn:turn.example.org:3478", "username": "x", "credential": "y"}],
+        credentials=creds,
+    )
+    rtc = cfg.to_rtc_configuration()
+    assert [s.urls for s in rtc.iceServers] == ["stun:stun.example.org", ["turns:turn.example.org:443?transport=tcp"]]
+    assert rtc.iceServers[1].username == "u1" and rtc.iceServers[0].username is None
+    assert cfg.browser_servers()[0]["username"] == "u2"  # fresh credentials each time
+    assert IceConfig(loopback_only=True, ice_servers=[{"urls": "stun:x"}]).to_rtc_configuration().iceServers == []
+    assert IceConfig().to_rtc_configuration().iceServers == []  # never None (= Google STUN in aiortc)
+
+
+def _candidate_hosts(sdp: str) -> set[str]:
+    return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
+
+
+def test_loopback_only_is_per_connection() -> None:
+    async def scenario() -> tuple[set[str], set[str]]:
+        ours = RTCPeerConnection(IceConfig(loopback_only=True).to_rtc_configuration())
+        other = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        for pc in (ours, other):
+            pc.addTransceiver("audio")
+            pc.createDataChannel("d")
+        prepare_peer_connection(ours, IceConfig(loopback_only=True))
+        await ours.setLocalDescription(await ours.createOffer())
+        await other.setLocalDescription(await other.createOffer())
+        try:
+            return _candidate_hosts(ours.localDescription.sdp), _candidate_hosts(other.localDescription.sdp)
+        finally:
+            await ours.close()
+            await other.close()
+
+    ours, other = asyncio.run(scenario())
+    assert ours == {"127.0.0.1"}
+    assert "127.0.0.1" not in other  # the untouched connection keeps aioice's normal gathering
+
+
+def test_unreachable_stun_is_bounded_by_gather_timeout() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a STUN "server" that never answers
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+
+    async def scenario() -> float:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(f"stun:127.0.0.1:{port}")]))
+        pc.addTransceiver("audio")
+        prepare_peer_connection(pc, IceConfig(loopback_only=True, gather_timeout_s=0.4))
+        started = time.monotonic()
+        await pc.setLocalDescription(await pc.createOffer())
+        elapsed = time.monotonic() - started
+        await pc.close()
+        return elapsed
+
+    try:
+        elapsed = asyncio.run(scenario())
+    finally:
+        silent.close()
+    assert elapsed < 1.5, elapsed  # aioice alone waits 5 s

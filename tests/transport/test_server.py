@@ -1,0 +1,249 @@
+"""The standalone WebRTCServer over real HTTP/WebSocket on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
+from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
+
+pytestmark = pytest.mark.timeout(60)
+
+ICE = IceConfig(loopback_only=True)
+MANIFEST = {
+    "version": "v1",
+    "metadata": {"name": "echo"},
+    "nodes": [{"id": "echo", "node_type": "PassThrough", "params": {}}],
+    "connections": [],
+}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[WebRTCServer]:
+    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), max_message_bytes=OVERSIZE_LIMIT), MANIFEST)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def ws_connect(url: str) -> tornado.websocket.WebSocketClientConnection:
+    return await tornado.websocket.websocket_connect(url, max_message_size=16 << 20)
+
+
+async def rpc(ws: tornado.websocket.WebSocketClientConnection, text: str) -> dict[str, Any]:
+    await ws.write_message(text)
+    while True:
+        reply = await ws.read_message()
+        assert reply is not None, "server closed the socket"
+        obj = json.loads(reply)
+        if "method" not in obj:  # skip notifications
+            return obj
+
+
+def req(method: str, params: dict[str, Any], rid: Any) -> str:
+    return json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
+
+
+async def test_port_zero_health_and_test_page(server: WebRTCServer) -> None:
+    assert server.port and server.port > 0 and server.url == f"ws://127.0.0.1:{server.port}/ws"
+    http = tornado.httpclient.AsyncHTTPClient()
+    health = await http.fetch(server.http_url + "health")
+    assert json.loads(health.body) == {"status": "ok", "peers": 0, "sessions": 0, "connections": 0}
+    page = await http.fetch(server.http_url)
+    body = page.body.decode()
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "RTCPeerConnection" in body and "peer.announce" in body and "pipeline-data" in body
+
+
+async def test_websocket_on_ws_and_root_paths(server: WebRTCServer) -> None:
+    for path in ("/ws", "/"):
+        ws = await ws_connect(f"ws://127.0.0.1:{server.port}{path}")
+        reply = await rpc(ws, req("peer.announce", {"peer_id": f"p{len(path)}"}, "req-1"))
+        assert reply == {
+            "jsonrpc": "2.0",
+            "result": {
+                "success": True,
+                "peer_id": f"p{len(path)}",
+                "peers_count": reply["result"]["peers_count"],
+                "other_peers": reply["result"]["other_peers"],
+            },
+            "id": "req-1",
+        }
+        info = await rpc(ws, req("server.info", {}, 2))
+        assert info["result"]["addresses"] == [{"ip": "127.0.0.1", "is_default": True}]
+        ws.close()
+
+
+async def test_fifty_malformed_messages_then_server_still_answers(server: WebRTCServer) -> None:
+    ws = await ws_connect(server.url)
+    assert (await rpc(ws, req("peer.announce", {"peer_id": "fuzz"}, 0)))["result"]["success"]
+    codes = []
+    for text in malformed_messages():
+        reply = await rpc(ws, text)
+        assert reply["jsonrpc"] == "2.0" and "id" in reply and "result" not in reply, reply
+        codes.append(reply["error"]["code"])
+    assert len(codes) == 50 and set(codes) == {-32700, -32600, -32601, -32602}
+    await ws.write_message(b"\x00\x01binary")  # a binary frame is not UTF-8 JSON: an error, not a crash
+    assert json.loads(await ws.read_message())["error"]["code"] == -32700
+    listed = await rpc(ws, req("peer.list", {}, "still-alive"))
+    assert listed["id"] == "still-alive" and listed["result"]["count"] == 1
+    ws.close()
+    # and a fresh connection works too
+    client = await ClientPeer.connect(server.url, ice=ICE)
+    await client.send_text("ok?")
+    msg = await client.next_output(timeout=5)
+    assert msg is not None and msg["text"] == "ok?"
+    await client.close()
+
+
+async def test_auth_token_required() -> None:
+    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), auth_token="s3cret"), MANIFEST)
+    await srv.start()
+    try:
+        for url in (srv.url, srv.url + "?token=wrong"):
+            with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+                await ws_connect(url)
+            assert info.value.code == 401
+        client = await ClientPeer.connect(srv.url, token="s3cret", ice=ICE)
+        assert client.connection_state == "connected"
+        await client.close()
+    finally:
+        await srv.stop()
+
+
+async def test_session_limit_gives_32001() -> None:
+    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), max_sessions=1), MANIFEST)
+    await srv.start()
+    try:
+        first = await ClientPeer.connect(srv.url, ice=ICE)
+        with pytest.raises(SignalingError) as info:
+            await ClientPeer.connect(srv.url, ice=ICE)
+        assert info.value.code == -32001
+        await first.close()
+        second = await ClientPeer.connect(srv.url, ice=ICE)  # the slot is free again
+        await second.close()
+    finally:
+        await srv.stop()
+
+
+async def test_bad_offer_over_the_wire(server: WebRTCServer) -> None:
+    ws = await ws_connect(server.url)
+    await rpc(ws, req("peer.announce", {"peer_id": "x"}, 1))
+    reply = await rpc(
+        ws, req("peer.offer", {"from": "x", "to": "remotemedia-server", "sdp": "v=0\r\nm=audio 9 junk\r\n"}, 2)
+    )
+    assert reply["error"]["code"] == -32002 and reply["error"]["data"]["reason"]
+    reply = await rpc(ws, req("peer.offer", {"from": "x", "to": "someone", "sdp": "v=0\r\nm=audio 9 x\r\n"}, 3))
+    assert reply["error"]["code"] == -32000
+    assert server.health()["sessions"] == 0
+    ws.close()
+
+
+def test_cli_help_and_serve_args() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "remotemedia_nbrtc", "--help"], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0 and "serve" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "remotemedia_nbrtc", "serve", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "--port" in out.stdout and "--loopback-only" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "remotemedia_nbrtc", "serve", "/nonexistent.yaml"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode != 0 and "not found" in out.stderr
+
+
+def test_cli_serve_runs_and_stops(tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    manifest = tmp_path / "echo.yaml"
+    manifest.write_text(
+        "version: v1\nmetadata: {name: echo}\nnodes:\n"
+        "  - {id: echo, node_type: PassThrough, params: {}}\nconnections: []\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remotemedia_nbrtc", "serve", str(manifest), "--port", "0", "--loopback-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "ws://127.0.0.1:" in line, line + proc.stderr.read()  # type: ignore[union-attr]
+        http_url = line.split("test page: ")[1].strip(" )\n")
+        with urllib.request.urlopen(http_url + "health", timeout=5) as resp:
+            assert json.loads(resp.read())["status"] == "ok"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="needs Debian chromium")
+async def test_browser_test_page_streams_mic_to_pipeline() -> None:
+    """The bundled page (fake mic in headless Chromium) connects through the JSON-RPC signaling."""
+    playwright = pytest.importorskip("playwright.async_api")
+    level = {
+        "version": "v1",
+        "metadata": {"name": "lvl"},
+        "nodes": [{"id": "lvl", "node_type": "AudioLevelNode", "params": {}}],
+        "connections": [],
+    }
+    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE)), level)
+    await srv.start()
+    try:
+        async with playwright.async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    "--allow-loopback-in-peer-connection",
+                ],
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(srv.http_url + "?loopback=1", timeout=10_000)
+                await page.click("#start")
+                await page.wait_for_function(
+                    "() => document.getElementById('results').textContent.includes('rms_dbfs')", timeout=15_000
+                )
+                assert await page.text_content("#state") == "connected"
+                assert srv.health()["sessions"] == 1
+                await page.click("#stop")
+            finally:
+                await browser.close()
+        deadline = time.monotonic() + 5
+        while srv.health()["connections"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert srv.health() == {"status": "ok", "peers": 0, "sessions": 0, "connections": 0}
+    finally:
+        await srv.stop()

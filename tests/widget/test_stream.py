@@ -1,0 +1,232 @@
+"""stream() / StreamHandle on the Python side: serving, taps on a real session, close and re-run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from remotemedia_nbrtc.kernel.link import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.nodes import AudioLevel, EnergyVAD
+from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline
+from remotemedia_nbrtc.stream import PROBE_NODE_ID, live_handles, stream, with_latency_probe
+from remotemedia_nbrtc.transport.loop_thread import pipeline_loop
+from remotemedia_nbrtc.widget import StreamWidget
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class FakeKernelSession:
+    session_id: str
+    ws_path: str
+    closed: bool = False
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.closed = True
+
+    def endpoints(self, timeout: float = 5.0) -> list[Any]:
+        return []
+
+
+class FakeServe:
+    """Stands in for kernel.serve (the layer below): records what stream() asked for."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeKernelSession] = []
+        self.kwargs: list[dict[str, Any]] = []
+        self.pipelines: list[Any] = []
+
+    def __call__(self, pipeline: Any, **kwargs: Any) -> FakeKernelSession:
+        n = len(self.sessions)
+        ks = FakeKernelSession(f"sid{n}", f"remotemedia/ws/sid{n}")
+        self.sessions.append(ks)
+        self.kwargs.append(kwargs)
+        self.pipelines.append(pipeline)
+        return ks
+
+
+def level_vad_pipeline() -> Pipeline:
+    p = Pipeline("levels")
+    p.add("level", AudioLevel())
+    p.add("vad", EnergyVAD(passthrough=False))
+    return p
+
+
+def tone(amplitude: float, n: int = 960, rate: int = 48000) -> AudioData:
+    t = np.arange(n, dtype=np.float32) / rate
+    return AudioData((amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32).reshape(-1, 1), rate)
+
+
+def wait_for(pred: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def open_browser_session(handle: Any, pipeline: Any) -> Any:  # noqa: D103
+    """What a browser connecting does, minus WebRTC: the served runner creates a session."""
+    return pipeline_loop().run(handle.runner.create_stream_session(pipeline), 5)
+
+
+def display_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("remotemedia-display")]
+
+
+@pytest.fixture(autouse=True)
+def _no_link(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv(LINK_URL_ENV, raising=False)
+    monkeypatch.delenv(LINK_SECRET_ENV, raising=False)
+    yield
+    for h in live_handles():
+        h.close()
+
+
+def test_without_the_server_extension_the_widget_shows_what_to_do() -> None:
+    h = stream(level_vad_pipeline())
+    assert h.error is not None
+    assert "extension" in h.widget.error and "jupyter server extension list" in h.widget.error
+    assert h.session_id is None
+    assert display_threads() == []
+    h.close()  # harmless
+
+
+def test_widget_gets_session_ws_path_and_loopback_ice() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), audio=True, video=False, loopback_only=True, _serve=serve, key="k1")
+    try:
+        w = h.widget
+        assert isinstance(w, StreamWidget)
+        assert (w.session_id, w.ws_path) == ("sid0", "remotemedia/ws/sid0")
+        assert w.loopback_only and w.ice_servers == [] and w.audio and not w.video and w.latency_probe
+        peer_config = serve.kwargs[0]["peer_config"]
+        assert peer_config.ice.loopback_only and peer_config.ice.server_ice_servers() == []
+        assert serve.kwargs[0]["runner"] is h.runner
+        assert PROBE_NODE_ID in serve.pipelines[0].nodes
+        bundle = h._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in (bundle[0] if isinstance(bundle, tuple) else bundle)
+    finally:
+        h.close()
+
+
+def test_browser_ice_servers_reach_the_widget_but_not_the_kernel_peer() -> None:
+    turn = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
+    h = stream(level_vad_pipeline(), ice_servers=[], browser_ice_servers=[turn], _serve=FakeServe())
+    try:
+        assert h.widget.ice_servers == [turn]
+    finally:
+        h.close()
+
+
+def test_with_latency_probe_copies_and_the_probe_echoes_only_pings() -> None:
+    original = level_vad_pipeline()
+    probed = with_latency_probe(original)
+    assert PROBE_NODE_ID not in original.nodes
+    assert set(probed.nodes) == {"level", "vad", PROBE_NODE_ID}
+    probe = probed.node(PROBE_NODE_ID)
+    ping = JsonData({"kind": "rm.ping", "id": 1})
+    assert probe.process(ping) is ping
+    assert probe.process(JsonData({"kind": "other"})) is None
+    assert probe.process(tone(0.1)) is None
+
+
+def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -> None:
+    serve = FakeServe()
+    seen: list[Any] = []
+    h = stream(level_vad_pipeline(), plot=["rms_dbfs"], _serve=serve, on_output=seen.append, key="k2")
+    frames: list[bytes] = []
+    h.widget.send_plot = frames.append  # stands in for the comm: record the PNGs instead
+    h.plot._sink = frames.append
+    try:
+        session = open_browser_session(h, serve.pipelines[0])
+
+        async def feed() -> None:
+            for i in range(30):
+                await session.send_input(tone(0.3 if i % 10 < 5 else 0.0))
+            await session.send_input(JsonData({"kind": "rm.ping", "id": 7, "peer": "p"}))
+
+        pipeline_loop().run(feed(), 5)
+        wait_for(lambda: len(h.outputs) >= 60)
+        kinds = {o.value.get("kind") for o in h.outputs}
+        assert kinds == {"level", "vad"}  # the ping went back to the browser, not to the views
+        assert len(seen) == len(h.outputs)
+        wait_for(lambda: len(frames) >= 1)
+        assert frames[0].startswith(b"\x89PNG")
+        assert h.plot.latest("rms_dbfs") is not None
+        m = h.metrics()
+        assert m["nodes"]["level"]["frames_in"] == 31 and PROBE_NODE_ID not in m["nodes"]
+        assert m["sessions"] == 1 and m["display"]["outputs"] >= 60
+    finally:
+        h.close()
+    assert serve.sessions[0].closed
+    assert display_threads() == []
+
+
+def test_plot_updates_are_throttled_under_a_flood() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), plot=["rms_dbfs"], plot_fps=5, _serve=serve, key="k3")
+    frames: list[bytes] = []
+    h.plot._sink = frames.append
+    try:
+        session = open_browser_session(h, serve.pipelines[0])
+        t0 = time.monotonic()
+
+        async def flood() -> None:
+            import asyncio
+
+            async def drain() -> None:  # what the transport's bridge does with session outputs
+                while await session.receive_output() is not None:
+                    pass
+
+            drainer = asyncio.ensure_future(drain())
+            for _ in range(400):
+                await session.send_input(tone(0.2))
+            await session.end_input()
+            await drainer
+
+        pipeline_loop().run(flood(), 10)
+        wait_for(lambda: len(h.outputs) >= 500, timeout=10)
+        elapsed = time.monotonic() - t0
+        assert len(frames) <= 5 * elapsed + 2, (len(frames), elapsed)
+    finally:
+        h.close()
+
+
+def test_rerunning_the_same_cell_closes_the_previous_stream() -> None:
+    serve = FakeServe()
+    handles = [stream(level_vad_pipeline(), _serve=serve, key="cell:abc") for _ in range(3)]
+    try:
+        assert [h.closed for h in handles] == [True, True, False]
+        assert [ks.closed for ks in serve.sessions] == [True, True, False]
+        assert handles[0].widget.closed and not handles[2].widget.closed
+        assert live_handles() == [handles[2]]
+        assert len(display_threads()) == 1
+    finally:
+        handles[2].close()
+    assert live_handles() == [] and display_threads() == []
+
+
+def test_closing_the_widget_closes_the_handle() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), _serve=serve, key="k4")
+    h.widget.close()
+    assert h.closed and serve.sessions[0].closed
+    assert display_threads() == []
+
+
+def test_esm_is_one_file_with_a_default_render_export() -> None:
+    source = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "widget.js"
+    text = source.read_text()
+    assert "export default { render }" in text
+    assert "import " not in text.split("export default")[0].split("\n", 3)[-1].replace("// ", "")
+    for method in ("peer.announce", "peer.offer", "peer.ice_candidate", "remotemedia/status"):
+        assert method in text
+    assert "echoCancellation: false" in text and "autoGainControl: false" in text
