@@ -208,12 +208,15 @@ class PlainClient:
         self.outputs: list[tuple[int, dict[str, Any]]] = []
         self.audio_chunks: list[tuple[int, float]] = []
         self.connected_us: int | None = None
+        self.marks: dict[str, float] = {}  # ms since connect() began: offer, answer, connected, dc_open
         self._tasks: list[asyncio.Task[Any]] = []
 
     @classmethod
     async def connect(cls, url: str, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None,
                       receive_audio: bool = False, timeout_s: float = 15.0) -> PlainClient:
         self = cls()
+        start = now_us()
+        mark = lambda name: self.marks.setdefault(name, (now_us() - start) / 1000)  # noqa: E731
         pc = self.pc
         connected = asyncio.Event()
         dc_open = asyncio.Event()
@@ -222,6 +225,7 @@ class PlainClient:
         def on_state() -> None:
             if pc.connectionState == "connected":
                 self.connected_us = now_us()
+                mark("connected")
                 connected.set()
 
         @pc.on("track")
@@ -234,14 +238,16 @@ class PlainClient:
         if video is not None:
             pc.addTransceiver(video, direction="sendonly")
         dc = pc.createDataChannel(DATA_CHANNEL_LABEL, ordered=True)
-        dc.on("open", dc_open.set)
+        dc.on("open", lambda: (mark("dc_open"), dc_open.set()))
         dc.on("message", lambda m: self.outputs.append((now_us(), json.loads(m))))
         loopback_only(pc)
         await pc.setLocalDescription(await pc.createOffer())
+        mark("offer")
         body = json.dumps({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
         resp = await tornado.httpclient.AsyncHTTPClient().fetch(url, method="POST", body=body,
                                                                 request_timeout=timeout_s)
         answer = json.loads(resp.body)
+        mark("answer")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(asyncio.gather(connected.wait(), dc_open.wait()), timeout_s)
         return self

@@ -65,6 +65,7 @@ class Run:
     proc: dict[str, Any] = field(default_factory=dict)
     server_stats: Any = None
     error: str | None = None
+    client_marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def pct(self) -> list[float]:
@@ -147,9 +148,22 @@ async def _collect_ours(client: ClientPeer, outputs: list[tuple[int, dict[str, A
         outputs.append((msg["recv_us"], msg))
 
 
+async def _install_client_low_latency(client: ClientPeer) -> None:
+    """Diagnostic: put the project's low-latency jitter buffer on ClientPeer's receivers (after connect,
+    since ClientPeer has no option for it) to show what the echo figure would be with it."""
+    from remotemedia_nbrtc.transport.loop_thread import rtc_loop
+    from remotemedia_nbrtc.transport.receiver import install_low_latency_buffer
+
+    async def install() -> None:
+        for transceiver in client._pc.getTransceivers():
+            install_low_latency_buffer(transceiver.receiver)
+
+    await asyncio.wrap_future(rtc_loop().submit(install()))
+
+
 async def run_workload(impl: str, workload: str, duration: float, log_dir: Path) -> Run:
     run = Run(impl, workload, duration)
-    kind = "video" if workload.startswith("video") else workload
+    kind = "video" if workload.startswith("video") else "echo" if workload.startswith("echo") else workload
     server: Any = None
     client: Any = None
     try:
@@ -169,7 +183,10 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
         else:
             client = await ClientPeer.connect(url, token=getattr(server, "token", None), audio=audio, video=video,
                                               ice=ICE, receive_media=kind == "echo", timeout_s=20)
+        if workload == "echo_llc":
+            await _install_client_low_latency(client)
         connected = now_us()
+        run.client_marks = dict(getattr(client, "marks", {}))
         run.connected_ms = (connected - t0) / 1000
         sampler = ProcSampler(server.pid).start()
         outputs: list[tuple[int, dict[str, Any]]] = []
@@ -243,6 +260,8 @@ def table(runs: dict[tuple[str, str], Run]) -> str:
     rows: list[tuple[str, str, str, str]] = []
     for wl, label, anchor in (("audio", "audio burst -> result, p50 / p95 / p99 ms", ANCHORS["audio"]),
                               ("echo", "echo round trip, p50 / p95 / p99 ms", ANCHORS["echo"]),
+                              ("echo_llc", "echo, ClientPeer + low-latency receiver installed by the bench "
+                               "(diagnostic)", ""),
                               ("video640", "video 640x480@30 -> result, p50 / p95 / p99 ms", ANCHORS["video640"]),
                               ("video720", "video 1280x720@30 -> result, p50 / p95 / p99 ms", "")):
         if get("ours", wl) is None and get("baseline", wl) is None:
@@ -264,7 +283,7 @@ def table(runs: dict[tuple[str, str], Run]) -> str:
                          _ms(o and o.connect_ms, 0), _ms(b and b.connect_ms, 0), ANCHORS["connect"] if wl == "audio" else ""))
             rows.append((f"connect ({wl}): start -> client connected, ms",
                          _ms(o and o.connected_ms, 0), _ms(b and b.connected_ms, 0), ""))
-    for wl in ("audio", "echo", "video640", "video720"):
+    for wl in ("audio", "echo", "echo_llc", "video640", "video720"):
         o, b = get("ours", wl), get("baseline", wl)
         if o or b:
             rows.append((f"server CPU (% of one core) / RSS: {wl}", _cpu(o), _cpu(b), ""))
@@ -291,7 +310,7 @@ def _stats_note(run: Run) -> str:
     stats = run.server_stats
     peers = stats.get("peers") if isinstance(stats, dict) and "peers" in stats else stats
     if run.impl == "baseline":
-        return f"baseline server: {stats}"
+        return f"baseline server: {stats}; client connect marks (ms): {run.client_marks}"
     if not peers:
         return f"{run.impl} server: no live peer at the end ({stats})"
     p = peers[0] or {}
@@ -323,11 +342,13 @@ async def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     log_dir = Path(tempfile.mkdtemp(prefix="rm-bench-logs-"))
     duration = args.duration or (4.0 if args.quick else 15.0)
-    workloads = ["audio", "echo", "video640"] + ([] if args.quick else ["video720"])
+    workloads = ["audio", "echo", "echo_llc", "video640"] + ([] if args.quick else ["video720"])
     runs: dict[tuple[str, str], Run] = {}
     if not args.soak:
         for wl in workloads:
             for impl in ("baseline", "ours"):
+                if wl == "echo_llc" and impl == "baseline":
+                    continue
                 print(f"running {impl} {wl} ({duration:.0f} s) ...", flush=True)
                 runs[(impl, wl)] = r = await run_workload(impl, wl, duration, log_dir)
                 print(f"  {impl} {wl}: {_lat(r)}", flush=True)

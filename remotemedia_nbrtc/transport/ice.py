@@ -120,16 +120,20 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
         if getattr(connection, _PATCHED_FLAG, False):
             continue
         original = connection.get_component_candidates  # bound method of this instance only
-        loopback = config.loopback_only
-        timeout = config.gather_timeout_s
 
         @functools.wraps(original)
         async def get_component_candidates(
-            component: int, addresses: list[str], timeout_: Any = None, *, _orig: Any = original
+            component: int,
+            addresses: list[str],
+            timeout: Any = None,
+            *,
+            _orig: Any = original,
+            _loopback: bool = config.loopback_only,
+            _timeout: float = config.gather_timeout_s,
         ) -> Any:
-            if loopback:
+            if _loopback:
                 addresses = [LOOPBACK_ADDRESS]
-            return await _orig(component=component, addresses=addresses, timeout=timeout)
+            return await _orig(component=component, addresses=addresses, timeout=_timeout)
 
         connection.get_component_candidates = get_component_candidates
         setattr(connection, _PATCHED_FLAG, True)
