@@ -131,7 +131,7 @@ def _first_result_ms(outputs: list[tuple[int, dict[str, Any]]], t0_wall_us: int)
 
 # -- one workload against one server ------------------------------------------------------------------
 def _sources(workload: str, duration: float) -> tuple[ToneBurstSource | None, SyntheticVideoSource | None]:
-    if workload in ("audio", "echo"):
+    if not workload.startswith("video"):
         return ToneBurstSource(burst_ms=BURST_MS, period_ms=PERIOD_MS, amplitude=0.5), None
     size = (640, 480) if workload == "video640" else (1280, 720)
     return None, SyntheticVideoSource(*size, fps=30.0)
@@ -332,6 +332,15 @@ def details(runs: list[Run]) -> str:
     return "\n".join(out)
 
 
+def _dump(runs: list[Run], log_dir: Path) -> None:
+    """Every latency with its send time, for looking at outliers (not part of results.md)."""
+    import json
+
+    raw = [{"impl": r.impl, "workload": r.workload, "sent_at_s": r.sent_at_s, "latency_ms": r.latencies_ms,
+            "error": r.error} for r in runs]
+    (log_dir / "raw.json").write_text(json.dumps(raw))
+
+
 def print_table(text: str) -> None:
     print()
     print(text)
@@ -343,6 +352,8 @@ async def main(args: argparse.Namespace) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="rm-bench-logs-"))
     duration = args.duration or (4.0 if args.quick else 15.0)
     workloads = ["audio", "echo", "echo_llc", "video640"] + ([] if args.quick else ["video720"])
+    if args.only:
+        workloads = [w for w in workloads if w in args.only.split(",")]
     runs: dict[tuple[str, str], Run] = {}
     if not args.soak:
         for wl in workloads:
@@ -361,6 +372,7 @@ async def main(args: argparse.Namespace) -> int:
         jt = jupyter_table(jupyter, runs.get(("ours", "audio")))
         print_table(main_table + "\n\n" + jt)
         all_runs = list(runs.values()) + ([jupyter] if jupyter else [])
+        _dump(all_runs, log_dir)
         body = (
             f"Each workload ran {duration:.0f} s against a fresh server process (ours: `bench/serve_ours.py`, the "
             "standalone WebRTCServer; baseline: `bench/baseline_aiortc.py`, plain aiortc), the client in the bench "
@@ -377,7 +389,8 @@ async def main(args: argparse.Namespace) -> int:
             "`serve(bench/workloads/audio_level.yaml)`, ClientPeer connected to the extension's WebSocket with the "
             "token; CPU is the kernel process.\n\n" + jt + "\n\n### Details\n\n" + details(all_runs)
         )
-        write_section("Transport latency", body)
+        if not args.only:
+            write_section("Transport latency", body)
         print(f"server logs: {log_dir}")
         return 0 if all(not r.error for r in all_runs) else 1
     soak = args.soak_duration
@@ -386,6 +399,7 @@ async def main(args: argparse.Namespace) -> int:
         runs[(impl, "video640")] = await run_workload(impl, "video640", soak, log_dir)
     main_table = table(runs)
     print_table(main_table)
+    _dump(list(runs.values()), log_dir)
     body = (f"640x480@30 video for {soak:.0f} s per server (see Transport latency for the method). The slope is "
             "a linear fit of latency against send time; a growing queue shows as a positive slope.\n\n"
             + main_table + "\n\n### Details\n\n" + details(list(runs.values())))
@@ -399,5 +413,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, help="seconds per workload (default 15, quick 4)")
     parser.add_argument("--soak", action="store_true", help="only the 640x480 video workload, for --soak-duration")
     parser.add_argument("--soak-duration", type=float, default=600.0)
+    parser.add_argument("--only", help="comma-separated workloads (audio,echo,echo_llc,video640,video720); "
+                        "does not write results.md")
     parser.add_argument("--no-jupyter", action="store_true", help="skip the run through the Jupyter extension")
     sys.exit(asyncio.run(main(parser.parse_args())))

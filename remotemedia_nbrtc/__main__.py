@@ -52,11 +52,11 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     server = WebRTCServer(config, pipeline)
     await server.start()
-    print(f"serving {pipeline.name or args.manifest!s} on {server.url}  (test page: {server.http_url})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    print(f"serving {pipeline.name or args.manifest!s} on {server.url}  (test page: {server.http_url})", flush=True)
     try:
         await stop.wait()
     finally:

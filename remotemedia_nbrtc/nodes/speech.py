@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,6 +307,8 @@ class SpeechToTextNode(Node):
         self._engine: SpeechToText | None = None
         self._convert: _MonoConverter | None = None
         self._stream_id: str | None = None
+        self.cpu_s = 0.0  # thread CPU time spent in the engine (for real-time-factor figures)
+        self.audio_s = 0.0  # audio fed to the engine
 
     def make_engine(self) -> SpeechToText:
         engine = self.engine
@@ -339,12 +342,19 @@ class SpeechToTextNode(Node):
         assert self._convert is not None
         self._stream_id = data.stream_id
         samples = self._convert(data)
-        return self._outputs(engine.accept_audio(samples), data.timestamp_us)
+        started = time.thread_time()
+        transcripts = engine.accept_audio(samples)
+        self.cpu_s += time.thread_time() - started
+        self.audio_s += len(samples) / engine.sample_rate
+        return self._outputs(transcripts, data.timestamp_us)
 
     def flush(self) -> Any:
         if self._engine is None:
             return None
-        outs = self._outputs(self._engine.finish(), None)
+        started = time.thread_time()
+        transcripts = self._engine.finish()
+        self.cpu_s += time.thread_time() - started
+        outs = self._outputs(transcripts, None)
         self._engine.start()  # ready for more audio (a flush marks a segment end, not the end of input)
         return outs
 
@@ -417,6 +427,7 @@ class _VADNode(Node):
         self._speech_run = 0.0
         self._silence_run = 0.0
         self._position = 0  # samples seen, at the node's rate
+        self._last_prob = 0.0
 
     def _window_size(self) -> int:
         return int(self._rate * self.window_ms / 1000)
@@ -455,13 +466,15 @@ class _VADNode(Node):
             s, e = self._step(prob)
             start, end = start or s, end or e
         self._buffer = buf[n * size:].copy()
+        if probs:
+            self._last_prob = probs[-1]
         position_ms = self._position * 1000 // self._rate
         self._position += len(mono)
         rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if len(mono) else 0.0
         peak = float(np.max(np.abs(mono))) if len(mono) else 0.0
         event = JsonData(
             {"kind": "vad", "has_speech": self._in_speech,
-             "speech_probability": round(max(probs), 4) if probs else None,
+             "speech_probability": round(max(probs) if probs else self._last_prob, 4),
              "is_speech_start": start, "is_speech_end": end,
              "timestamp_ms": data.timestamp_us // 1000 if data.timestamp_us is not None else position_ms,
              "rms": round(rms, 5), "peak": round(peak, 5), "samples": data.num_samples,

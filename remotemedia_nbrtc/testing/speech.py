@@ -153,16 +153,17 @@ class SttMeasurement:
 
     mode: str  # "general" or "phrases"
     accuracy: float  # 1 - WER over the whole corpus
-    rtf: float  # wall-clock processing time / audio duration
+    rtf: float  # wall-clock processing time / audio duration (includes waiting for the CPU on a busy machine)
     audio_s: float
     wall_s: float
     finals: list[str]
     events: list[dict[str, Any]] = field(default_factory=list)
     init_s: float = 0.0  # session start incl. decoder load (not part of ``rtf``)
+    cpu_rtf: float = float("nan")  # CPU time of the STT thread / audio duration
 
     def summary(self) -> str:
-        return (f"{self.mode}: word accuracy {self.accuracy:.1%}, RTF {self.rtf:.3f} "
-                f"({self.audio_s:.1f} s audio in {self.wall_s:.2f} s)")
+        return (f"{self.mode}: word accuracy {self.accuracy:.1%}, RTF {self.rtf:.3f} wall / {self.cpu_rtf:.3f} CPU "
+                f"({self.audio_s:.1f} s audio in {self.wall_s:.2f} s, decoder start {self.init_s:.2f} s)")
 
 
 async def measure_stt_async(
@@ -205,6 +206,7 @@ async def measure_stt_async(
                 events.append(out.value)
         await feeder
         wall = time.perf_counter() - start
+        cpu_s = getattr(session.node("stt"), "cpu_s", float("nan"))
     finally:
         await session.close()
     finals = [e["text"] for e in events if e["final"] and e["text"]]
@@ -217,6 +219,7 @@ async def measure_stt_async(
         finals=finals,
         events=events,
         init_s=init_s,
+        cpu_rtf=cpu_s / track.duration_s,
     )
 
 

@@ -386,6 +386,7 @@ class StreamView {
   // -- preflight -----------------------------------------------------------------------------
   preflight() {
     if (this.model.get("error")) return this.model.get("error");
+    if (this.model.get("closed")) return "This stream was closed in the kernel (handle.close()): re-run the cell to start a new one.";
     if (this.host === "vscode")
       return "VS Code notebooks cannot use the microphone or camera (its webviews deny getUserMedia). " +
         "Open this notebook in JupyterLab or Notebook 7 in a browser.";

@@ -155,24 +155,3 @@ def browser(speech_wav: Path) -> Iterator[Any]:
             yield b
         finally:
             b.close()
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    console: list[str] = []
-    pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    try:
-        yield pg
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        name = request.node.name
-        try:
-            pg.screenshot(path=str(ARTIFACTS / f"{name}-final.png"))
-        except Exception:
-            pass
-        (ARTIFACTS / f"{name}-console.log").write_text("\n".join(console))
-        context.close()
