@@ -21,7 +21,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from .errors import TransportError
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
@@ -265,17 +265,23 @@ class StreamHandle:
         if self.plot is not None:
             self.plot.flush()
 
-    def __enter__(self) -> StreamHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = repr(self)
+        return bundle
 
     def __repr__(self) -> str:
-        state = "error" if self.error else ("closed" if self._closed else "live")
+        if self.error is not None:
+            return f"<StreamHandle error: {self.error}>"
+        state = "closed" if self._closed else "live"
         return f"<StreamHandle {str(self.session_id)[:8]}… {state}>"
 
     # -- internals -------------------------------------------------------------------------
@@ -350,7 +356,7 @@ def _cell_key() -> str | None:
         parent = kernel.get_parent() if kernel is not None else None
         cell_id = ((parent or {}).get("metadata") or {}).get("cellId")
         return f"cell:{cell_id}" if cell_id else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - not in IPython, or an older kernel: no cell id, no replacing
         return None
 
 
@@ -360,8 +366,8 @@ def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
     if plot is None or plot is False:
         return None
     if isinstance(plot, LivePlot):
-        if plot._sink is None:  # noqa: SLF001 - our own class
-            plot._sink = widget.send_plot  # noqa: SLF001
+        if plot._sink is None:
+            plot._sink = widget.send_plot
         return plot
     fields = None if plot is True else [plot] if isinstance(plot, str) else list(plot)
     return LivePlot(fields, max_fps=fps, sink=widget.send_plot)
@@ -436,10 +442,10 @@ def stream(
     except TransportError as exc:
         handle.error = exc
         widget.error = str(exc)
-        handle._closed = True  # noqa: SLF001 - nothing to close: no session, no thread
+        handle._closed = True
         return handle
-    handle._kernel_session = kernel_session  # noqa: SLF001
-    handle._start_dispatcher()  # noqa: SLF001
+    handle._kernel_session = kernel_session
+    handle._start_dispatcher()
     widget.session_id = kernel_session.session_id
     widget.ws_path = kernel_session.ws_path
     if key is not None:

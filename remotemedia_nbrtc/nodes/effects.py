@@ -94,7 +94,6 @@ class _StatefulEffect(Node):
 
     def flush(self) -> None:
         self._states.clear()
-        return None
 
 
 class BiquadFilter(_StatefulEffect):
@@ -159,7 +158,7 @@ class Delay(_StatefulEffect):
     def _apply(self, state: dict[str, Any], data: AudioData) -> np.ndarray:
         line: np.ndarray = state["line"]
         size = len(line)
-        delay = int(round(min(max(self.delay_ms, 0.0), self.max_delay_ms) * data.sample_rate / 1000))
+        delay = round(min(max(self.delay_ms, 0.0), self.max_delay_ms) * data.sample_rate / 1000)
         delay = min(max(delay, 1), size - 1)
         feedback = float(np.clip(self.feedback, 0.0, 0.95))
         mix = float(np.clip(self.mix, 0.0, 1.0))
@@ -359,7 +358,7 @@ class PitchShift(_StatefulEffect):
         end = base + len(buf)
         produced = []
         while True:
-            ana = int(round(state["ana"]))
+            ana = round(state["ana"])
             prev = state["prev"]
             natural = None if prev is None else prev + hop
             need = max(ana + tol + size, (natural or 0) + size)
@@ -380,7 +379,7 @@ class PitchShift(_StatefulEffect):
             state["prev"] = pos
             state["ana"] += hop / ratio
         # keep the input that later segments can still reach
-        keep_from = min(int(round(state["ana"])) - tol, (state["prev"] + hop) if state["prev"] is not None else end)
+        keep_from = min(round(state["ana"]) - tol, (state["prev"] + hop) if state["prev"] is not None else end)
         keep_from = max(min(keep_from, end), base)
         state["input"] = buf[keep_from - base:]
         state["in_base"] = keep_from

@@ -602,7 +602,7 @@ class SpeechGate(Node):
         self.flush_on_end = flush_on_end
         self.forward_events = forward_events
         self._open = False
-        self._tail_left: int | None = None  # samples still to pass after a speech end
+        self._tail_left: float | None = None  # ms of audio still to pass after a speech end
         self._ring: list[AudioData] = []
         self.segments = 0
 
@@ -617,10 +617,11 @@ class SpeechGate(Node):
         if self._open:
             return self._segment_meta(data)
         if self._tail_left is not None:
-            take = min(self._tail_left, data.num_samples)
-            self._tail_left -= take
+            left = round(self._tail_left * data.sample_rate / 1000)
+            take = min(left, data.num_samples)
+            self._tail_left -= take * 1000 / data.sample_rate
             outs: list[RuntimeData] = [self._segment_meta(data.replace(samples=data.samples[:take]))]
-            if self._tail_left <= 0:
+            if take >= left:
                 outs += self._close_segment()
                 rest = data.samples[take:]
                 if len(rest):
@@ -657,9 +658,8 @@ class SpeechGate(Node):
             self._tail_left = None
         if v.get("is_speech_end") or (not v.get("has_speech") and self._open):
             self._open = False
-            rate = event.value.get("sample_rate") or STT_RATE
-            self._tail_left = int(self.post_roll_ms * rate / 1000)
-            if self._tail_left == 0:
+            self._tail_left = float(self.post_roll_ms)
+            if self._tail_left <= 0:
                 outs += self._close_segment()
         return outs
 

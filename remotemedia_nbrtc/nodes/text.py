@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ..runtime.data import JsonData, RuntimeData, TextData
 from ..runtime.node import Node
 
-__all__ = ["DEMO_PHRASEBOOKS", "PhrasebookTranslator", "TranslateNode", "Translator", "TranslationResult"]
+__all__ = ["DEMO_PHRASEBOOKS", "PhrasebookTranslator", "TranslateNode", "TranslationResult", "Translator"]
 
 
 class Translator(Protocol):

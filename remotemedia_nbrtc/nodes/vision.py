@@ -139,7 +139,6 @@ class MotionHeatmap(Node):
 
     def flush(self) -> None:
         self._prev = self._heat = None
-        return None
 
 
 class ForegroundMask(Node):
@@ -198,7 +197,6 @@ class ForegroundMask(Node):
 
     def flush(self) -> None:
         self._background = None
-        return None
 
 
 class _Fields(dict):  # type: ignore[type-arg]

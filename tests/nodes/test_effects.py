@@ -38,20 +38,20 @@ def peak_hz(x, rate=RATE):
 
 
 def test_lowpass_response_minus_3db_at_cutoff():
-    lp = lambda: BiquadFilter(filter_type="lowpass", freq=1000, q=0.7071)  # noqa: E731
+    lp = lambda: BiquadFilter(filter_type="lowpass", freq=1000, q=0.7071)
     assert abs(gain_db(lp, 1000) - (-3.01)) < 0.1
     assert gain_db(lp, 8000) < -20
     assert abs(gain_db(lp, 100)) < 0.1
 
 
 def test_highpass_bandpass_and_peaking_responses():
-    hp = lambda: BiquadFilter(filter_type="highpass", freq=1000)  # noqa: E731
+    hp = lambda: BiquadFilter(filter_type="highpass", freq=1000)
     assert gain_db(hp, 100) < -35 and abs(gain_db(hp, 1000) + 3.01) < 0.1 and abs(gain_db(hp, 10000)) < 0.2
-    bp = lambda: BiquadFilter(filter_type="bandpass", freq=2000, q=4)  # noqa: E731
+    bp = lambda: BiquadFilter(filter_type="bandpass", freq=2000, q=4)
     assert abs(gain_db(bp, 2000)) < 0.2 and gain_db(bp, 500) < -20
-    peak = lambda: BiquadFilter(filter_type="peaking", freq=3000, q=1, gain_db=6)  # noqa: E731
+    peak = lambda: BiquadFilter(filter_type="peaking", freq=3000, q=1, gain_db=6)
     assert abs(gain_db(peak, 3000) - 6) < 0.1 and abs(gain_db(peak, 100)) < 0.3
-    shelf = lambda: BiquadFilter(filter_type="lowshelf", freq=300, gain_db=-12)  # noqa: E731
+    shelf = lambda: BiquadFilter(filter_type="lowshelf", freq=300, gain_db=-12)
     assert abs(gain_db(shelf, 50) + 12) < 0.5 and abs(gain_db(shelf, 8000)) < 0.3
 
 

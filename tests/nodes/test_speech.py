@@ -207,8 +207,8 @@ def test_webrtc_vad_marks_speech_not_silence(short_track):
 def test_gate_passes_speech_with_pre_and_post_roll():
     gate = SpeechGate(pre_roll_ms=40, post_roll_ms=30, flush_on_end=True)
     rate = 1000  # 10 samples per 10 ms frame keeps the arithmetic readable
-    chunk = lambda v: AudioData(np.full(10, v, np.float32), rate)  # noqa: E731
-    ev = lambda **k: JsonData({"has_speech": False, "is_speech_start": False, "is_speech_end": False,  # noqa: E731
+    chunk = lambda v: AudioData(np.full(10, v, np.float32), rate)
+    ev = lambda **k: JsonData({"has_speech": False, "is_speech_start": False, "is_speech_end": False,
                                "sample_rate": rate, **k})
     outs = []
     for i in range(10):  # silence frames 0..9 (values 0..9)

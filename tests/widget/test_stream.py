@@ -72,7 +72,7 @@ def wait_for(pred: Any, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def open_browser_session(handle: Any, pipeline: Any) -> Any:  # noqa: D103
+def open_browser_session(handle: Any, pipeline: Any) -> Any:
     """What a browser connecting does, minus WebRTC: the served runner creates a session."""
     return pipeline_loop().run(handle.runner.create_stream_session(pipeline), 5)
 
@@ -96,6 +96,9 @@ def test_without_the_server_extension_the_widget_shows_what_to_do() -> None:
     assert "extension" in h.widget.error and "jupyter server extension list" in h.widget.error
     assert h.session_id is None
     assert display_threads() == []
+    bundle = h._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert data["text/plain"].startswith("<StreamHandle error:") and "extension" in data["text/plain"]
     h.close()  # harmless
 
 
@@ -166,6 +169,7 @@ def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -
         assert m["sessions"] == 1 and m["display"]["outputs"] >= 60
     finally:
         h.close()
+        pipeline_loop().run(session.close(), 5)
     assert serve.sessions[0].closed
     assert display_threads() == []
 
@@ -198,6 +202,7 @@ def test_plot_updates_are_throttled_under_a_flood() -> None:
         assert len(frames) <= 5 * elapsed + 2, (len(frames), elapsed)
     finally:
         h.close()
+        pipeline_loop().run(session.close(), 5)
 
 
 def test_rerunning_the_same_cell_closes_the_previous_stream() -> None:
