@@ -31,6 +31,8 @@ from .runtime import (
     register_node,
 )
 
+from .stream import StreamHandle, stream
+
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -52,6 +54,7 @@ __all__ = [
     "RuntimeData",
     "SessionClosedError",
     "SignalingError",
+    "StreamHandle",
     "StreamSession",
     "TextData",
     "TransportError",
@@ -60,4 +63,5 @@ __all__ = [
     "node",
     "node_registry",
     "register_node",
+    "stream",
 ]
