@@ -17,6 +17,7 @@ import pytest
 from remotemedia_nbrtc.runtime import JsonData, Node, Pipeline, RuntimeData, VideoData
 from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.loop_thread import LoopThread, pipeline_loop, rtc_loop
 from remotemedia_nbrtc.transport.peer import PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import (
@@ -203,7 +204,7 @@ def _threads() -> set[str]:
     return {t.name for t in threading.enumerate() if not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))}
 
 
-async def test_ten_connect_stream_close_cycles_leak_nothing(level_server: WebRTCServer) -> None:
+async def test_twenty_connect_stream_close_cycles_leak_nothing(level_server: WebRTCServer) -> None:
     async def cycle() -> None:
         client = await ClientPeer.connect(level_server.url, audio=ToneBurstSource(period_ms=100), ice=ICE)
         try:
@@ -213,13 +214,23 @@ async def test_ten_connect_stream_close_cycles_leak_nothing(level_server: WebRTC
             await client.close()
         await wait_for(lambda: level_server.health()["connections"] == 0)
 
+    def tasks(thread: LoopThread) -> int:
+        return thread.run(_count_tasks(), timeout=5)
+
     await cycle()  # warm-up: loop threads, codec state, executor
     gc.collect()
     fds, threads = _fd_count(), _threads()
-    for _ in range(10):
+    rtc_tasks, pipeline_tasks = tasks(rtc_loop()), tasks(pipeline_loop())
+    for _ in range(20):
         await cycle()
     gc.collect()
     await asyncio.sleep(0.2)
     assert _threads() == threads, _threads() ^ threads
     assert _fd_count() <= fds + 2, (fds, _fd_count())
+    assert tasks(rtc_loop()) <= rtc_tasks and tasks(pipeline_loop()) <= pipeline_tasks
     assert level_server.health() == {"status": "ok", "peers": 0, "sessions": 0, "connections": 0}
+
+
+async def _count_tasks() -> int:
+    current = asyncio.current_task()
+    return sum(1 for t in asyncio.all_tasks() if t is not current and not t.done())
