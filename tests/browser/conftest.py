@@ -1,9 +1,12 @@
-"""Browser E2E fixtures: a real JupyterLab (subprocess, one per session) and headless Chromium.
+"""Browser E2E fixtures: real Jupyter servers (subprocesses) and headless Chromium (Playwright).
 
-Chromium's fake mic plays a WAV made with espeak-ng at test time; ICE is kept on 127.0.0.1
-(``--allow-loopback-in-peer-connection`` in the browser, ``loopback_only=True`` in the kernel).
-Run inside a loopback-only namespace in CI:
+Chromium's fake mic plays a WAV made with espeak-ng at test time, its fake camera a y4m made with
+ffmpeg; ICE is kept on 127.0.0.1 (``--allow-loopback-in-peer-connection`` in the browser,
+``loopback_only=True`` in the kernel). Firefox ESR is driven from node (``tests/js``, puppeteer-core over
+WebDriver BiDi). Run inside a loopback-only namespace in CI:
 ``unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/pytest tests/browser``.
+
+A missing browser or tool is a failure, not a skip: CI must install them (``.ci/setup``).
 """
 
 from __future__ import annotations
@@ -26,23 +29,35 @@ from typing import Any
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FIREFOX = "/usr/bin/firefox-esr"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
+JS_DIR = REPO / "tests" / "js"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-gpu",
+]
 
 
-def _missing_tools() -> list[str]:
-    missing = [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
-    if not Path(CHROMIUM).exists():
-        missing.append(CHROMIUM)
-    return missing
+def missing_tools(*names: str) -> list[str]:
+    """Executables (names on PATH or absolute paths) that are not there."""
+    return [n for n in names if (not Path(n).exists() if os.path.isabs(n) else shutil.which(n) is None)]
 
 
-def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
-    missing = _missing_tools()
+def require_tools(*names: str, hint: str = "run .ci/setup") -> None:
+    """Fail (never skip) when a tool the browser tests need is missing."""
+    missing = missing_tools(*names)
     if missing:
-        skip = pytest.mark.skip(reason=f"browser E2E needs {', '.join(missing)}")
-        for item in items:
-            if "tests/browser" in str(item.fspath):
-                item.add_marker(skip)
+        pytest.fail(f"browser E2E needs {', '.join(missing)} (missing): {hint}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _base_tools() -> None:
+    require_tools("espeak-ng", "sox", "ffmpeg", CHROMIUM,
+                  hint="apt-get install -y chromium espeak-ng sox ffmpeg (see .ci/setup)")
 
 
 def _free_port() -> int:
@@ -64,30 +79,51 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def two_tone_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A still camera picture, 320x240 @ 15 fps: bright yellow top half, dark blue bottom half.
+
+    Colourful and not symmetric top/bottom, so the returned video shows whether a pipeline made it grey
+    and flipped it.
+    """
+    out = tmp_path_factory.mktemp("video") / "two_tone.y4m"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "color=c=yellow:s=320x240:r=15:d=1,drawbox=x=0:y=120:w=320:h=120:color=blue:t=fill",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    assert out.stat().st_size > 15 * 320 * 240  # 15 frames
+    return out
+
+
 @dataclass
-class Lab:
+class JupyterServer:
+    """A Jupyter server subprocess (JupyterLab or Notebook 7) with the remotemedia_nbrtc extension."""
+
     url: str
     token: str
     root: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    app: str = "lab"
 
     def api(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}?token={self.token}", timeout=5) as r:
             return json.loads(r.read())
 
     def notebook_url(self, name: str) -> str:
+        if self.app == "notebook":
+            return f"{self.url}notebooks/{name}?token={self.token}"
         return f"{self.url}lab/tree/{name}?reset&token={self.token}"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab with the remotemedia_nbrtc server extension, on 127.0.0.1; stopped by its PID."""
-    root = tmp_path_factory.mktemp("lab")
+Lab = JupyterServer  # the tests' older name
+
+
+def start_server(root: Path, app: str = "lab") -> JupyterServer:
+    """Start ``jupyter lab`` (app="lab") or ``jupyter notebook`` (app="notebook") on 127.0.0.1; wait for it."""
     for sub in ("config", "settings", "workspaces", "runtime"):
-        (root / sub).mkdir()
+        (root / sub).mkdir(exist_ok=True)
     notif = root / "settings" / "@jupyterlab" / "apputils-extension"
-    notif.mkdir(parents=True)
+    notif.mkdir(parents=True, exist_ok=True)
     (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     port, token = _free_port(), secrets.token_hex(16)
     env = {
@@ -98,60 +134,74 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
         "PYTHONUNBUFFERED": "1",
     }
-    log = root / "lab.log"
+    app_cls = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
+    module = {"lab": "jupyterlab", "notebook": "notebook"}[app]
+    log = root / f"{app}.log"
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        sys.executable, "-m", module, "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--ServerApp.jpserver_extensions={'remotemedia_nbrtc.server': True}",
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
+        f"--{app_cls}.news_url=None", f"--{app_cls}.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--{app_cls}.extension_manager=readonly", f"--{app_cls}.expose_app_in_browser=True",
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    server = Lab(url, token, root, proc, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited early:\n{log.read_text()[-3000:]}")
-            try:
-                server.api("api/status")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not start:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.1)
-        yield server
-    finally:
+    server = JupyterServer(f"http://127.0.0.1:{port}/", token, root, proc, log, app)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter {app} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            server.api("api/status")
+            return server
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_server(server)
+                raise RuntimeError(f"jupyter {app} did not start:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.1)
+
+
+def stop_server(server: JupyterServer) -> None:
+    """SIGTERM by PID (the server stops its kernels), kill after 20 s; keep the log as an artifact."""
+    proc = server.proc
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, ARTIFACTS / "jupyterlab.log")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(server.log, ARTIFACTS / server.log.name.replace(".log", "-server.log"))
 
 
 @pytest.fixture(scope="session")
-def browser(speech_wav: Path) -> Iterator[Any]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """JupyterLab with the remotemedia_nbrtc server extension, on 127.0.0.1; stopped by its PID."""
+    server = start_server(tmp_path_factory.mktemp("lab"), "lab")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={speech_wav}%noloop",
-                "--allow-loopback-in-peer-connection",
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-gpu",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Any, speech_wav: Path) -> Iterator[Any]:
+    """Chromium whose fake mic plays ``speech_wav`` once (then silence)."""
+    b = playwright_instance.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}%noloop"],
+    )
+    try:
+        yield b
+    finally:
+        b.close()

@@ -32,13 +32,14 @@ BASE_URL = "/rm-e2e/"  # a non-root base_url, so every path must honour it
 LOOPBACK = IceConfig(loopback_only=True)
 REPO = Path(__file__).resolve().parents[2]
 
+LEVEL_NODE = {"id": "level", "node_type": "AudioLevelNode", "params": {}}
+
 SERVE_CODE = """
 import json
 from remotemedia_nbrtc.kernel import serve
 from remotemedia_nbrtc.transport.ice import IceConfig
 from remotemedia_nbrtc.transport.peer import PeerConfig
-manifest = {{"version": "v1", "metadata": {{"name": "level"}},
-            "nodes": [{{"id": "level", "node_type": "AudioLevelNode", "params": {{}}}}], "connections": []}}
+manifest = {{"version": "v1", "metadata": {{"name": "e2e"}}, "nodes": [{node}], "connections": []}}
 {var} = serve(manifest, peer_config=PeerConfig(ice=IceConfig(loopback_only=True)))
 print(json.dumps({{"session_id": {var}.session_id, "ws_path": {var}.ws_path}}))
 """
@@ -149,8 +150,9 @@ def wait_reply(kc: BlockingKernelClient, msg_id: str, timeout: float) -> dict[st
             return msg
 
 
-def serve_in_kernel(kc: BlockingKernelClient, var: str) -> dict[str, str]:
-    info: dict[str, str] = json.loads(execute(kc, SERVE_CODE.format(var=var)).strip().splitlines()[-1])
+def serve_in_kernel(kc: BlockingKernelClient, var: str, node: dict[str, Any] = LEVEL_NODE) -> dict[str, str]:
+    code = SERVE_CODE.format(var=var, node=json.dumps(node))
+    info: dict[str, str] = json.loads(execute(kc, code).strip().splitlines()[-1])
     return info
 
 
@@ -263,3 +265,56 @@ def test_busy_cell_does_not_block_connect_or_lose_frames(server: Server, kernel:
     assert report["peer"]["bridge"]["audio_drops"] == 0
     # and the results came back while the cell was still busy
     assert len(levels(outputs)) >= sent - 5
+
+
+def test_gain_processed_audio_returns_through_kernel(server: Server, kernel: BlockingKernelClient) -> None:
+    """Audio processed by the kernel's pipeline comes back as a media track, checked numerically."""
+    info = serve_in_kernel(kernel, "h3", {"id": "gain", "node_type": "Gain", "params": {"gain_db": -6.0}})
+
+    async def scenario() -> np.ndarray:
+        client = await ClientPeer.connect(server.url(info["ws_path"], scheme="ws"), token=server.token,
+                                          audio=ToneSource(440.0, amplitude=0.5), ice=LOOPBACK, timeout_s=15)
+        try:
+            deadline = time.monotonic() + 10
+            while len(client.received_audio) < 120 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return client.received_audio_samples()[:, 0]
+        finally:
+            await client.close()
+
+    samples = asyncio.run(scenario())
+    execute(kernel, "h3.close()")
+    tail = samples[-24000:]  # the last 0.5 s of an endless tone
+    assert tail.size == 24000 and np.sum(np.abs(tail) > 0.05) > 12000, "no processed audio came back"
+    rms = float(np.sqrt(np.mean(tail**2)))
+    expected = 0.5 * 10 ** (-6 / 20) / np.sqrt(2)
+    assert abs(rms - expected) / expected < 0.15, (rms, expected)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(tail * np.hanning(tail.size)))) * 48000 / tail.size
+    assert abs(peak_hz - 440.0) < 5, peak_hz
+
+
+def test_synthetic_video_returns_a_result_per_frame_through_kernel(server: Server,
+                                                                   kernel: BlockingKernelClient) -> None:
+    """Video frames reach the kernel's pipeline; a per-frame result comes back on the data channel."""
+    from remotemedia_nbrtc.transport.sources import SyntheticVideoSource
+
+    info = serve_in_kernel(kernel, "h4", {"id": "stats", "node_type": "VideoStatsNode", "params": {}})
+    source = SyntheticVideoSource(320, 240, fps=15, duration_s=2.0)
+
+    async def scenario() -> list[dict[str, Any]]:
+        client = await ClientPeer.connect(server.url(info["ws_path"], scheme="ws"), token=server.token,
+                                          video=source, ice=LOOPBACK, timeout_s=15)
+        outputs: list[dict[str, Any]] = []
+        try:
+            await collect(client, time.monotonic() + 3.5, outputs)
+        finally:
+            await client.close()
+        return outputs
+
+    outputs = asyncio.run(scenario())
+    execute(kernel, "h4.close()")
+    stats = [o["value"] for o in outputs if o.get("type") == "json" and o["value"].get("kind") == "video_stats"]
+    assert len(stats) >= 20, len(stats)
+    assert all((s["width"], s["height"]) == (320, 240) for s in stats)
+    numbers = [s["frame_number"] for s in stats]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)

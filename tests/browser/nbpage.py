@@ -1,0 +1,80 @@
+"""Driving a notebook page (JupyterLab 4 or Notebook 7) from Playwright, with the waits of testing-recipes §6.
+
+Both apps run with ``expose_app_in_browser``, so cells are run through the command registry
+(``notebook:run-cell``) and the kernel state is read from the panel's ``sessionContext``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from .conftest import JupyterServer
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """A notebook with one code cell per source (kernelspec set, so no kernel dialog)."""
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+              "source": src} for i, src in enumerate(sources)]
+    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                       "language_info": {"name": "python"}}}
+    path.write_text(json.dumps(nb))
+
+
+def open_notebook(page: Any, server: JupyterServer, name: str) -> None:
+    page.goto(server.notebook_url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
+    wait_kernel_idle(page, 30_000)
+
+
+def wait_kernel_idle(page: Any, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                   const s = w && w.sessionContext;
+                   return !!(s && s.isReady && s.session && s.session.kernel && s.session.kernel.status === 'idle'); }""",
+        timeout=timeout, polling=100,
+    )
+
+
+def run_cell(page: Any, index: int, *, wait: bool = True) -> None:
+    page.evaluate(
+        """async (i) => { const app = window.jupyterapp; const panel = app.shell.currentWidget;
+                          panel.content.activeCellIndex = i; panel.content.deselectAll();
+                          await app.commands.execute('notebook:run-cell'); }""",
+        index,
+    )
+    if wait:
+        wait_kernel_idle(page)
+
+
+def cell(page: Any, index: int) -> Any:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def output_text(page: Any, index: int) -> str:
+    return str(cell(page, index).locator(".jp-OutputArea").inner_text())
+
+
+def wait_output(page: Any, index: int, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = output_text(page, index)
+        m = re.search(pattern, text)
+        if m:
+            return m
+        time.sleep(0.1)
+    raise AssertionError(f"cell {index} output has no {pattern!r}: {text!r}")
+
+
+def widget(page: Any, index: int) -> Any:
+    """The stream widget rendered under cell ``index``."""
+    return cell(page, index).locator(".rm-widget")
+
+
+def wait_connected(page: Any, index: int, timeout: float = 20_000) -> None:
+    widget(page, index).and_(page.locator("[data-state='connected']")).wait_for(timeout=timeout)
