@@ -4,6 +4,15 @@ Lives on the RTC loop (``transport.loop_thread.rtc_loop()``). The extension expo
 and secret to the environment of kernels it starts; nothing is typed by the user. Envelopes are
 described in :mod:`remotemedia_nbrtc.server.relay`. The link reconnects when it drops and then
 registers its sessions again; browser connections that were open over the old link are closed.
+
+Binary frames (WebSocket media, :mod:`remotemedia_nbrtc.transport.wsmedia`) travel on the link
+prefixed with their connection id (``u8 n, n ASCII bytes, frame``); they bypass the per-connection
+signaling queue and go straight to the endpoint's ``handle_binary`` (which never blocks).
+
+If the Jupyter server restarts, the link retries with backoff (0.1 s ... 5 s) for as long as the
+kernel lives; a *new* server has a new link secret, so it refuses the old kernel (HTTP 403) and
+only kernels that the new server starts can serve sessions. Normally the server shuts its kernels
+down when it stops, so this only matters for kernels that outlive their server.
 """
 
 from __future__ import annotations
@@ -177,7 +186,7 @@ class KernelLink:
                 self._on_link_lost(ws)
                 continue
             if isinstance(text, bytes):
-                log.warning("kernel link: ignoring a binary frame")
+                self._dispatch_binary(text)
                 continue
             try:
                 self._dispatch(text)
@@ -284,6 +293,30 @@ class KernelLink:
         except WebSocketClosedError:
             log.debug("kernel link closed; dropped %.80s", text)
 
+    def _send_binary(self, data: bytes) -> Awaitable[None] | None:
+        ws = self._ws
+        if ws is None:
+            return None
+        try:
+            written: Awaitable[None] = ws.write_message(data, binary=True)
+        except WebSocketClosedError:
+            return None
+        return written
+
+    def _dispatch_binary(self, data: bytes) -> None:
+        if not data or data[0] == 0 or len(data) < 1 + data[0]:
+            log.debug("kernel link: binary frame without a connection prefix")
+            return
+        conn_id = bytes(data[1 : 1 + data[0]]).decode("ascii", "replace")
+        conn = self._conns.get(conn_id)
+        handle = getattr(conn.endpoint, "handle_binary", None) if conn is not None else None
+        if handle is None:
+            return
+        try:
+            handle(bytes(memoryview(data)[1 + data[0] :]))
+        except Exception:
+            log.exception("endpoint %s failed on a binary frame", conn_id)
+
     def _dispatch(self, text: str) -> None:
         msg = json.loads(text)
         kind = msg.get("kind")
@@ -333,6 +366,16 @@ class KernelLink:
             log.exception("kernel link: cannot create a signaling endpoint")
             self._send(envelope("close", conn=conn_id, data=f"kernel could not open the session: {exc}"))
             return
+        prefix = bytes([len(conn_id)]) + conn_id.encode("ascii")
+
+        def send_binary(frame: bytes) -> Awaitable[None] | None:
+            if conn_id in self._conns:
+                return self._send_binary(prefix + frame)
+            return None
+
+        attach = getattr(endpoint, "set_binary_sender", None)
+        if attach is not None:
+            attach(send_binary)
         conn = _Conn(conn_id, session_id, endpoint, asyncio.Queue(CONN_QUEUE_SIZE))
         self._conns[conn_id] = conn
         served.conns.add(conn_id)

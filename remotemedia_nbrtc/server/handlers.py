@@ -12,7 +12,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .relay import INVALID_REQUEST, PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, envelope, jsonrpc_error
+from .relay import PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, envelope, jsonrpc_error
 
 AUTH_RESOURCE = "remotemedia"
 #: Header (or ``?secret=`` query argument) that carries the kernel-link secret.
@@ -25,6 +25,9 @@ LINK_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # WebSocket close codes (4000-4999 are application-defined).
 CLOSE_NORMAL = 1000
 CLOSE_UNKNOWN_SESSION = 4404
+#: Binary (media) frames written to one socket but not yet flushed; beyond this new ones are dropped
+#: (counted in the relay's ``binary_dropped``): a slow browser or kernel must not grow server memory.
+MAX_PENDING_BINARY = 64
 
 
 class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -44,6 +47,26 @@ class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ig
         except WebSocketClosedError:
             self.log.debug("remotemedia: write to closed socket %s dropped", self.request.path)
             self._on_gone()
+
+    _pending_binary = 0
+    max_pending_binary = MAX_PENDING_BINARY
+
+    def _send_binary(self, frame: bytes) -> None:
+        if self._pending_binary >= self.max_pending_binary:
+            self.relay.binary_dropped += 1
+            return
+        try:
+            written = self.write_message(frame, binary=True)
+        except WebSocketClosedError:
+            self._on_gone()
+            return
+        self._pending_binary += 1
+        written.add_done_callback(self._binary_written)
+
+    def _binary_written(self, future: Any) -> None:
+        self._pending_binary -= 1
+        if not future.cancelled():
+            future.exception()  # a closed socket's write error is expected; on_close cleans up
 
     def _close(self, reason: str) -> None:
         self.close(CLOSE_NORMAL, reason[:120])
@@ -74,15 +97,15 @@ class BrowserSocketHandler(_SocketBase):
     def open(self, session_id: str) -> None:  # type: ignore[override]
         super().open()
         try:
-            self.conn_id = self.relay.open_browser(session_id, self._send, self._close)
+            self.conn_id = self.relay.open_browser(session_id, self._send, self._close, self._send_binary)
         except SessionUnavailable as exc:
             self.write_message(jsonrpc_error(SESSION_UNAVAILABLE, f"{exc}; run serve() in the kernel first"))
             self.close(CLOSE_UNKNOWN_SESSION, "unknown session")
 
     def on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            reason = {"reason": "signaling messages must be text frames"}
-            self.write_message(jsonrpc_error(INVALID_REQUEST, "Invalid Request", data=reason))
+        if isinstance(message, bytes):  # WebSocket media: relayed to the kernel as is
+            if self.conn_id is not None:
+                self.relay.browser_binary(self.conn_id, message)
             return
         try:
             json.loads(message)
@@ -102,6 +125,7 @@ class KernelLinkHandler(_SocketBase):
     """``remotemedia/kernel-link``: one WS per kernel, authenticated by the per-server link secret."""
 
     max_message_size = LINK_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    max_pending_binary = 4 * MAX_PENDING_BINARY  # shared by every browser of this kernel
     link_id: int | None = None
 
     def _secret_ok(self) -> bool:
@@ -122,14 +146,14 @@ class KernelLinkHandler(_SocketBase):
 
     def open(self) -> None:  # type: ignore[override]
         super().open()
-        self.link_id = self.relay.add_kernel(self._send)
+        self.link_id = self.relay.add_kernel(self._send, self._send_binary)
         self.log.info("remotemedia: kernel link %s connected", self.link_id)
 
     def on_message(self, message: str | bytes) -> None:
         if self.link_id is None:
             return
         if isinstance(message, bytes):
-            self._send(envelope("error", data="envelopes must be text frames"))
+            self.relay.kernel_binary(self.link_id, message)
             return
         self.relay.kernel_message(self.link_id, message)
 
@@ -155,5 +179,7 @@ class StatusHandler(APIHandler):  # type: ignore[misc]
             "kernels": relay.kernel_count,
             "sessions": relay.session_count,
             "connections": relay.connection_count,
+            "binary_relayed": relay.binary_relayed,
+            "binary_dropped": relay.binary_dropped,
         }
         self.finish(json.dumps(status))

@@ -9,6 +9,10 @@ envelopes ``{"kind": ..., "conn": ..., "session": ..., "data": ...}``:
     kernel  -> browser  message {conn, data} | close {conn, data?: reason}
     kernel  -> relay    register {session} | unregister {session}
     relay   -> kernel   registered {session} | unregistered {session} | error {session?, conn?, data}
+
+Binary frames (WebSocket media, see ``remotemedia_nbrtc.transport.wsmedia``) are relayed as they are,
+both ways; on the link each one is prefixed with its connection id: ``u8 n, n bytes of the ASCII
+connection id, then the browser's frame``. Binary frames for unknown connections are dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,24 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 
 ENVELOPE_KINDS_FROM_KERNEL = frozenset({"register", "unregister", "message", "close"})
+
+BinarySend = Callable[[bytes], None]
+
+
+def pack_link_frame(conn_id: str, frame: bytes) -> bytes:
+    """A binary frame for the kernel link: the connection id prefix, then ``frame``."""
+    raw = conn_id.encode("ascii")
+    if not 0 < len(raw) < 256:
+        raise ValueError("connection ids are 1-255 ASCII characters")
+    return bytes([len(raw)]) + raw + frame
+
+
+def unpack_link_frame(data: bytes) -> tuple[str, bytes]:
+    """``(conn_id, frame)`` of a binary kernel-link frame; ``ValueError`` when malformed."""
+    if not data or len(data) < 1 + data[0] or data[0] == 0:
+        raise ValueError("binary link frame needs a connection id prefix")
+    n = data[0]
+    return bytes(data[1 : 1 + n]).decode("ascii"), bytes(memoryview(data)[1 + n :])
 
 
 class SessionUnavailable(Exception):
@@ -53,6 +75,7 @@ class _Kernel:
     send: Callable[[str], None]
     sessions: set[str] = field(default_factory=set)
     conns: set[str] = field(default_factory=set)
+    send_binary: BinarySend | None = None
 
 
 @dataclass
@@ -62,6 +85,7 @@ class _Browser:
     link_id: int
     send: Callable[[str], None]
     close: Callable[[str], None]
+    send_binary: BinarySend | None = None
 
 
 class Relay:
@@ -75,6 +99,9 @@ class Relay:
         self._sessions: dict[str, int] = {}
         self._browsers: dict[str, _Browser] = {}
         self._ids = itertools.count(1)
+        #: binary frames dropped because a socket had too many unflushed writes (set by the handlers)
+        self.binary_dropped = 0
+        self.binary_relayed = 0
 
     @property
     def kernel_count(self) -> int:
@@ -93,10 +120,10 @@ class Relay:
 
     # kernel side ---------------------------------------------------------------------------
 
-    def add_kernel(self, send: Callable[[str], None]) -> int:
+    def add_kernel(self, send: Callable[[str], None], send_binary: BinarySend | None = None) -> int:
         """Record a newly connected kernel link; returns its link id."""
         link_id = next(self._ids)
-        self._kernels[link_id] = _Kernel(link_id, send)
+        self._kernels[link_id] = _Kernel(link_id, send, send_binary=send_binary)
         return link_id
 
     def remove_kernel(self, link_id: int) -> None:
@@ -153,6 +180,22 @@ class Relay:
             reason = msg.get("data")
             browser.close(reason if isinstance(reason, str) else "closed by kernel")
 
+    def kernel_binary(self, link_id: int, data: bytes) -> None:
+        """A binary frame from a kernel link: relay it to the browser connection it names."""
+        kernel = self._kernels.get(link_id)
+        if kernel is None:
+            return
+        try:
+            conn_id, frame = unpack_link_frame(data)
+        except (ValueError, UnicodeDecodeError):
+            kernel.send(envelope("error", data="binary link frames must start with a connection id prefix"))
+            return
+        browser = self._browsers.get(conn_id)
+        if browser is None or browser.link_id != link_id or browser.send_binary is None:
+            return
+        self.binary_relayed += 1
+        browser.send_binary(frame)
+
     def _register(self, kernel: _Kernel, sid: str) -> None:
         owner = self._sessions.get(sid)
         if owner is not None and owner != kernel.link_id:
@@ -175,7 +218,13 @@ class Relay:
 
     # browser side --------------------------------------------------------------------------
 
-    def open_browser(self, session_id: str, send: Callable[[str], None], close: Callable[[str], None]) -> str:
+    def open_browser(
+        self,
+        session_id: str,
+        send: Callable[[str], None],
+        close: Callable[[str], None],
+        send_binary: BinarySend | None = None,
+    ) -> str:
         """Attach a browser connection to its session's kernel; returns the connection id.
 
         Raises :class:`SessionUnavailable` when no connected kernel serves ``session_id``.
@@ -185,7 +234,7 @@ class Relay:
         if kernel is None:
             raise SessionUnavailable(f"no running kernel serves session {session_id!r}")
         conn_id = f"c{next(self._ids)}"
-        self._browsers[conn_id] = _Browser(conn_id, session_id, kernel.link_id, send, close)
+        self._browsers[conn_id] = _Browser(conn_id, session_id, kernel.link_id, send, close, send_binary)
         kernel.conns.add(conn_id)
         kernel.send(envelope("open", conn=conn_id, session=session_id))
         return conn_id
@@ -196,6 +245,16 @@ class Relay:
         if browser is None:
             return
         self._kernels[browser.link_id].send(envelope("message", conn=conn_id, data=text))
+
+    def browser_binary(self, conn_id: str, frame: bytes) -> None:
+        """Forward one binary (media) frame from a browser to its kernel."""
+        browser = self._browsers.get(conn_id)
+        if browser is None:
+            return
+        kernel = self._kernels[browser.link_id]
+        if kernel.send_binary is not None:
+            self.binary_relayed += 1
+            kernel.send_binary(pack_link_frame(conn_id, frame))
 
     def browser_closed(self, conn_id: str) -> None:
         """The browser went away: tell its kernel so it closes the signaling endpoint."""

@@ -44,6 +44,7 @@ __all__ = ["PeerRegistry", "SignalingEndpoint"]
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], "Awaitable[None] | None"]
+SendBinaryFn = Callable[[bytes], "Awaitable[None] | None"]
 PeerFactory = Callable[..., Awaitable[Any]]
 
 MAX_PENDING_CANDIDATES = 512
@@ -166,6 +167,8 @@ class SignalingEndpoint:
         self._server_info = server_info
         self._peer_factory = peer_factory or _default_peer_factory
         self._on_close = on_close
+        self._send_binary: SendBinaryFn | None = None
+        self._binary_refusals = 0
         self.peer_id: str | None = None
         self.server_peer: Any = None
         self._generation = 0
@@ -195,9 +198,37 @@ class SignalingEndpoint:
             "control.publish": self._publish,
             "control.set_node_state": self._set_node_state,
             "control.flush_audio": self._flush_audio,
+            "media.open": self._media_open,
+            "media.close": self._media_close,
+            "media.send": self._media_send,
+            "media.stats": self._media_stats,
         }
 
     # -- public ----------------------------------------------------------------------------
+    def set_binary_sender(self, send_binary: SendBinaryFn) -> None:
+        """How to send a binary frame to this client (enables the WebSocket media fallback)."""
+        self._send_binary = send_binary
+
+    def handle_binary(self, frame: bytes) -> None:
+        """One binary frame from the client: WebSocket media (see :mod:`.wsmedia`). Never blocks."""
+        if self.closed:
+            return
+        on_frame = getattr(self.server_peer, "on_frame", None)
+        if on_frame is not None:
+            on_frame(frame)
+            return
+        self._binary_refusals += 1
+        if self._binary_refusals == 1:  # one error, not one per media frame
+            reason = {"reason": "binary frames carry WebSocket media: call media.open first"}
+            self._post(rpc.error_message(None, rpc.INVALID_REQUEST, "Invalid Request", reason))
+
+    @property
+    def transport_path(self) -> str | None:
+        """``"webrtc"`` or ``"websocket"`` while a peer serves this connection, else ``None``."""
+        if self.server_peer is None:
+            return None
+        return "websocket" if hasattr(self.server_peer, "on_frame") else "webrtc"
+
     @property
     def session(self) -> Any:
         """The pipeline session of the current ServerPeer (lives on the pipeline loop), or None."""
@@ -340,7 +371,13 @@ class SignalingEndpoint:
             return {"success": True, "to_peer_id": to}
         rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
         assert self.peer_id is not None
-        await self._close_server_peer()  # a new offer replaces the existing ServerPeer
+        if self._transport_setting() == "websocket":
+            raise rpc.RpcError(
+                rpc.INVALID_REQUEST,
+                "Invalid Request",
+                {"reason": "this session is set to transport='websocket': use media.open", "transport": "websocket"},
+            )
+        await self._close_server_peer()  # a new offer replaces the existing ServerPeer (or WebSocket media)
         self.registry.acquire_session(self.peer_id)
         self._generation += 1
         generation = self._generation
@@ -435,11 +472,26 @@ class SignalingEndpoint:
         ice = getattr(self._peer_config, "ice", None)
         browser_servers = ice.browser_servers() if hasattr(ice, "browser_servers") else []
         session = self.session
+        from .wsmedia import AUDIO_CODECS, HEADER_BYTES, VIDEO_CODECS
+
+        transport = self._transport_setting()
         return {
             "peer_id": self.peer_id,
             "server_peer_id": self.server_peer_id,
             "session_id": getattr(self.server_peer, "session_id", None),
             "connection_state": getattr(self.server_peer, "connection_state", None),
+            "transport": {
+                "setting": transport,
+                "active": self.transport_path,
+                "webrtc_timeout_s": getattr(self._peer_config, "webrtc_timeout_s", 5.0),
+                "websocket_media": None if transport == "webrtc" or self._send_binary is None else {
+                    "version": 1,
+                    "audio_codecs": list(AUDIO_CODECS),
+                    "video_codecs": list(VIDEO_CODECS),
+                    "header_bytes": HEADER_BYTES,
+                    "max_frame_bytes": self.max_message_bytes,
+                },
+            },
             "nodes": list(getattr(session, "node_ids", []) or []),
             "ice_servers": browser_servers,
             "limits": {
@@ -609,6 +661,66 @@ class SignalingEndpoint:
 
         await self._on_pipeline(apply())
         return {"success": True, "node_id": node_id, "state": state}
+
+    # -- media.* (WebSocket media fallback, see .wsmedia) -------------------------------------
+    def _transport_setting(self) -> str:
+        return str(getattr(self._peer_config, "transport", "auto") or "auto")
+
+    async def _media_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        from .wsmedia import HEADER_BYTES, WebSocketMediaPeer, negotiate
+
+        if self._transport_setting() == "webrtc" or self._send_binary is None:
+            reason = ("this session is set to transport='webrtc'" if self._send_binary is not None
+                      else "this connection cannot carry binary frames")
+            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": reason, "transport": "webrtc"})
+        formats = negotiate(params)
+        assert self.peer_id is not None
+        await self._close_server_peer()  # media.open replaces a WebRTC peer or an earlier media.open
+        self.registry.acquire_session(self.peer_id)
+        self._generation += 1
+        send_binary = self._send_binary
+        try:
+            peer = await WebSocketMediaPeer.create(
+                self._pipeline,
+                formats,
+                send_text=self._emit,
+                send_binary=send_binary,
+                runner=self._runner,
+                video_format=getattr(self._peer_config, "video_format", None),
+            )
+        except BaseException:
+            self.registry.release_session(self.peer_id)
+            raise
+        self.server_peer = peer
+        self._binary_refusals = 0
+        await self._install_taps()
+        return {
+            "session_id": peer.session_id,
+            "accepted": formats.as_dict(),
+            "header_bytes": HEADER_BYTES,
+            "max_frame_bytes": self.max_message_bytes,
+        }
+
+    def _media_peer(self) -> Any:
+        peer = self.server_peer
+        if peer is None or not hasattr(peer, "on_frame"):
+            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
+        return peer
+
+    async def _media_close(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._media_peer()
+        drained = await peer.drain()
+        stats = peer.stats()
+        await self._close_server_peer()
+        return {"closed": True, "drained": drained, "stats": stats}
+
+    async def _media_send(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._media_peer().send_message(params["message"])
+        return {"sent": True}
+
+    async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        stats: dict[str, Any] = self._media_peer().stats()
+        return stats
 
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
         flush = getattr(self.server_peer, "flush_audio", None)

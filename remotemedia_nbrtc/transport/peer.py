@@ -46,6 +46,9 @@ class PeerConfig:
     ``video_format``: pixel format of received video frames given to the pipeline (None: as decoded,
     normally ``yuv420p``). ``low_latency_receive=False`` keeps aiortc's own jitter buffer (about 80 ms
     more audio latency; for comparison or if the low-latency buffer misbehaves).
+    ``transport``: ``"auto"`` (clients try WebRTC, then fall back to WebSocket media after
+    ``webrtc_timeout_s``), ``"webrtc"`` (``media.open`` is refused) or ``"websocket"`` (``peer.offer``
+    is refused, so clients go straight to WebSocket media; see :mod:`.wsmedia`).
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -56,6 +59,12 @@ class PeerConfig:
     connect_timeout_s: float = 15
     video_format: str | None = None
     low_latency_receive: bool = True
+    transport: str = "auto"
+    webrtc_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("auto", "webrtc", "websocket"):
+            raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {self.transport!r}")
 
 
 def _validate_offer(sdp: Any) -> None:

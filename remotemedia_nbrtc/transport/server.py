@@ -100,11 +100,16 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.endpoint = self.server._new_endpoint(self)
+        self.endpoint.set_binary_sender(self.send_binary)
 
     async def on_message(self, message: str | bytes) -> None:
         # tornado awaits this before reading the next frame: one connection's messages stay in order
-        if self.endpoint is not None:
-            await self.endpoint.handle_message(message)
+        if self.endpoint is None:
+            return
+        if isinstance(message, bytes):  # WebSocket media (see .wsmedia); never blocks
+            self.endpoint.handle_binary(message)
+            return
+        await self.endpoint.handle_message(message)
 
     def on_close(self) -> None:
         endpoint, self.endpoint = self.endpoint, None
@@ -113,6 +118,9 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
 
     def send_text(self, text: str) -> Any:
         return self.write_message(text)
+
+    def send_binary(self, frame: bytes) -> Any:
+        return self.write_message(frame, binary=True)
 
 
 class _HealthHandler(tornado.web.RequestHandler):

@@ -99,6 +99,15 @@ _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
     "control.publish": {"topic": (str, _REQUIRED), "payload": (_ANY, _REQUIRED)},
     "control.set_node_state": {"node_id": (str, _REQUIRED), "state": (str, _REQUIRED)},
     "control.flush_audio": {},
+    "media.open": {
+        "audio": ((dict, type(None)), _OPTIONAL),
+        "video": ((dict, type(None)), _OPTIONAL),
+        "receive_audio": ((bool, dict), _OPTIONAL),
+        "receive_video": ((bool, dict), _OPTIONAL),
+    },
+    "media.close": {},
+    "media.send": {"message": (str, _REQUIRED)},
+    "media.stats": {},
 }
 METHODS = frozenset(_PARAM_SPECS)
 

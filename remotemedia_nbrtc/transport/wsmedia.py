@@ -53,8 +53,8 @@ Kernel -> browser:
 - ``media.output`` notifications whose params are exactly the data-channel JSON of :mod:`.wire`
   (``{"type": "json"|"text"|"error"|"metrics", ..., "ts_us", "node"?, "media_ts_us"?}``);
 - binary kind 1: returned audio as pcm16 mono at ``accepted.audio_out.sample_rate``, kind 2:
-  returned video as JPEG (newest frame only, at most ``video_out.max_fps``), kind 3: BinaryData;
-- ``media.state`` notifications ``{"state": "open"|"closed", "reason"?: str}``.
+  returned video as JPEG (newest frame only, at most ``video_out.max_fps``), kind 3: BinaryData.
+  JSON outputs and BinaryData keep their order relative to each other.
 
 Binary frames sent before ``media.open`` get one JSON-RPC error (-32600, id null) and are ignored.
 Sizes: a frame may not exceed the socket's limit (256 KiB through the server extension).

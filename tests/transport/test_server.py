@@ -96,8 +96,11 @@ async def test_fifty_malformed_messages_then_server_still_answers(server: WebRTC
         assert reply["jsonrpc"] == "2.0" and "id" in reply and "result" not in reply, reply
         codes.append(reply["error"]["code"])
     assert len(codes) == 50 and set(codes) == {-32700, -32600, -32601, -32602}
-    await ws.write_message(b"\x00\x01binary")  # a binary frame is not UTF-8 JSON: an error, not a crash
-    assert json.loads(await ws.read_message())["error"]["code"] == -32700
+    # binary frames are WebSocket media: before media.open they get one -32600 (not one per frame), no crash
+    await ws.write_message(b"\x00\x01binary", binary=True)
+    await ws.write_message(b"\x01" * 20, binary=True)
+    reply = json.loads(await ws.read_message())
+    assert reply["error"]["code"] == -32600 and "media.open" in reply["error"]["data"]["reason"]
     listed = await rpc(ws, req("peer.list", {}, "still-alive"))
     assert listed["id"] == "still-alive" and listed["result"]["count"] == 1
     ws.close()

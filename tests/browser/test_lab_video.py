@@ -1,0 +1,122 @@
+"""Processed media shown back: camera + mic -> WebRTC -> (grey, flip, gain) in the kernel -> WebRTC -> widget.
+
+Chromium's fake camera plays a still two-tone y4m (yellow top, blue bottom) and its fake mic a looping
+speech WAV. The pipeline greys and vertically flips the video and passes the audio through a Gain node.
+The page measures the widget's own elements: the returned <video> must be grey and upside down compared
+with the local preview, and the returned audio track must be audible (WebAudio AnalyserNode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
+from .nbpage import open_notebook, run_cell, wait_connected, wait_output, widget, write_notebook
+from .probes import AUDIO_LEVEL_JS, VIDEO_HALVES_JS
+
+pytestmark = pytest.mark.timeout(120)
+
+SETUP = """\
+from remotemedia_nbrtc.stream import stream
+from remotemedia_nbrtc.runtime import Pipeline
+from remotemedia_nbrtc.nodes import Gain, VideoFlip, VideoGrayscale
+
+p = Pipeline("grey-flip-gain")
+p.add("grey", VideoGrayscale())             # audio passes through unchanged
+p.add("flip", VideoFlip(direction="vertical"))
+p.add("gain", Gain(gain_db=0.0), is_output_node=True)  # video passes through unchanged
+p.chain("grey", "flip", "gain")
+print("SETUP_OK")
+"""
+
+STREAM = """\
+h = stream(p, audio=True, video=True, plot=False, loopback_only=True)
+h
+"""
+
+CHECK = """\
+m = h.metrics()
+peer = m["peers"][0]
+print("VIDEO_IN", peer["frames_in"].get("video", {}).get("frames", 0),
+      "VIDEO_OUT", peer.get("video_out", {}).get("frames_sent", 0),
+      "AUDIO_IN", peer["frames_in"].get("audio", {}).get("frames", 0),
+      "AUDIO_OUT", peer.get("audio_out", {}).get("frames_sent", 0))
+"""
+
+CLOSE = "h.close()\nprint('CLOSED', h.closed)\n"
+
+
+@pytest.fixture(scope="module")
+def av_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_tone_y4m: Path) -> Iterator[Any]:
+    """A Chromium of its own (fake camera = the y4m, fake mic = the WAV, looping) with the notebook open."""
+    browser = playwright_instance.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}",
+              f"--use-file-for-fake-video-capture={two_tone_y4m}"],
+    )
+    write_notebook(lab.root / "video.ipynb", [SETUP, STREAM, CHECK, CLOSE])
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    try:
+        open_notebook(page, lab, "video.ipynb")
+        run_cell(page, 0)
+        wait_output(page, 0, "SETUP_OK")
+        yield page
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "video-console.log").write_text("\n".join(console))
+        try:
+            run_cell(page, 3)  # close the stream so the kernel's peer goes away with the page
+        except Exception:  # noqa: BLE001 - best effort; the server stops the kernel anyway
+            pass
+        context.close()
+        browser.close()
+
+
+def test_processed_video_and_audio_are_played_back_in_the_widget(av_page: Any) -> None:
+    page = av_page
+    run_cell(page, 1)
+    wait_connected(page, 1)
+    w = widget(page, 1)
+
+    # both pictures are playing
+    page.wait_for_function(
+        """() => { const r = document.querySelectorAll('.jp-Notebook .jp-Cell')[1].querySelector('.rm-widget');
+                   const l = r.querySelector('video.rm-local'), v = r.querySelector('video.rm-remote');
+                   return l.videoWidth > 0 && v.videoWidth > 0 && v.readyState >= 2 && !v.hidden && v.currentTime > 0.3; }""",
+        timeout=15_000, polling=100,
+    )
+    halves = page.evaluate(VIDEO_HALVES_JS, 1)
+    local, remote = halves["local"], halves["remote"]
+    print("video halves", halves)
+    # the local preview is the camera: colourful, bright on top
+    assert local["top"]["sat"] > 100 and local["bottom"]["sat"] > 100, local
+    assert local["top"]["luma"] > local["bottom"]["luma"] + 100, local
+    # the returned picture went through the pipeline: grey, and upside down
+    assert (remote["width"], remote["height"]) == (local["width"], local["height"]), halves
+    assert remote["top"]["sat"] < 12 and remote["bottom"]["sat"] < 12, remote
+    assert remote["bottom"]["luma"] > remote["top"]["luma"] + 100, remote
+    # and it is the same scene: the grey levels match the camera's luma, swapped
+    assert abs(remote["top"]["luma"] - local["bottom"]["luma"]) < 25, halves
+    assert abs(remote["bottom"]["luma"] - local["top"]["luma"]) < 25, halves
+
+    # the returned audio track is live and audible (the fake mic's speech after a 0 dB gain)
+    level = page.evaluate(AUDIO_LEVEL_JS, [1, 6000, 0.05])
+    print("returned audio", level)
+    assert level["found"] and level["ready_state"] == "live", level
+    assert level["ctx_state"] == "running", level
+    assert level["max_dbfs"] > -40, level
+
+    w.screenshot(path=str(ARTIFACTS / "video-widget.png"))
+    run_cell(page, 2)
+    m = wait_output(page, 2, r"VIDEO_IN (\d+) VIDEO_OUT (\d+) AUDIO_IN (\d+) AUDIO_OUT (\d+)")
+    video_in, video_out, audio_in, audio_out = (int(g) for g in m.groups())
+    assert video_in >= 15 and video_out >= 15 and audio_in >= 100 and audio_out >= 100, m.group(0)
