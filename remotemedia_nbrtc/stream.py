@@ -21,7 +21,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any
 
 from .errors import TransportError
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
@@ -265,7 +265,7 @@ class StreamHandle:
         if self.plot is not None:
             self.plot.flush()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> StreamHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -126,13 +126,31 @@ class PipelineAudioTrack(MediaStreamTrack):
 
     :meth:`push` accepts :class:`AudioData` at any rate and channel count (downmixed by averaging,
     resampled by one persistent resampler per input format). Frames go out as stereo with equal
-    channels: aiortc's Opus encoder would otherwise upmix mono with FFmpeg's -3 dB pan law. When nothing is queued, ``recv`` sends
-    silence. At most ``max_buffer_s`` is queued; beyond that the oldest samples are dropped and counted.
+    channels: aiortc's Opus encoder would otherwise upmix mono with FFmpeg's -3 dB pan law. When nothing
+    is queued, ``recv`` sends silence. At most ``max_buffer_s`` is queued; beyond that the oldest samples
+    are dropped and counted (``dropped_samples``).
+
+    Standing backlog: input and output run at the same rate, so audio that arrives after a silent frame
+    was sent in its place would otherwise stay that much late for the rest of the stream (each underrun
+    adding 20 ms). The track watches the backlog left after each frame is taken; when its minimum over
+    ``trim_window_s`` has stayed at or above ``target_ms`` + ``hysteresis_ms`` while the pipeline kept
+    delivering audio at about real-time rate, the oldest queued audio is trimmed down to ``target_ms``
+    in whole 20 ms frames, counted in ``trimmed_frames`` / ``trimmed_samples``. A backlog that is
+    draining (e.g. TTS pushing an utterance faster than real time) is never trimmed.
+    ``target_ms=None`` disables trimming.
     """
 
     kind = "audio"
 
-    def __init__(self, sample_rate: int = 48000, *, max_buffer_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 48000,
+        *,
+        max_buffer_s: float = 10.0,
+        target_ms: float | None = 0.0,
+        hysteresis_ms: float = 20.0,
+        trim_window_s: float = 0.5,
+    ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
         self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
@@ -143,10 +161,21 @@ class PipelineAudioTrack(MediaStreamTrack):
         self._resampler_key: tuple[int, int] | None = None
         self._start: float | None = None
         self._timestamp = 0
+        self.target_ms = target_ms
+        self._target = None if target_ms is None else max(0, int(target_ms * sample_rate / 1000))
+        self._hysteresis = max(1, int(hysteresis_ms * sample_rate / 1000))
+        self._window_frames = max(1, round(trim_window_s / AUDIO_PTIME_S))
+        self._window_min: int | None = None
+        self._window_count = 0
+        self._window_in = 0
         self.frames_sent = 0
         self.silent_frames = 0
         self.samples_in = 0
+        self.samples_sent = 0
         self.dropped_samples = 0
+        self.trimmed_frames = 0
+        self.trimmed_samples = 0
+        self.flushed_samples = 0
 
     @property
     def queued_s(self) -> float:
@@ -161,6 +190,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         if pcm.size == 0:
             return
         self.samples_in += pcm.size
+        self._window_in += pcm.size
         self._chunks.append(pcm)
         self._queued += pcm.size
         while self._queued > self._max_samples and self._chunks:
@@ -183,9 +213,25 @@ class PipelineAudioTrack(MediaStreamTrack):
     def flush(self) -> int:
         """Drop everything queued (barge-in); returns the number of 20 ms frames dropped."""
         frames = self._queued // self.samples_per_frame
+        self.flushed_samples += self._queued
         self._chunks.clear()
         self._queued = 0
+        self._reset_window()
         return frames
+
+    def _discard(self, n: int) -> int:
+        """Remove up to ``n`` of the oldest queued samples; returns how many were removed."""
+        removed = 0
+        while removed < n and self._chunks:
+            chunk = self._chunks[0]
+            take = min(n - removed, chunk.size)
+            removed += take
+            if take == chunk.size:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = chunk[take:]
+        self._queued -= removed
+        return removed
 
     def _take(self, n: int) -> np.ndarray:
         out = np.zeros(n, np.int16)
@@ -200,9 +246,63 @@ class PipelineAudioTrack(MediaStreamTrack):
             else:
                 self._chunks[0] = chunk[take:]
         self._queued -= filled
+        self.samples_sent += filled
         if filled == 0:
             self.silent_frames += 1
         return out
+
+    def _reset_window(self) -> None:
+        self._window_min = None
+        self._window_count = 0
+        self._window_in = 0
+
+    def _trim_standing_backlog(self) -> None:
+        """Called once per frame, after it is taken: see the class docstring."""
+        if self._target is None:
+            return
+        self._window_min = self._queued if self._window_min is None else min(self._window_min, self._queued)
+        self._window_count += 1
+        if self._window_count < self._window_frames:
+            return
+        expected = self._window_count * self.samples_per_frame
+        standing, delivered = self._window_min, self._window_in
+        self._reset_window()
+        # only a live stream (input at about the output rate) has a standing backlog worth trimming
+        if not 0.75 * expected <= delivered <= 1.25 * expected:
+            return
+        if standing < self._target + self._hysteresis:
+            return
+        frames = (standing - self._target) // self.samples_per_frame
+        if frames <= 0:
+            return
+        removed = self._discard(frames * self.samples_per_frame)
+        self.trimmed_samples += removed
+        self.trimmed_frames += frames
+        log.debug("audio out: trimmed %d ms of standing backlog", removed * 1000 // self.sample_rate)
+
+    def take_frame(self) -> np.ndarray:
+        """The next 20 ms of mono s16 samples (silence if nothing is queued), then the backlog check.
+
+        ``recv`` calls this once per frame period; exposed for tests and custom pacing.
+        """
+        pcm = self._take(self.samples_per_frame)
+        self._trim_standing_backlog()
+        return pcm
+
+    def stats(self) -> dict[str, Any]:
+        """Counters; every sample pushed is sent, queued, trimmed, dropped (overflow) or flushed."""
+        return {
+            "frames_sent": self.frames_sent,
+            "silent_frames": self.silent_frames,
+            "queued_ms": round(self.queued_s * 1000, 1),
+            "target_ms": self.target_ms,
+            "samples_in": self.samples_in,
+            "samples_sent": self.samples_sent,
+            "trimmed_frames": self.trimmed_frames,
+            "trimmed_samples": self.trimmed_samples,
+            "dropped_samples": self.dropped_samples,
+            "flushed_samples": self.flushed_samples,
+        }
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -216,7 +316,7 @@ class PipelineAudioTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)
             if self.readyState != "live":
                 raise MediaStreamError
-        pcm = np.repeat(self._take(self.samples_per_frame), 2)
+        pcm = np.repeat(self.take_frame(), 2)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = self.sample_rate
         frame.pts = self._timestamp

@@ -472,6 +472,7 @@ class WebSocketMediaPeer:
             if isinstance(message, bytes):
                 self._queue_binary(KIND_DATA, wall_us(), message)
             else:
+                self.counters["json_out"] += 1
                 self._queue_text(rpc.notification("media.output", json.loads(message)))
         self._out_ready.set()
 

@@ -142,8 +142,9 @@ def start_server(root: Path, app: str = "lab") -> JupyterServer:
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--ServerApp.jpserver_extensions={'remotemedia_nbrtc.server': True}",
-        f"--{app_cls}.news_url=None", f"--{app_cls}.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        f"--{app_cls}.extension_manager=readonly", f"--{app_cls}.expose_app_in_browser=True",
+        # the JupyterLab extension is loaded by both apps; only the main app's own flag differs
+        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly", f"--{app_cls}.expose_app_in_browser=True",
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -5,7 +5,7 @@ This is what repo2docker does on Binder (minus apt.txt and the Docker image). Th
 one (no system site-packages). Packages come from a local wheelhouse when there is one (CI runs the tests in
 a network namespace with no route to a package index): ``$RM_WHEELHOUSE``, else ``.wheelhouse/`` at the
 repo root, filled by ``pip download -d .wheelhouse -r binder/requirements.txt hatchling editables``.
-Without a wheelhouse the test uses the configured package index if it is reachable, and skips otherwise.
+Without a wheelhouse the test uses the configured package index if it is reachable, and fails otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def test_binder_files_point_at_notebook_01() -> None:
 def test_fresh_venv_from_binder_files_enables_the_extension(tmp_path: Path) -> None:
     wheelhouse = _wheelhouse()
     if wheelhouse is None and not _index_reachable():
-        pytest.skip("no wheelhouse (.wheelhouse/ or $RM_WHEELHOUSE) and no reachable package index")
+        pytest.fail("no wheelhouse (.wheelhouse/ or $RM_WHEELHOUSE) and no reachable package index: "
+                    "run .ci/setup, which downloads it")
     venv = tmp_path / "venv"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -120,8 +120,10 @@ def test_malformed_browser_messages_get_errors_and_server_lives_on(
 
     run(ws.write_message("{not json"))
     assert run(read_json(ws))["error"]["code"] == -32700
+    # binary frames are WebSocket media: relayed to the kernel with the connection id prefix
     run(ws.write_message(b"\x00\x01", binary=True))
-    assert run(read_json(ws))["error"]["code"] == -32600
+    conn = opened["conn"].encode()
+    assert run(asyncio.wait_for(link.read_message(), 5)) == bytes([len(conn)]) + conn + b"\x00\x01"
     # a valid message still goes through on the same socket, after the bad ones
     run(ws.write_message(_rpc("peer.list")))
     fwd = run(read_json(link))
@@ -146,7 +148,7 @@ def test_malformed_envelopes_get_errors_and_link_lives_on(run, connect_link, rea
         run(link.write_message(bad))
         reply = run(read_json(link))
         assert reply["kind"] == "error", bad
-    run(link.write_message(b"\xff", binary=True))
+    run(link.write_message(b"\xff", binary=True))  # no connection id prefix
     assert run(read_json(link))["kind"] == "error"
     run(_register(link, read_json, "still-ok"))
     link.close()
@@ -305,3 +307,21 @@ def test_missing_link_env_says_extension_not_loaded(monkeypatch):
     monkeypatch.delenv(LINK_URL_ENV, raising=False)
     with pytest.raises(TransportError, match="extension not loaded"):
         link_settings_from_env()
+
+
+def test_binary_frames_relay_both_ways_and_count(ws_fetch, jp_fetch, run, connect_link, read_json):
+    """Media frames go browser -> kernel and kernel -> browser unchanged, only to their own connection."""
+    link = run(connect_link())
+    run(_register(link, read_json, "media"))
+    a, b = run(ws_fetch("remotemedia", "ws", "media")), run(ws_fetch("remotemedia", "ws", "media"))
+    ca, cb = (run(read_json(link))["conn"] for _ in range(2))
+    run(b.write_message(b"\x01frame-from-b", binary=True))
+    assert run(asyncio.wait_for(link.read_message(), 5)) == bytes([len(cb)]) + cb.encode() + b"\x01frame-from-b"
+    run(link.write_message(bytes([len(ca)]) + ca.encode() + b"\x02to-a", binary=True))
+    run(link.write_message(bytes([3]) + b"c99" + b"nobody", binary=True))  # unknown connection: dropped
+    assert run(asyncio.wait_for(a.read_message(), 5)) == b"\x02to-a"
+    status = json.loads(run(jp_fetch("remotemedia", "status")).body)
+    assert status["binary_relayed"] == 2 and status["binary_dropped"] == 0
+    a.close()
+    b.close()
+    link.close()

@@ -154,3 +154,21 @@ def test_message_without_string_data_is_an_error():
     c = relay.open_browser("s", b.send, b.close)
     relay.kernel_message(link, json.dumps({"kind": "message", "conn": c, "data": {"x": 1}}))
     assert k.json()[-1]["kind"] == "error" and b.sent == []
+
+
+def test_binary_frames_carry_the_connection_prefix_on_the_link():
+    from remotemedia_nbrtc.server.relay import pack_link_frame, unpack_link_frame
+
+    relay = Relay()
+    to_kernel: list[bytes] = []
+    link = relay.add_kernel(Sock().send, to_kernel.append)
+    relay.kernel_message(link, json.dumps({"kind": "register", "session": "s"}))
+    got: list[bytes] = []
+    conn = relay.open_browser("s", Sock().send, Sock().close, got.append)
+    relay.browser_binary(conn, b"media")
+    assert to_kernel == [pack_link_frame(conn, b"media")] and unpack_link_frame(to_kernel[0]) == (conn, b"media")
+    relay.kernel_binary(link, pack_link_frame(conn, b"back"))
+    relay.kernel_binary(link, pack_link_frame("c999", b"lost"))
+    assert got == [b"back"]
+    with pytest.raises(ValueError):
+        unpack_link_frame(b"\x05ab")
