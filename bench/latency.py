@@ -148,19 +148,6 @@ async def _collect_ours(client: ClientPeer, outputs: list[tuple[int, dict[str, A
         outputs.append((msg["recv_us"], msg))
 
 
-async def _install_client_low_latency(client: ClientPeer) -> None:
-    """Diagnostic: put the project's low-latency jitter buffer on ClientPeer's receivers (after connect,
-    since ClientPeer has no option for it) to show what the echo figure would be with it."""
-    from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-    from remotemedia_nbrtc.transport.receiver import install_low_latency_buffer
-
-    async def install() -> None:
-        for transceiver in client._pc.getTransceivers():
-            install_low_latency_buffer(transceiver.receiver)
-
-    await asyncio.wrap_future(rtc_loop().submit(install()))
-
-
 CONNECTS = 6
 
 
@@ -233,9 +220,8 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
             client = await PlainClient.connect(url, audio=audio, video=video, receive_audio=kind == "echo")
         else:
             client = await ClientPeer.connect(url, token=getattr(server, "token", None), audio=audio, video=video,
-                                              ice=ICE, receive_media=kind == "echo", timeout_s=20)
-        if workload == "echo_llc":
-            await _install_client_low_latency(client)
+                                              ice=ICE, receive_media=kind == "echo", timeout_s=20,
+                                              low_latency_receive=workload != "echo_aiortc_rx")
         connected = now_us()
         run.client_marks = dict(getattr(client, "marks", {}))
         run.connected_ms = (connected - t0) / 1000
@@ -311,8 +297,8 @@ def table(runs: dict[tuple[str, str], Run]) -> str:
     rows: list[tuple[str, str, str, str]] = []
     for wl, label, anchor in (("audio", "audio burst -> result, p50 / p95 / p99 ms", ANCHORS["audio"]),
                               ("echo", "echo round trip, p50 / p95 / p99 ms", ANCHORS["echo"]),
-                              ("echo_llc", "echo, ClientPeer + low-latency receiver installed by the bench "
-                               "(diagnostic)", ""),
+                              ("echo_aiortc_rx", "echo, ClientPeer(low_latency_receive=False): aiortc's "
+                               "default receive buffer at the client (diagnostic)", ""),
                               ("video640", "video 640x480@30 -> result, p50 / p95 / p99 ms", ANCHORS["video640"]),
                               ("video720", "video 1280x720@30 -> result, p50 / p95 / p99 ms", "")):
         if get("ours", wl) is None and get("baseline", wl) is None:
@@ -343,7 +329,7 @@ def table(runs: dict[tuple[str, str], Run]) -> str:
                      conn(o, "first"), conn(b, "first"), ANCHORS["connect"]))
         rows.append(("connect, start -> client sees connected + data channel open, ms", conn(o, "conn"),
                      conn(b, "conn"), ""))
-    for wl in ("audio", "echo", "echo_llc", "video640", "video720"):
+    for wl in ("audio", "echo", "echo_aiortc_rx", "video640", "video720"):
         o, b = get("ours", wl), get("baseline", wl)
         if o or b:
             rows.append((f"server CPU (% of one core) / RSS: {wl}", _cpu(o), _cpu(b), ""))
@@ -417,14 +403,14 @@ async def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     log_dir = Path(tempfile.mkdtemp(prefix="rm-bench-logs-"))
     duration = args.duration or (4.0 if args.quick else 15.0)
-    workloads = ["audio", "echo", "echo_llc", "video640"] + ([] if args.quick else ["video720"])
+    workloads = ["audio", "echo", "echo_aiortc_rx", "video640"] + ([] if args.quick else ["video720"])
     if args.only:
         workloads = [w for w in workloads if w in args.only.split(",")]
     runs: dict[tuple[str, str], Run] = {}
     if not args.soak:
         for wl in workloads:
             for impl in ("baseline", "ours"):
-                if wl == "echo_llc" and impl == "baseline":
+                if wl == "echo_aiortc_rx" and impl == "baseline":
                     continue
                 print(f"running {impl} {wl} ({duration:.0f} s) ...", flush=True)
                 runs[(impl, wl)] = r = await run_workload(impl, wl, duration, log_dir)
@@ -484,7 +470,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, help="seconds per workload (default 15, quick 4)")
     parser.add_argument("--soak", action="store_true", help="only the 640x480 video workload, for --soak-duration")
     parser.add_argument("--soak-duration", type=float, default=600.0)
-    parser.add_argument("--only", help="comma-separated workloads (audio,echo,echo_llc,video640,video720); "
+    parser.add_argument("--only", help="comma-separated workloads (audio,echo,echo_aiortc_rx,video640,video720); "
                         "does not write results.md")
     parser.add_argument("--no-jupyter", action="store_true", help="skip the run through the Jupyter extension")
     sys.exit(asyncio.run(main(parser.parse_args())))

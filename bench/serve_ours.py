@@ -17,27 +17,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_nodes  # noqa: E402,F401  (registers BenchVideoStatsNode)
 
 from remotemedia_nbrtc.transport.ice import IceConfig  # noqa: E402
-from remotemedia_nbrtc.transport.loop_thread import rtc_loop  # noqa: E402
 from remotemedia_nbrtc.transport.peer import PeerConfig  # noqa: E402
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer  # noqa: E402
-
-
-def _peer_stats(server: WebRTCServer) -> list[dict[str, Any]]:
-    async def collect() -> list[dict[str, Any]]:
-        out = []
-        for endpoint in list(server._endpoints):  # no public accessor for live peers yet
-            peer = getattr(endpoint, "server_peer", None)
-            if peer is not None:
-                out.append(peer.stats())
-        return out
-
-    return rtc_loop().run(collect(), 5.0)
 
 
 async def main(manifest: str, port: int) -> None:
@@ -50,7 +36,7 @@ async def main(manifest: str, port: int) -> None:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             cmd = line.strip()
             if cmd == "stats":
-                stats = await loop.run_in_executor(None, _peer_stats, server)
+                stats = await loop.run_in_executor(None, server.peer_stats)
                 print(json.dumps({"peers": stats}, default=repr), flush=True)
             elif cmd == "quit" or not line:
                 break

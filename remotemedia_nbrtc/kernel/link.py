@@ -149,7 +149,9 @@ class KernelLink:
             request_timeout=self._connect_timeout,
         )
         try:
-            return await websocket_connect(request, max_message_size=LINK_MAX_MESSAGE_BYTES)
+            ws = await websocket_connect(request, max_message_size=LINK_MAX_MESSAGE_BYTES)
+            ws.protocol.set_nodelay(True)  # relayed media frames must not wait for Nagle
+            return ws
         except HTTPClientError as exc:
             if exc.code == 403:
                 raise TransportError(

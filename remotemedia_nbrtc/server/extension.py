@@ -28,7 +28,7 @@ def _version() -> str:
 def link_url(serverapp: Any) -> str:
     """The ws:// URL of the kernel link, as a kernel on this host must dial it."""
     ip = serverapp.ip
-    if ip in ("", "0.0.0.0", "localhost", "*"):  # noqa: S104 - wildcard means "reach me on loopback"
+    if ip in ("", "0.0.0.0", "localhost", "*"):
         host = "127.0.0.1"
     elif ":" in ip:
         host = "[::1]" if ip == "::" else f"[{ip}]"

@@ -12,7 +12,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .relay import PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, envelope, jsonrpc_error
+from .relay import PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, jsonrpc_error
 
 AUTH_RESOURCE = "remotemedia"
 #: Header (or ``?secret=`` query argument) that carries the kernel-link secret.
@@ -96,6 +96,7 @@ class BrowserSocketHandler(_SocketBase):
 
     def open(self, session_id: str) -> None:  # type: ignore[override]
         super().open()
+        self.set_nodelay(True)  # small media frames must not wait for Nagle (about 20 ms each)
         try:
             self.conn_id = self.relay.open_browser(session_id, self._send, self._close, self._send_binary)
         except SessionUnavailable as exc:
@@ -146,6 +147,7 @@ class KernelLinkHandler(_SocketBase):
 
     def open(self) -> None:  # type: ignore[override]
         super().open()
+        self.set_nodelay(True)
         self.link_id = self.relay.add_kernel(self._send, self._send_binary)
         self.log.info("remotemedia: kernel link %s connected", self.link_id)
 

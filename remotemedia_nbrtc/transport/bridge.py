@@ -7,7 +7,10 @@ task on the pipeline loop so that one kind's backpressure never stalls another:
 - ``audio``: FIFO bounded at ``audio_capacity`` frames (10 s of 20 ms frames by default). The session's
   ``send_input`` applies backpressure; audio is dropped only if this bound is hit, and every drop is
   counted in ``stats()["audio_drops"]``.
-- ``video``: one slot, keep-newest; replaced frames are counted in ``video_drops``.
+- ``video``: ``video_capacity`` slots (3 by default), keep-newest: when full, the oldest waiting frame
+  is dropped and counted in ``video_drops``. More than one slot because the decoder can hand over two
+  or three frames within one pipeline-loop iteration (a frame released late by the jitter buffer, the
+  decoder thread catching up after a GIL stall); one slot dropped those although the pipeline was idle.
 - ``data``: FIFO (data-channel messages), bounded and counted like audio.
 
 Outputs are drained by one dedicated task that always awaits ``session.receive_output_from`` (so the
@@ -50,13 +53,10 @@ class _Lane:
 
     def put(self, data: RuntimeData) -> None:
         """Called on the pipeline loop (scheduled from the RTC loop)."""
-        if self._keep_newest:
-            self.drops += len(self._items)
-            self._items.clear()
-        elif len(self._items) >= self._capacity:
+        if len(self._items) >= self._capacity:
             self._items.popleft()
             self.drops += 1
-            if self.drops == 1 or self.drops % 100 == 0:
+            if not self._keep_newest and (self.drops == 1 or self.drops % 100 == 0):
                 log.warning("bridge %s lane full (%d): dropped %d so far", self.name, self._capacity, self.drops)
         self._items.append(data)
         self.max_depth = max(self.max_depth, len(self._items))
@@ -111,6 +111,7 @@ class SessionBridge:
         pipeline_thread: LoopThread | None = None,
         audio_capacity: int = 500,
         data_capacity: int = 256,
+        video_capacity: int = 3,
     ) -> SessionBridge:
         """Create the session on the pipeline loop. Await this on the RTC loop.
 
@@ -128,7 +129,7 @@ class SessionBridge:
             self.session = session
             self._lanes = {
                 "audio": _Lane("audio", session, audio_capacity, keep_newest=False),
-                "video": _Lane("video", session, 1, keep_newest=True),
+                "video": _Lane("video", session, max(1, video_capacity), keep_newest=True),
                 "data": _Lane("data", session, data_capacity, keep_newest=False),
             }
             self._pump = asyncio.get_running_loop().create_task(self._pump_outputs(), name="rm-bridge-outputs")
@@ -152,7 +153,7 @@ class SessionBridge:
         self._put("audio", data)
 
     def send_video(self, data: RuntimeData) -> None:
-        """Queue a video frame; an older frame still waiting is replaced (counted)."""
+        """Queue a video frame; if the lane is full, its oldest waiting frame is dropped (counted)."""
         self._put("video", data)
 
     def send_data(self, data: RuntimeData) -> None:

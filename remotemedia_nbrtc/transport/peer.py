@@ -42,6 +42,9 @@ class PeerConfig:
     ``jitter_target_ms``: reorder wait of the audio receive buffer (None: low-latency default, adaptive).
     ``send_audio`` / ``send_video``: answer with our outgoing track on the first audio / video line the
     client can receive on. ``audio_out_rate``: sample rate of the outgoing audio track.
+    ``audio_out_target_ms``: standing backlog the outgoing audio track keeps; audio that arrives late
+    (after silence was sent in its place) and stays queued beyond it is trimmed and counted
+    (``stats()["audio_out"]["trimmed_frames"]``); None never trims (see :class:`PipelineAudioTrack`).
     ``connect_timeout_s``: after the answer, close the peer if it is not connected by then.
     ``video_format``: pixel format of received video frames given to the pipeline (None: as decoded,
     normally ``yuv420p``). ``low_latency_receive=False`` keeps aiortc's own jitter buffer (about 80 ms
@@ -56,6 +59,7 @@ class PeerConfig:
     send_audio: bool = True
     send_video: bool = True
     audio_out_rate: int = 48000
+    audio_out_target_ms: float | None = 0.0
     connect_timeout_s: float = 15
     video_format: str | None = None
     low_latency_receive: bool = True
@@ -184,7 +188,9 @@ class ServerPeer:
                 continue
             track: MediaStreamTrack | None = None
             if transceiver.kind == "audio" and self.config.send_audio and not have_audio:
-                self.audio_track = self.audio_track or PipelineAudioTrack(self.config.audio_out_rate)
+                self.audio_track = self.audio_track or PipelineAudioTrack(
+                    self.config.audio_out_rate, target_ms=self.config.audio_out_target_ms
+                )
                 track, have_audio = self.audio_track, True
             elif transceiver.kind == "video" and self.config.send_video and not have_video:
                 self.video_track = self.video_track or PipelineVideoTrack()
@@ -333,13 +339,7 @@ class ServerPeer:
             "unrouted_outputs": self.unrouted_outputs,
         }
         if self.audio_track is not None:
-            t = self.audio_track
-            out["audio_out"] = {
-                "frames_sent": t.frames_sent,
-                "silent_frames": t.silent_frames,
-                "queued_ms": round(t.queued_s * 1000, 1),
-                "dropped_samples": t.dropped_samples,
-            }
+            out["audio_out"] = self.audio_track.stats()
         if self.video_track is not None:
             v = self.video_track
             out["video_out"] = {"frames_in": v.frames_in, "frames_sent": v.frames_sent, "drops": v.drops}

@@ -99,6 +99,7 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # small media frames must not wait for Nagle
         self.endpoint = self.server._new_endpoint(self)
         self.endpoint.set_binary_sender(self.send_binary)
 
@@ -173,6 +174,28 @@ class WebRTCServer:
             "sessions": self.registry.session_count,
             "connections": len(self._endpoints),
         }
+
+    def peer_stats(self) -> list[dict[str, Any]]:
+        """``stats()`` of every live server peer (WebRTC :class:`ServerPeer` or WebSocket media), one per
+        connection that has one. Callable from any thread: on the RTC loop it reads directly, elsewhere
+        it runs there (waits up to 5 s)."""
+        loop = rtc_loop()
+        if loop.in_loop_thread():
+            return self._collect_peer_stats()
+
+        async def collect() -> list[dict[str, Any]]:
+            return self._collect_peer_stats()
+
+        return loop.run(collect(), 5.0)
+
+    def _collect_peer_stats(self) -> list[dict[str, Any]]:
+        out = []
+        for endpoint in list(self._endpoints):
+            peer = endpoint.server_peer
+            stats = getattr(peer, "stats", None)
+            if stats is not None:
+                out.append(stats())
+        return out
 
     # -- lifecycle (callable from any loop; the work runs on the RTC loop) -------------------------
     async def start(self) -> int:

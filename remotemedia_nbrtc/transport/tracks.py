@@ -295,6 +295,7 @@ class PipelineAudioTrack(MediaStreamTrack):
             "frames_sent": self.frames_sent,
             "silent_frames": self.silent_frames,
             "queued_ms": round(self.queued_s * 1000, 1),
+            "queued_samples": self._queued,
             "target_ms": self.target_ms,
             "samples_in": self.samples_in,
             "samples_sent": self.samples_sent,

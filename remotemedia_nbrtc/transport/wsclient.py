@@ -183,6 +183,7 @@ class WebSocketMediaClient:
             try:
                 self._ws = await asyncio.wait_for(
                     tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s)
+                self._ws.protocol.set_nodelay(True)
             except asyncio.TimeoutError:
                 raise ConnectTimeout(f"WebSocket connection to {url} timed out") from None
             except tornado.httpclient.HTTPClientError as exc:

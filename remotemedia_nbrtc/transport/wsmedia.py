@@ -539,7 +539,7 @@ class WebSocketMediaPeer:
                         await self._send_video_out()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # the socket went away; close() follows from the transport
+                except Exception as exc:  # noqa: BLE001 - the socket went away; close() follows from the transport
                     log.debug("WebSocket media send failed: %r", exc)
 
     async def _send_video_out(self) -> None:

@@ -168,12 +168,18 @@ export async function collectStats(pc) {
   const report = await pc.getStats();
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
-  let pair = null;
+  // The selected pair: Chromium names it on the transport stats; Firefox has no transport stats but marks
+  // the pair itself (non-standard `selected`); otherwise take a nominated, then any, succeeded pair.
+  let pair = null, flagged = null, nominated = null, succeeded = null;
   report.forEach((s) => {
     if (s.type === "local-candidate") out.local_candidates[s.candidateType] = (out.local_candidates[s.candidateType] || 0) + 1;
     if (s.type === "remote-candidate") out.remote_candidates[s.candidateType] = (out.remote_candidates[s.candidateType] || 0) + 1;
     if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId) || pair;
-    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded" && !pair) pair = s;
+    if (s.type === "candidate-pair" && s.state === "succeeded") {
+      if (s.selected && !flagged) flagged = s;
+      if (s.nominated && !nominated) nominated = s;
+      if (!succeeded) succeeded = s;
+    }
     if (s.type === "inbound-rtp" && !s.isRemote) {
       const key = s.kind === "video" ? "video_in" : "audio_in";
       out[key] = { packets: s.packetsReceived || 0, lost: s.packetsLost || 0,
@@ -189,6 +195,7 @@ export async function collectStats(pc) {
         jitter_ms: s.jitter != null ? Math.round(s.jitter * 10000) / 10 : null });
     }
   });
+  pair = pair || flagged || nominated || succeeded;
   if (pair) {
     const l = byId.get(pair.localCandidateId), r = byId.get(pair.remoteCandidateId);
     out.selected = { local: l ? l.candidateType + " " + (l.address || l.ip || "") + " " + (l.protocol || "") : "?",

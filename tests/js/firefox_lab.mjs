@@ -97,6 +97,9 @@ async function main() {
     mark("plot");
     await page.waitForFunction((s) => { const td = document.querySelector(s); return td && /^\d+(\.\d+)? ms \(browser/.test(td.textContent); },
       { polling: 100, timeout: 15000 }, sel(".rm-stats tr[data-key='end-to-end RTT'] td"));
+    // ICE details come from pc.getStats(), polled once a second
+    await page.waitForFunction((s) => { const td = document.querySelector(s); return td && /127\./.test(td.textContent); },
+      { polling: 100, timeout: 5000 }, sel(".rm-stats tr[data-key='selected pair'] td")).catch(() => {});
     const widget = await page.evaluate((s) => {
       const root = document.querySelector(s);
       const row = (k) => { const td = root.querySelector(`.rm-stats tr[data-key='${k}'] td`); return td ? td.textContent : null; };
