@@ -30,6 +30,13 @@ _AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}
 _S16_SCALE = 32768.0
 
 
+def _timestamp_us(frame: Any) -> int | None:
+    """A PyAV frame's presentation time in microseconds, if it has one."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return int(frame.pts * frame.time_base * 1_000_000)
+
+
 def now_us() -> int:
     """Monotonic clock in microseconds, the clock of every ``arrival_ts_us``."""
     return time.monotonic_ns() // 1000
@@ -124,13 +131,10 @@ class AudioData(RuntimeData):
             samples = (samples.astype(np.float64) / 2147483648.0).astype(np.float32)
         elif fmt.startswith("u8"):
             samples = (samples.astype(np.float32) - 128.0) / 128.0
-        timestamp_us = None
-        if frame.pts is not None and frame.time_base is not None:
-            timestamp_us = int(frame.pts * frame.time_base * 1_000_000)
         return cls(
             samples=np.ascontiguousarray(samples, dtype=np.float32),
             sample_rate=frame.sample_rate,
-            timestamp_us=timestamp_us,
+            timestamp_us=_timestamp_us(frame),
             stream_id=stream_id,
             arrival_ts_us=now_us(),
         )
@@ -182,13 +186,10 @@ class VideoData(RuntimeData):
     ) -> VideoData:
         """Convert a PyAV ``VideoFrame``; keeps its pixel format unless ``pixel_format`` asks for another."""
         fmt = pixel_format or frame.format.name
-        timestamp_us = None
-        if frame.pts is not None and frame.time_base is not None:
-            timestamp_us = int(frame.pts * frame.time_base * 1_000_000)
         return cls(
             frame=frame.to_ndarray(format=fmt),
             pixel_format=fmt,
-            timestamp_us=timestamp_us,
+            timestamp_us=_timestamp_us(frame),
             frame_number=frame_number,
             stream_id=stream_id,
             arrival_ts_us=now_us(),
