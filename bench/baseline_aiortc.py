@@ -4,13 +4,18 @@ Server (its own process), shaped like aiortc's ``examples/server``: tornado ``PO
 whole SDP (non-trickle), default ``RTCRtpReceiver`` (aiortc's own jitter buffer), a ``track.recv()``
 loop per received track, results as JSON on the client's data channel::
 
-    .venv/bin/python bench/baseline_aiortc.py serve --workload audio|echo|video [--port 0]
+    .venv/bin/python bench/baseline_aiortc.py serve --workload audio|echo|video|audio_echo [--port 0]
 
 It prints ``{"port": N, "pid": P}`` once listening; stdin ``stats`` prints counters, ``quit``/EOF stops.
 
 - ``audio``: per received frame ``{"kind": "level", "rms_dbfs", "peak_dbfs"}`` (as AudioLevelNode)
 - ``echo``: the received audio track is sent back (``MediaRelay``), as the aiortc example relays media
 - ``video``: per received frame ``{"kind": "video_stats", "mean_luma", "source_frame_number", ...}``
+- ``audio_echo``: both ``audio`` and ``echo`` on one connection (the browser bench, ``browser_latency.py``)
+
+Off the media path, every workload answers a data-channel ``{"type": "json", "value": {"kind": "rm.ping", ...}}``
+with the same value and ``ts_us`` (its wall clock), as the project's latency probe does: the browser bench
+aligns clocks with it.
 
 :class:`PlainClient` is the matching plain-aiortc client used in the bench process.
 
@@ -89,6 +94,7 @@ class BaselineServer:
         self.frames = 0
         self.results_sent = 0
         self.first_frame_wall_us: int | None = None
+        self.first_frame_wall_us_per_peer: list[int] = []  # one per connection, in connection order
         self.errors = 0
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -100,6 +106,7 @@ class BaselineServer:
         @pc.on("datachannel")
         def on_datachannel(dc: Any) -> None:
             channel["dc"] = dc
+            dc.on("message", lambda m: self._answer_ping(dc, m))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -109,22 +116,36 @@ class BaselineServer:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if self.workload == "echo" and track.kind == "audio":
+            if self.workload in ("echo", "audio_echo") and track.kind == "audio":
                 pc.addTrack(self.relay.subscribe(track))
-            else:
-                self._spawn(self._consume(track, channel))
+            if self.workload != "echo" or track.kind != "audio":
+                self._spawn(self._consume(self.relay.subscribe(track) if self.workload == "audio_echo" else track,
+                                          channel))
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=params["sdp"], type=params["type"]))
         loopback_only(pc)
         await pc.setLocalDescription(await pc.createAnswer())
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
+    @staticmethod
+    def _answer_ping(dc: Any, message: Any) -> None:
+        try:
+            value = json.loads(message).get("value")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(value, dict) and value.get("kind") == "rm.ping" and dc.readyState == "open":
+            dc.send(json.dumps({"type": "json", "value": value, "ts_us": wall_us()}, separators=(",", ":")))
+
     async def _consume(self, track: MediaStreamTrack, channel: dict[str, Any]) -> None:
+        first = True
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if first:
+                first = False
+                self.first_frame_wall_us_per_peer.append(wall_us())
             if self.first_frame_wall_us is None:
                 self.first_frame_wall_us = wall_us()
             self.frames += 1
@@ -157,7 +178,8 @@ class BaselineServer:
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "results_sent": self.results_sent, "errors": self.errors,
-                "first_frame_wall_us": self.first_frame_wall_us, "peers": len(self.pcs)}
+                "first_frame_wall_us": self.first_frame_wall_us,
+                "first_frame_wall_us_per_peer": self.first_frame_wall_us_per_peer, "peers": len(self.pcs)}
 
     async def close(self) -> None:
         await asyncio.gather(*(pc.close() for pc in list(self.pcs)), return_exceptions=True)
@@ -272,7 +294,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("--workload", choices=("audio", "echo", "video"), required=True)
+    s.add_argument("--workload", choices=("audio", "echo", "video", "audio_echo"), required=True)
     s.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: Node id of the latency probe added to streamed pipelines (see :class:`LatencyProbe`).
 PROBE_NODE_ID = "_rm_latency_probe"
 PING_KIND = "rm.ping"
+#: The browser's ``jitterBufferTarget`` (ms) when ``loopback_only`` and ``jitter_buffer_ms="auto"``: packets
+#: arrive evenly on one host, so the browser need not hold audio for network jitter.
+LOOPBACK_JITTER_BUFFER_MS = 0.0
 
 OutputCallback = Callable[[RuntimeData], Any]
 
@@ -214,7 +217,8 @@ class StreamHandle:
             endpoints = ks.endpoints(timeout)
 
             async def peer_stats() -> list[dict[str, Any]]:
-                return [e.server_peer.stats() for e in endpoints if getattr(e, "server_peer", None) is not None]
+                return [{"path": e.transport_path, **e.server_peer.stats()}
+                        for e in endpoints if getattr(e, "server_peer", None) is not None]
 
             peers = rtc_loop().run(peer_stats(), timeout)
         d = self._dispatcher
@@ -223,9 +227,18 @@ class StreamHandle:
             "dropped": d.drops if d else 0,
             "plot_frames": self.plot.frames if self.plot is not None else 0,
         }
+        w = self.widget
+        transport = {
+            "setting": getattr(w, "transport", None),
+            "webrtc_timeout_s": getattr(w, "webrtc_timeout_s", None),
+            "path": (peers[-1]["path"] if peers else None) or getattr(w, "path", "") or None,
+            "reason": getattr(w, "path_reason", "") or None,
+        }
         return {
             "session_id": self.session_id,
             "sessions": len(sessions),
+            "path": transport["path"],
+            "transport": transport,
             "nodes": nodes,
             "peers": peers,
             "browser": dict(getattr(self.widget, "browser_stats", {}) or {}),
@@ -388,9 +401,13 @@ def stream(
     autostart: bool = True,
     latency_probe: bool = True,
     show_stats: bool = False,
+    jitter_buffer_ms: float | str | None = "auto",
     plot_fps: float = 10.0,
     max_outputs: int = 500,
     key: str | None = None,
+    transport: str = "auto",
+    webrtc_timeout_s: float = 5.0,
+    ice_transport_policy: str = "all",
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
@@ -401,6 +418,14 @@ def stream(
     ``False`` disables it. ``text``: a :class:`~.display.live.LiveText` fed with text outputs (the widget
     shows text outputs by itself). ``loopback_only``: ICE on 127.0.0.1 only (tests, same-host use).
     ``latency_probe``: add a tiny node that echoes the widget's pings (end-to-end latency in the stats).
+    ``transport``: ``"auto"`` tries WebRTC and falls back to WebSocket media (over the extension's
+    authenticated signaling socket) when it has not connected within ``webrtc_timeout_s``; ``"webrtc"``
+    or ``"websocket"`` force one path (from ``peer_config.transport`` when a ``peer_config`` is given).
+    The widget's stats panel and ``metrics()["transport"]`` say which path is in use and why.
+    ``ice_transport_policy="relay"``: the browser uses TURN relays only.
+    ``jitter_buffer_ms``: the browser receivers' ``jitterBufferTarget`` (how long returned audio/video is
+    held before playing); ``None`` keeps the browser's adaptive default, ``"auto"`` is
+    :data:`LOOPBACK_JITTER_BUFFER_MS` with ``loopback_only`` and the browser default otherwise.
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -422,13 +447,19 @@ def stream(
 
         ice = IceConfig(ice_servers=list(ice_servers or []), browser_ice_servers=browser_ice_servers,
                         loopback_only=loopback_only)
-        peer_config = PeerConfig(ice=ice, send_video=video)
+        peer_config = PeerConfig(ice=ice, send_video=video, transport=transport, webrtc_timeout_s=webrtc_timeout_s)
     ice_cfg = getattr(peer_config, "ice", None)
     loopback = bool(getattr(ice_cfg, "loopback_only", loopback_only))
     browser_servers = ice_cfg.browser_servers() if ice_cfg is not None else []
 
+    if jitter_buffer_ms == "auto":
+        jitter_buffer_ms = LOOPBACK_JITTER_BUFFER_MS if loopback else None
     widget = StreamWidget(audio=audio, video=video, loopback_only=loopback, autostart=autostart,
-                          latency_probe=latency_probe, show_stats=show_stats, ice_servers=browser_servers)
+                          latency_probe=latency_probe, show_stats=show_stats, ice_servers=browser_servers,
+                          jitter_buffer_ms=jitter_buffer_ms,
+                          transport=getattr(peer_config, "transport", transport),
+                          webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
+                          ice_transport_policy=ice_transport_policy)
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text

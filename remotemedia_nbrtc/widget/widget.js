@@ -9,6 +9,13 @@ const STATS_INTERVAL_MS = 1000;
 const PING_INTERVAL_MS = 1000;
 const MAX_TEXT_LINES = 200;
 
+// BENCH HOOK (bench/browser_latency.py only; inert unless a page script sets window.__rmBench before the
+// widget starts): `stream()` -> a MediaStream used instead of getUserMedia (e.g. WebAudio bursts), and
+// `onPeer(pc, dc)` is called just before createOffer (the bench listens to the data channel / tracks itself).
+function benchHook() {
+  return (typeof window !== "undefined" && window.__rmBench) || null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page and host
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +113,7 @@ class RpcSocket {
     return new Promise((resolve, reject) => {
       let settled = false;
       const ws = new WebSocket(this.url);
+      ws.binaryType = "arraybuffer";  // WebSocket media frames (see WsMediaLink)
       this.ws = ws;
       const timer = setTimeout(() => {
         if (!settled) { settled = true; reject(new Error("timed out opening the signaling WebSocket")); ws.close(); }
@@ -119,7 +127,10 @@ class RpcSocket {
         if (!settled) { settled = true; reject(Object.assign(new Error("signaling WebSocket failed"), { code: ev.code, reason: ev.reason })); return; }
         if (!this.closedByUs && this.onClose) this.onClose(ev);
       };
-      ws.onmessage = (ev) => this._onMessage(ev.data);
+      ws.onmessage = (ev) => {
+        if (typeof ev.data === "string") this._onMessage(ev.data);
+        else if (this.onBinary) this.onBinary(ev.data);
+      };
     });
   }
 
@@ -151,9 +162,336 @@ class RpcSocket {
     return p;
   }
 
+  notify(method, params) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ jsonrpc: "2.0", method, params }));
+  }
+
   close() {
     this.closedByUs = true;
     if (this.ws) try { this.ws.close(1000, "client closed"); } catch (e) {}
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket media fallback (protocol: remotemedia_nbrtc/transport/wsmedia.py): when WebRTC cannot
+// connect, media travels as binary frames on the signaling socket itself, each with a 13-byte header.
+// ---------------------------------------------------------------------------------------------
+
+const KIND_AUDIO = 1, KIND_VIDEO = 2, KIND_DATA = 3;
+const HEADER_BYTES = 13;
+const WS_HIGH_WATER = 256 * 1024;  // bytes the socket may hold unsent before we hold frames back
+const WS_AUDIO_QUEUE_MAX = 50;      // 20 ms frames waiting for the socket (1 s); older ones are dropped, counted
+const WS_AUDIO_LEAD_S = 0.04;       // returned audio starts this far ahead of the audio clock after an underrun
+const WS_AUDIO_AHEAD_MAX_S = 0.5;   // returned audio queued beyond this is dropped (counted)
+const WS_VIDEO_MAX_WIDTH = 320;     // "small" pictures: the fallback is for constrained networks
+const WS_FRAME_MS = 20;
+
+export function wallUs() {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/** One binary frame: kind (u8), sequence (u32 LE), timestamp in µs (u64 LE), payload. */
+export function packFrame(kind, seq, tsUs, payload) {
+  const bytes = payload instanceof ArrayBuffer ? new Uint8Array(payload)
+    : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  const out = new Uint8Array(HEADER_BYTES + bytes.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint8(0, kind);
+  dv.setUint32(1, seq >>> 0, true);
+  dv.setBigUint64(5, BigInt(Math.max(0, Math.round(tsUs))), true);
+  out.set(bytes, HEADER_BYTES);
+  return out.buffer;
+}
+
+export function unpackFrame(buf) {
+  if (!(buf instanceof ArrayBuffer) || buf.byteLength < HEADER_BYTES) return null;
+  const dv = new DataView(buf);
+  return { kind: dv.getUint8(0), seq: dv.getUint32(1, true), ts_us: Number(dv.getBigUint64(5, true)),
+    payload: new Uint8Array(buf, HEADER_BYTES) };
+}
+
+// AudioWorklet module, loaded from a Blob URL (no build step): mixes the input to mono and posts
+// Float32 frames of `frame` samples to the main thread.
+const CAPTURE_WORKLET = `
+class RmCapture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.frame = options.processorOptions.frame;
+    this.buf = new Float32Array(this.frame);
+    this.fill = 0;
+  }
+  process(inputs) {
+    const input = inputs[0];
+    if (input && input.length) {
+      const n = input[0].length, chs = input.length;
+      for (let i = 0; i < n; i++) {
+        let v = 0;
+        for (let c = 0; c < chs; c++) v += input[c][i];
+        this.buf[this.fill++] = v / chs;
+        if (this.fill === this.frame) {
+          this.port.postMessage(this.buf, [this.buf.buffer]);
+          this.buf = new Float32Array(this.frame);
+          this.fill = 0;
+        }
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("rm-capture", RmCapture);
+`;
+
+async function opusSupported(rate) {
+  if (typeof AudioEncoder === "undefined") return false;
+  try {
+    const r = await AudioEncoder.isConfigSupported({ codec: "opus", sampleRate: rate, numberOfChannels: 1, bitrate: 48000 });
+    return !!r.supported;
+  } catch (e) {
+    return false;
+  }
+}
+
+/** The browser side of one WebSocket media connection: capture, encode, send, receive, play, show. */
+class WsMediaLink {
+  constructor(rpc, stream, ui, opts) {
+    this.rpc = rpc;
+    this.stream = stream;
+    this.ui = ui;
+    this.opts = opts;  // {audioCodec: auto|opus|pcm16, pcmRate, video, videoCodec, maxFps, onOutput}
+    this.accepted = null;
+    this.ctx = null;
+    this.worklet = null;
+    this.encoder = null;
+    this.seq = { [KIND_AUDIO]: 0, [KIND_VIDEO]: 0, [KIND_DATA]: 0 };
+    this.audioQ = [];
+    this.videoSlot = null;
+    this.encodingVideo = false;
+    this.flushTimer = null;
+    this.timers = [];
+    this.playhead = 0;
+    this.outDest = null;
+    this.pendingVideo = null;
+    this.decodingVideo = false;
+    this.kernel = null;
+    this.closed = false;
+    this.counters = { audio_frames_sent: 0, audio_drops: 0, video_frames_sent: 0, video_drops: 0,
+      video_skipped: 0, bytes_sent: 0, held_back: 0, encode_errors: 0, audio_frames_received: 0,
+      audio_out_drops: 0, video_frames_received: 0, video_out_drops: 0, data_frames_received: 0 };
+  }
+
+  get ws() { return this.rpc && this.rpc.ws; }
+
+  async open() {
+    const o = this.opts;
+    const hasAudio = this.stream.getAudioTracks().length > 0;
+    const hasVideo = o.video && this.stream.getVideoTracks().length > 0;
+    let codec = o.audioCodec || "auto";
+    if (codec !== "pcm16") codec = (await opusSupported(48000)) ? "opus" : "pcm16";
+    if (o.audioCodec === "opus" && codec !== "opus") throw new Error("this browser cannot encode Opus (no WebCodecs AudioEncoder)");
+    const rate = codec === "opus" ? 48000 : Math.min(48000, Math.max(16000, o.pcmRate || 48000));
+    this.ctx = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
+    if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
+    if (this.ctx.sampleRate !== rate) throw new Error("the browser would not run audio at " + rate + " Hz");
+    const params = { receive_audio: { sample_rate: 24000 }, receive_video: hasVideo ? { max_fps: o.maxFps } : false };
+    if (hasAudio) params.audio = { codec, sample_rate: rate, channels: 1 };
+    if (hasVideo) params.video = { codec: o.videoCodec, max_fps: o.maxFps };
+    const result = await this.rpc.call("media.open", params);
+    this.accepted = result.accepted || {};
+    this.outDest = this.ctx.createMediaStreamDestination();
+    this.ui.audioOut.srcObject = this.outDest.stream;
+    this.ui.audioOut.play().catch(() => { /* autoplay needs a click: Start counts */ });
+    if (hasAudio) await this.startAudio(codec, rate);
+    if (hasVideo) this.startVideo(this.accepted.video.max_fps, this.accepted.video.codec);
+    this.timers.push(setInterval(() => this.pollKernel(), 1000));
+  }
+
+  // -- sending ---------------------------------------------------------------------------------
+  async startAudio(codec, rate) {
+    const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "application/javascript" }));
+    try { await this.ctx.audioWorklet.addModule(url); } finally { URL.revokeObjectURL(url); }
+    if (this.closed) return;
+    const frame = Math.round(rate * WS_FRAME_MS / 1000);
+    if (codec === "opus") {
+      this.encoder = new AudioEncoder({
+        output: (chunk) => {
+          const b = new Uint8Array(chunk.byteLength);
+          chunk.copyTo(b);
+          this.queueAudio(b, chunk.timestamp);
+        },
+        error: () => { this.counters.encode_errors++; },
+      });
+      this.encoder.configure({ codec: "opus", sampleRate: rate, numberOfChannels: 1, bitrate: 48000,
+        opus: { frameDuration: WS_FRAME_MS * 1000 } });
+    }
+    const src = this.ctx.createMediaStreamSource(new MediaStream(this.stream.getAudioTracks()));
+    const node = new AudioWorkletNode(this.ctx, "rm-capture", { numberOfInputs: 1, numberOfOutputs: 0,
+      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame } });
+    node.port.onmessage = (ev) => this.onCapture(ev.data, rate);
+    src.connect(node);
+    this.source = src;
+    this.worklet = node;
+  }
+
+  onCapture(samples, rate) {
+    if (this.closed) return;
+    const ts = wallUs() - Math.round(samples.length * 1e6 / rate);  // when the frame's first sample was heard
+    if (this.encoder) {
+      if (this.encoder.state !== "configured") return;
+      if (this.encoder.encodeQueueSize > 10) { this.counters.audio_drops++; return; }
+      const data = new AudioData({ format: "f32", sampleRate: rate, numberOfFrames: samples.length,
+        numberOfChannels: 1, timestamp: ts, data: samples });
+      this.encoder.encode(data);
+      data.close();
+      return;
+    }
+    const pcm = new Int16Array(samples.length);
+    for (let i = 0; i < samples.length; i++) {
+      const v = Math.max(-1, Math.min(1, samples[i]));
+      pcm[i] = v < 0 ? v * 32768 : v * 32767;
+    }
+    this.queueAudio(pcm, ts);
+  }
+
+  queueAudio(payload, ts) {
+    if (this.closed) return;
+    this.audioQ.push(packFrame(KIND_AUDIO, this.seq[KIND_AUDIO]++, ts, payload));
+    while (this.audioQ.length > WS_AUDIO_QUEUE_MAX) { this.audioQ.shift(); this.counters.audio_drops++; }
+    this.flush();
+  }
+
+  startVideo(maxFps, codec) {
+    this.canvas = document.createElement("canvas");
+    this.mime = codec === "webp" ? "image/webp" : "image/jpeg";
+    this.timers.push(setInterval(() => this.captureVideo(), 1000 / maxFps));
+  }
+
+  captureVideo() {
+    const v = this.ui.local, ws = this.ws;
+    if (this.closed || !v.videoWidth || !ws) return;
+    if (this.encodingVideo || ws.bufferedAmount > WS_HIGH_WATER) { this.counters.video_skipped++; return; }
+    const scale = Math.min(1, WS_VIDEO_MAX_WIDTH / v.videoWidth);
+    const w = Math.max(2, 2 * Math.round(v.videoWidth * scale / 2)), hh = Math.max(2, 2 * Math.round(v.videoHeight * scale / 2));
+    if (this.canvas.width !== w) this.canvas.width = w;
+    if (this.canvas.height !== hh) this.canvas.height = hh;
+    this.canvas.getContext("2d").drawImage(v, 0, 0, w, hh);
+    const ts = wallUs();
+    this.encodingVideo = true;
+    this.canvas.toBlob(async (blob) => {
+      this.encodingVideo = false;
+      if (!blob || this.closed) return;
+      const buf = await blob.arrayBuffer();
+      if (this.closed) return;
+      if (this.videoSlot) this.counters.video_drops++;  // keep-newest
+      this.videoSlot = packFrame(KIND_VIDEO, this.seq[KIND_VIDEO]++, ts, buf);
+      this.flush();
+    }, this.mime, 0.7);
+  }
+
+  flush() {
+    const ws = this.ws;
+    if (this.closed || !ws || ws.readyState !== WebSocket.OPEN) return;
+    while (this.audioQ.length || this.videoSlot) {
+      if (ws.bufferedAmount > WS_HIGH_WATER) {
+        this.counters.held_back++;
+        if (!this.flushTimer) this.flushTimer = setTimeout(() => { this.flushTimer = null; this.flush(); }, 10);
+        return;
+      }
+      let frame;
+      if (this.audioQ.length) { frame = this.audioQ.shift(); this.counters.audio_frames_sent++; }
+      else { frame = this.videoSlot; this.videoSlot = null; this.counters.video_frames_sent++; }
+      ws.send(frame);
+      this.counters.bytes_sent += frame.byteLength;
+    }
+  }
+
+  sendMessage(text) {
+    if (this.rpc) this.rpc.notify("media.send", { message: text });
+  }
+
+  // -- receiving -------------------------------------------------------------------------------
+  onBinary(buf) {
+    const f = unpackFrame(buf);
+    if (!f || this.closed) return;
+    if (f.kind === KIND_AUDIO) this.playAudio(f);
+    else if (f.kind === KIND_VIDEO) this.showVideo(f);
+    else this.counters.data_frames_received++;
+  }
+
+  playAudio(f) {
+    const rate = (this.accepted.audio_out && this.accepted.audio_out.sample_rate) || 24000;
+    const n = f.payload.byteLength >> 1;
+    if (!n || !this.ctx) return;
+    const dv = new DataView(f.payload.buffer, f.payload.byteOffset, n * 2);
+    const buf = this.ctx.createBuffer(1, n, rate);
+    const ch = buf.getChannelData(0);
+    for (let i = 0; i < n; i++) ch[i] = dv.getInt16(2 * i, true) / 32768;
+    const now = this.ctx.currentTime;
+    if (this.playhead < now + 0.005) this.playhead = now + WS_AUDIO_LEAD_S;
+    if (this.playhead - now > WS_AUDIO_AHEAD_MAX_S) { this.counters.audio_out_drops++; return; }
+    const src = this.ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(this.outDest);
+    src.start(this.playhead);
+    this.playhead += buf.duration;
+    this.counters.audio_frames_received++;
+  }
+
+  showVideo(f) {
+    if (this.decodingVideo) {
+      if (this.pendingVideo) this.counters.video_out_drops++;
+      this.pendingVideo = f;
+      return;
+    }
+    this.decodingVideo = true;
+    createImageBitmap(new Blob([f.payload], { type: "image/jpeg" })).then((bmp) => {
+      const c = this.ui.remoteFrame;
+      if (!this.closed) {
+        if (c.width !== bmp.width) c.width = bmp.width;
+        if (c.height !== bmp.height) c.height = bmp.height;
+        c.getContext("2d").drawImage(bmp, 0, 0);
+        c.hidden = false;
+        c.dataset.frames = String((+c.dataset.frames || 0) + 1);
+        this.counters.video_frames_received++;
+      }
+      bmp.close();
+    }).catch(() => { this.counters.video_out_drops++; }).finally(() => {
+      this.decodingVideo = false;
+      const next = this.pendingVideo;
+      this.pendingVideo = null;
+      if (next && !this.closed) this.showVideo(next);
+    });
+  }
+
+  async pollKernel() {
+    if (this.closed || !this.rpc) return;
+    try { this.kernel = await this.rpc.call("media.stats", {}, 5000); } catch (e) { /* closing */ }
+  }
+
+  stats() {
+    const a = this.accepted || {};
+    return { ...this.counters, audio_queued: this.audioQ.length, buffered_bytes: this.ws ? this.ws.bufferedAmount : 0,
+      audio_codec: a.audio ? a.audio.codec + "/" + a.audio.sample_rate : null,
+      video_codec: a.video ? a.video.codec + "@" + a.video.max_fps + "fps" : null,
+      audio_context: this.ctx ? this.ctx.state : null,
+      kernel: this.kernel ? { audio_frames_in: this.kernel.audio_frames_in, video_frames_in: this.kernel.video_frames_in,
+        seq_gaps: this.kernel.seq_gaps, audio_drops: (this.kernel.bridge || {}).audio_drops,
+        video_drops: this.kernel.video_drops, audio_frames_out: this.kernel.audio_frames_out,
+        video_frames_out: this.kernel.video_frames_out, json_out: this.kernel.json_out } : null };
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.audioQ = [];
+    this.videoSlot = null;
+    if (this.worklet) { this.worklet.port.onmessage = null; try { this.worklet.disconnect(); } catch (e) {} }
+    if (this.source) try { this.source.disconnect(); } catch (e) {}
+    if (this.encoder && this.encoder.state !== "closed") try { this.encoder.close(); } catch (e) {}
+    if (this.ctx) this.ctx.close().catch(() => {});
+    this.ctx = null;
   }
 }
 
@@ -242,9 +580,11 @@ function buildDom(el) {
   local.muted = true; local.autoplay = true; local.playsInline = true;
   const remote = h("video", "rm-remote");
   remote.autoplay = true; remote.playsInline = true;
+  const remoteFrame = h("canvas", "rm-remote-frame");  // returned video over the WebSocket fallback
+  remoteFrame.hidden = true;
   const audioOut = h("audio", "rm-audio-out");
   audioOut.autoplay = true;
-  media.append(local, remote, audioOut);
+  media.append(local, remote, remoteFrame, audioOut);
   const plot = h("img", "rm-plot");
   plot.alt = "live plot";
   plot.hidden = true;
@@ -253,7 +593,7 @@ function buildDom(el) {
   stats.hidden = true;
   root.append(bar, status, error, media, plot, text, stats);
   el.appendChild(root);
-  return { root, start, stop, mute, mic, cam, statsBtn, status, error, media, local, remote, audioOut, plot, text, stats };
+  return { root, start, stop, mute, mic, cam, statsBtn, status, error, media, local, remote, remoteFrame, audioOut, plot, text, stats };
 }
 
 function fmt(v, unit = "") {
@@ -290,6 +630,11 @@ class StreamView {
     this.disposed = false;
     this.ended = false;
     this.generation = 0;
+    this.wsm = null;          // WsMediaLink while media goes over the WebSocket fallback
+    this.path = null;         // "webrtc" | "websocket" once media flows
+    this.pathReason = "";
+    this.fallbackTimer = null;
+    this.localCandidates = 0;
     this._wire();
   }
 
@@ -300,8 +645,8 @@ class StreamView {
     ui.stop.onclick = () => this.stop("stopped");
     ui.mute.onclick = () => this.toggleMute();
     ui.statsBtn.onclick = () => { ui.stats.hidden = !ui.stats.hidden; this.renderStats(); };
-    ui.mic.onchange = () => { if (this.pc) this.restart(); };
-    ui.cam.onchange = () => { if (this.pc) this.restart(); };
+    ui.mic.onchange = () => { if (this.pc || this.wsm) this.restart(); };
+    ui.cam.onchange = () => { if (this.pc || this.wsm) this.restart(); };
     ui.cam.hidden = !this.model.get("video");
     ui.local.hidden = !this.model.get("video");
     ui.remote.hidden = true;
@@ -402,7 +747,8 @@ class StreamView {
         "hides the microphone and camera. Open Jupyter over https:// or via http://localhost (e.g. an SSH tunnel).";
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia)
       return "This browser has no getUserMedia: use a recent Chrome, Firefox or Safari.";
-    if (typeof RTCPeerConnection === "undefined") return "This browser has no WebRTC (RTCPeerConnection).";
+    if (typeof RTCPeerConnection === "undefined" && this.transportSetting() === "webrtc")
+      return "This browser has no WebRTC (RTCPeerConnection), and this stream is set to transport='webrtc'.";
     if (!this.model.get("session_id") || !this.model.get("ws_path")) return "No kernel session: re-run the cell.";
     if (!this.model.get("audio") && !this.model.get("video")) return "Nothing to stream: pass audio=True and/or video=True.";
     return null;
@@ -422,7 +768,7 @@ class StreamView {
 
   // -- connect -------------------------------------------------------------------------------
   async start() {
-    if (this.starting || this.pc || this.disposed) return;
+    if (this.starting || this.pc || this.wsm || this.disposed) return;
     const problem = this.preflight();
     if (problem) { this.showError(problem); this.setStatus("cannot start", "error"); return; }
     this.starting = true;
@@ -474,8 +820,9 @@ class StreamView {
     const video = this.model.get("video")
       ? (this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : true)
       : false;
+    const bench = benchHook();  // BENCH HOOK
     try {
-      this.stream = await navigator.mediaDevices.getUserMedia({ audio, video });
+      this.stream = bench && bench.stream ? await bench.stream() : await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (err) {
       throw { media: true, cause: err };
     }
@@ -489,9 +836,43 @@ class StreamView {
     if (gen !== this.generation) return;
     await this.rpc.call("peer.announce", { peer_id: this.peerId, capabilities: ["audio", "video", "data"],
       user_data: { host: this.host, ua: navigator.userAgent } });
+    this.timers.push(setInterval(() => this.pollStats(), STATS_INTERVAL_MS));
+    const setting = this.transportSetting();
+    if (setting === "websocket") return this.startWsMedia(gen, "forced by setting (transport='websocket')");
+    if (typeof RTCPeerConnection === "undefined") return this.startWsMedia(gen, "this browser has no WebRTC (RTCPeerConnection)");
+    if (setting === "auto") {
+      const s = +this.model.get("webrtc_timeout_s") || 5;
+      this.fallbackTimer = setTimeout(() => this.fallBack(gen, "WebRTC not connected within " + s + " s" + this.iceHint()), s * 1000);
+    }
+    try {
+      await this.connectWebRtc(gen);
+    } catch (e) {
+      if (gen !== this.generation || this.wsm || this.path) return;  // superseded, or already fell back
+      const forced = e && e.rpc && e.rpc.data && e.rpc.data.transport === "websocket";
+      if (setting !== "auto" || (e && e.rpc && e.rpc.code === -32000)) throw e;
+      await this.fallBack(gen, forced ? "the kernel allows WebSocket media only (transport='websocket')"
+        : "WebRTC setup failed: " + (e && e.message ? e.message : String(e)));
+    }
+  }
 
+  transportSetting() {
+    const t = this.model.get("transport");
+    return t === "webrtc" || t === "websocket" ? t : "auto";
+  }
+
+  // Why ICE did not get anywhere, for the fallback reason shown in the doctor panel.
+  iceHint() {
+    const pc = this.pc;
+    if (!pc) return "";
+    let hint = " (ICE " + pc.iceConnectionState + ", " + this.localCandidates + " usable local candidate(s)";
+    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server";
+    return hint + ")";
+  }
+
+  async connectWebRtc(gen) {
     const loopback = this.model.get("loopback_only");
-    const pc = new RTCPeerConnection({ iceServers: loopback ? [] : this.model.get("ice_servers") || [] });
+    const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
+    const pc = new RTCPeerConnection({ iceServers: loopback ? [] : this.model.get("ice_servers") || [], iceTransportPolicy: policy });
     this.pc = pc;
     for (const track of this.stream.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
     const dc = pc.createDataChannel("pipeline-data", { ordered: true });
@@ -501,17 +882,83 @@ class StreamView {
     pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
     pc.ontrack = (ev) => this.onRemoteTrack(ev);
     pc.onconnectionstatechange = () => this.onPcState(pc.connectionState);
+    const bench = benchHook();  // BENCH HOOK
+    if (bench && bench.onPeer) bench.onPeer(pc, dc);
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    const answer = await this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER, sdp: pc.localDescription.sdp });
-    if (gen !== this.generation) return;
+    const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER, sdp: pc.localDescription.sdp });
+    // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
+    // so its ICE checks can start as soon as it answers instead of one signaling hop later.
+    this.offerSent = true;
+    for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
+    const answer = await answerP;
+    if (gen !== this.generation || this.pc !== pc) return;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this.answerApplied = true;
+    this.applyJitterTarget();
     for (const c of this.pendingRemote.splice(0)) await this.addRemoteCandidate(c);
     for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
-    this.setStatus("answer applied, ICE checking…", "connecting");
-    this.timers.push(setInterval(() => this.pollStats(), STATS_INTERVAL_MS));
+    if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  }
+
+  clearFallback() {
+    if (this.fallbackTimer) clearTimeout(this.fallbackTimer);
+    this.fallbackTimer = null;
+  }
+
+  reportPath(path, reason) {
+    this.path = path;
+    this.pathReason = reason;
+    this.ui.root.dataset.path = path || "";
+    this.model.set("path", path || "");
+    this.model.set("path_reason", reason || "");
+    this.model.save_changes();
+    this.renderStats();
+  }
+
+  // WebRTC did not connect in time (or failed): drop the peer connection, carry media over the WebSocket.
+  async fallBack(gen, reason) {
+    if (gen !== this.generation || this.path || this.wsm || this.ended) return;
+    this.clearFallback();
+    const pc = this.pc, dc = this.dc;
+    this.pc = null; this.dc = null; this.lastStats = null;
+    if (dc) { dc.onmessage = null; dc.onopen = null; try { dc.close(); } catch (e) {} }
+    if (pc) {
+      pc.onconnectionstatechange = null; pc.onicecandidate = null; pc.ontrack = null;
+      try { pc.close(); } catch (e) {}
+    }
+    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
+    try {
+      await this.startWsMedia(gen, reason);
+    } catch (e) {
+      if (gen === this.generation) this.fail("WebRTC did not connect (" + reason + ") and the WebSocket media fallback failed: " +
+        (e && e.rpc ? this.describeConnectError(e) : (e && e.message) || String(e)));
+    }
+  }
+
+  async startWsMedia(gen, reason) {
+    this.clearFallback();
+    this.setStatus("connecting over the WebSocket (" + reason + ")…", "connecting");
+    const m = this.model;
+    const link = new WsMediaLink(this.rpc, this.stream, this.ui, { audioCodec: m.get("ws_audio_codec"),
+      pcmRate: m.get("ws_pcm_rate"), video: m.get("video"), videoCodec: m.get("ws_video_codec") || "jpeg",
+      maxFps: m.get("ws_max_fps") || 10 });
+    this.wsm = link;
+    this.rpc.onBinary = (buf) => link.onBinary(buf);
+    try {
+      await link.open();
+    } catch (e) {
+      link.close();
+      if (this.wsm === link) this.wsm = null;
+      throw e;
+    }
+    if (gen !== this.generation || this.wsm !== link) { link.close(); return; }
+    this.reportPath("websocket", reason);
+    this.setStatus("connected over the WebSocket (" + reason + ")", "connected");
+    this.ui.mute.disabled = false;
+    this.onDataOpen();
+    this.pollStats();
   }
 
   onLocalCandidate(candidate) {
@@ -519,8 +966,19 @@ class StreamView {
       ? { candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
       : { candidate: "", sdp_mid: null, sdp_m_line_index: null };
     if (candidate && !keepCandidate(candidate.candidate, this.model.get("loopback_only"))) return;
-    if (!this.answerApplied) this.pendingLocal.push(c);
+    if (candidate) this.localCandidates++;
+    if (!this.offerSent) this.pendingLocal.push(c);
     else this.sendCandidate(c);
+  }
+
+  // jitterBufferTarget (ms) on every receiver: how long the browser holds received audio/video before
+  // playing it (null: the browser's adaptive default). Set from Python (`jitter_buffer_ms`).
+  applyJitterTarget() {
+    const ms = this.model.get("jitter_buffer_ms");
+    if (!this.pc || ms === null || ms === undefined) return;
+    for (const r of this.pc.getReceivers()) {
+      if ("jitterBufferTarget" in r) try { r.jitterBufferTarget = ms; } catch (e) { /* out of range */ }
+    }
   }
 
   sendCandidate(c) {
@@ -539,11 +997,17 @@ class StreamView {
   }
 
   onNotify(method, params) {
+    if (method === "media.output") { this.onOutput(params); return; }
+    if (this.wsm && method.startsWith("peer.")) return;  // the abandoned WebRTC attempt
     if (method === "peer.ice_candidate") {
       if (!this.answerApplied) this.pendingRemote.push(params);
       else this.addRemoteCandidate(params);
     } else if (method === "peer.state_change") {
       this.serverState = params.connection_state;
+      if (params.connection_state === "failed" && this.transportSetting() === "auto" && !this.path) {
+        this.fallBack(this.generation, "the kernel's peer reported ICE failure" + this.iceHint());
+        return;
+      }
       if (params.connection_state === "failed") this.fail("The kernel's peer reported ICE failure: no network path between this browser and the kernel.");
       if (params.connection_state === "closed" && this.pc) this.fail("The kernel closed the connection.");
     } else if (method === "__error__") {
@@ -561,6 +1025,7 @@ class StreamView {
   }
 
   onRemoteTrack(ev) {
+    this.applyJitterTarget();
     const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
     if (ev.track.kind === "video") {
       this.ui.remote.srcObject = stream;
@@ -573,8 +1038,12 @@ class StreamView {
 
   onPcState(state) {
     if (state === "connected") {
+      this.clearFallback();
+      if (!this.path) this.reportPath("webrtc", this.transportSetting() === "webrtc" ? "forced by setting (transport='webrtc')" : "WebRTC connected");
       this.setStatus("connected" + (this.extensionStatus ? " (extension " + this.extensionStatus.version + ")" : ""), "connected");
       this.ui.mute.disabled = false;
+    } else if (state === "failed" && this.transportSetting() === "auto" && !this.path) {
+      this.fallBack(this.generation, "ICE failed" + this.iceHint());
     } else if (state === "failed") {
       this.fail("ICE failed: no network path between this browser and the kernel (a TURN server may be needed).");
     } else if (state === "disconnected") {
@@ -592,17 +1061,29 @@ class StreamView {
   }
 
   sendPing() {
-    if (!this.dc || this.dc.readyState !== "open") return;
+    if (!this.wsm && (!this.dc || this.dc.readyState !== "open")) return;
     const id = ++this.pingSeq;
     this.pings.set(id, performance.now());
     if (this.pings.size > 20) this.pings.delete(this.pings.keys().next().value);
-    this.dc.send(JSON.stringify({ type: "json", value: { kind: "rm.ping", id, peer: this.peerId } }));
+    this.sendData(JSON.stringify({ type: "json", value: { kind: "rm.ping", id, peer: this.peerId } }));
+  }
+
+  // One data-channel style message to the pipeline, over whichever path is in use.
+  sendData(text) {
+    if (this.wsm) this.wsm.sendMessage(text);
+    else if (this.dc && this.dc.readyState === "open") this.dc.send(text);
   }
 
   onData(raw) {
     if (typeof raw !== "string") return;  // binary outputs are not shown
     let msg;
     try { msg = JSON.parse(raw); } catch (e) { this.appendText(raw); return; }
+    this.onOutput(msg);
+  }
+
+  // One pipeline output: data-channel JSON (WebRTC) or `media.output` params (WebSocket media).
+  onOutput(msg) {
+    if (!msg || typeof msg !== "object") return;
     if (msg.type === "text") {
       const partial = msg.channel === "partial" || msg.final === false;
       this.appendText(msg.text, !partial);
@@ -626,11 +1107,13 @@ class StreamView {
   }
 
   async pollStats() {
-    if (!this.pc) return;
-    try { this.lastStats = await collectStats(this.pc); } catch (e) { return; }
+    if (this.pc) {
+      try { this.lastStats = await collectStats(this.pc); } catch (e) { return; }
+    } else if (!this.wsm) return;
     this.renderStats();
     const latency = median(this.rtts);
-    this.model.set("browser_stats", { ...this.lastStats, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
+    this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
+      transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
       pings_answered: this.rtts.length, host: this.host, secure_context: window.isSecureContext,
       permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
     this.model.save_changes();
@@ -646,7 +1129,9 @@ class StreamView {
       ["secure context", String(window.isSecureContext)],
       ["permission", Object.entries(this.permission).map(([k, v]) => k + ": " + v).join(", ") || "–"],
       ["devices", this.devices.audioinput.length + " mic(s), " + this.devices.videoinput.length + " camera(s)"],
-      ["connection", this.pc ? this.pc.connectionState : "–"],
+      ["path", this.path ? this.path + " (reason: " + this.pathReason + ")" : (this.pc ? "trying WebRTC…" : "–")],
+      ["transport setting", this.transportSetting() + (this.transportSetting() === "auto" ? ", WebSocket fallback after " + (+this.model.get("webrtc_timeout_s") || 5) + " s" : "")],
+      ["connection", this.pc ? this.pc.connectionState : (this.wsm ? "websocket " + (this.rpc && this.rpc.ws && this.rpc.ws.readyState === WebSocket.OPEN ? "open" : "closed") : "–")],
       ["ICE local", Object.entries(s.local_candidates || {}).map(([k, v]) => k + "×" + v).join(" ") || "–"],
       ["ICE remote", Object.entries(s.remote_candidates || {}).map(([k, v]) => k + "×" + v).join(" ") || "–"],
       ["selected pair", s.selected ? s.selected.local + " ⇄ " + s.selected.remote : "–"],
@@ -656,6 +1141,17 @@ class StreamView {
       ["video in", s.video_in ? s.video_in.packets + " pkts, lost " + s.video_in.lost : "–"],
       ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? "measuring…" : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
+    if (this.wsm) {
+      const w = this.wsm.stats(), k = w.kernel;
+      rows.push(
+        ["ws codecs", "audio " + (w.audio_codec || "–") + ", video " + (w.video_codec || "–")],
+        ["ws sent", w.audio_frames_sent + " audio, " + w.video_frames_sent + " video frames, " + Math.round(w.bytes_sent / 1024) + " KiB"],
+        ["ws drops", "audio " + w.audio_drops + ", video " + w.video_drops + " (replaced) + " + w.video_skipped + " (skipped); returned audio " + w.audio_out_drops],
+        ["ws buffered", w.buffered_bytes + " B in the socket, " + w.audio_queued + " audio frame(s) queued"],
+        ["ws received", w.audio_frames_received + " audio, " + w.video_frames_received + " video frames"],
+        ["kernel in", k ? k.audio_frames_in + " audio, " + k.video_frames_in + " video frames; gaps " + k.seq_gaps + ", drops audio " + fmt(k.audio_drops) + " video " + fmt(k.video_drops) : "–"],
+      );
+    }
     const table = h("table", "rm-stats-table");
     for (const [k, v] of rows) {
       const tr = h("tr", "rm-stat");
@@ -697,15 +1193,19 @@ class StreamView {
     this.generation++;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.clearFallback();
+    if (this.wsm) { this.wsm.close(); this.wsm = null; }
+    if (this.path) this.reportPath(null, "");
+    this.localCandidates = 0;
     if (this.dc) { try { this.dc.close(); } catch (e) {} this.dc = null; }
     if (this.pc) { try { this.pc.close(); } catch (e) {} this.pc = null; }
     if (this.rpc) { this.rpc.close(); this.rpc = null; }
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
-    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false;
+    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
     this.pings.clear();
     const ui = this.ui;
     ui.start.disabled = false; ui.stop.disabled = true; ui.mute.disabled = true;
-    ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null;
+    ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null; ui.remoteFrame.hidden = true;
     this.peerId = "browser-" + Math.random().toString(36).slice(2, 10);
   }
 

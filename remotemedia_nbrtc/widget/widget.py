@@ -33,6 +33,19 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     autostart = traitlets.Bool(True).tag(sync=True)
     latency_probe = traitlets.Bool(False).tag(sync=True)
     show_stats = traitlets.Bool(False).tag(sync=True)
+    #: media path: "auto" (WebRTC, then the WebSocket fallback after ``webrtc_timeout_s``), "webrtc", "websocket"
+    transport = traitlets.Enum(["auto", "webrtc", "websocket"], "auto").tag(sync=True)
+    webrtc_timeout_s = traitlets.Float(5.0).tag(sync=True)
+    #: the browser's RTCPeerConnection ``iceTransportPolicy``: "all", or "relay" (TURN only)
+    ice_transport_policy = traitlets.Enum(["all", "relay"], "all").tag(sync=True)
+    #: WebSocket media formats: audio "auto" (Opus via WebCodecs if the browser has it, else pcm16), "opus",
+    #: "pcm16" (at ``ws_pcm_rate`` Hz, 16000..48000); video "jpeg" or "webp" at most ``ws_max_fps``
+    ws_audio_codec = traitlets.Enum(["auto", "opus", "pcm16"], "auto").tag(sync=True)
+    ws_pcm_rate = traitlets.Int(48000).tag(sync=True)
+    ws_video_codec = traitlets.Enum(["jpeg", "webp"], "jpeg").tag(sync=True)
+    ws_max_fps = traitlets.Float(10.0).tag(sync=True)
+    #: ``jitterBufferTarget`` (ms) set on the browser's receivers; None keeps the browser's adaptive default
+    jitter_buffer_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
     #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
     error = traitlets.Unicode("").tag(sync=True)
     closed = traitlets.Bool(False).tag(sync=True)
@@ -42,6 +55,9 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     browser_error = traitlets.Unicode("").tag(sync=True)
     browser_stats = traitlets.Dict().tag(sync=True)
     host = traitlets.Unicode("").tag(sync=True)
+    #: the media path in use ("webrtc" | "websocket", "" before media flows) and why
+    path = traitlets.Unicode("").tag(sync=True)
+    path_reason = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
