@@ -68,6 +68,11 @@
       this.pc = pc;
       this.dc = dc;
       this.marks = { create_offer: performance.now() };
+      if (this.ptime) {  // diagnostic (--opus-ptime): ask the browser for shorter Opus frames
+        const set = pc.setRemoteDescription.bind(pc);
+        const ptime = this.ptime;
+        pc.setRemoteDescription = (d) => set({ type: d.type, sdp: d.sdp.replace(/(m=audio[^\r\n]*\r\n)/, `$1a=ptime:${ptime}\r\n`) });
+      }
       this.firstWall = null;
       dc.addEventListener("message", (ev) => this.onMessage(ev.data, performance.now()));
       dc.addEventListener("open", () => { this.marks.dc_open = performance.now(); });

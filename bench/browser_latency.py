@@ -78,6 +78,12 @@ class BenchLevel(AudioLevel, register=False):
         return out
 
 
+TRACK_KW = TRACKKW
+if TRACK_KW:  # diagnostic (--track-kw): other PipelineAudioTrack settings for the returned audio
+    import functools
+    from remotemedia_nbrtc.transport import tracks as _tracks
+    _tracks.PipelineAudioTrack.__init__ = functools.partialmethod(_tracks.PipelineAudioTrack.__init__, **TRACK_KW)
+
 pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
 h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER)
@@ -251,10 +257,12 @@ def run_baseline(context: Any, log_dir: Path, n_bursts: int, n_connects: int, ji
     return res
 
 
-def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitter_ms: float | None) -> Result:
+def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitter_ms: float | None,
+               track_kw: dict[str, Any] | None = None) -> Result:
     res = Result("ours")
     root = Path(tempfile.mkdtemp(prefix="rm-browser-bench-", dir=log_dir))
-    cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)), *NOTEBOOK_CELLS[1:]]
+    cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)).replace("TRACKKW", repr(track_kw)),
+             *NOTEBOOK_CELLS[1:]]
     write_notebook(root / "bench.ipynb", cells)
     server = start_server(root, "lab")
     page = context.new_page()
@@ -414,6 +422,9 @@ def main() -> int:
                         help="jitterBufferTarget for the widget (default: stream()'s loopback default)")
     parser.add_argument("--baseline-jitter-ms", type=float, default=None,
                         help="jitterBufferTarget on the baseline page (default: the browser's own)")
+    parser.add_argument("--track-kw", help="diagnostic: JSON keyword arguments for the kernel's PipelineAudioTrack")
+    parser.add_argument("--opus-ptime", type=int, help="diagnostic: add a=ptime:N to the answers (both pages)")
+    parser.add_argument("--skip-baseline", action="store_true", help="diagnostic: only the widget")
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch results.md")
     args = parser.parse_args()
     n_bursts = args.bursts or (12 if args.quick else 30)
@@ -432,11 +443,14 @@ def main() -> int:
         try:
             context = browser.new_context()
             context.add_init_script(path=str(PAGE_JS))
+            if args.opus_ptime:
+                context.add_init_script(f"window.__rmBench.ptime = {int(args.opus_ptime)};")
             print(f"baseline: plain aiortc + minimal page, {n_bursts} bursts, {n_connects} connects ...", flush=True)
-            base = run_baseline(context, log_dir, n_bursts, n_connects, args.baseline_jitter_ms)
+            base = (Result("baseline", error="skipped") if args.skip_baseline else
+                    run_baseline(context, log_dir, n_bursts, n_connects, args.baseline_jitter_ms))
             print(f"  burst {_pct(base.burst_ms)}  echo {_pct(base.echo_ms)}  connect {_connect(base)}", flush=True)
             print(f"ours: widget in JupyterLab, jitterBufferTarget {jitter} ms ...", flush=True)
-            ours = run_widget(context, log_dir, n_bursts, n_connects, jitter)
+            ours = run_widget(context, log_dir, n_bursts, n_connects, jitter, json.loads(args.track_kw or "{}"))
             print(f"  burst {_pct(ours.burst_ms)}  echo {_pct(ours.echo_ms)}  connect {_connect(ours)}", flush=True)
         finally:
             browser.close()
@@ -467,7 +481,8 @@ def main() -> int:
         "server's receive path released on arrival).\n\n"
         + text + "\n\n### Details\n\n" + details(ours, base)
     )
-    if not args.no_write and not (ours.error and not ours.burst_ms):
+    diagnostic = args.track_kw or args.opus_ptime or args.skip_baseline
+    if not args.no_write and not diagnostic and not (ours.error and not ours.burst_ms):
         cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python bench/browser_latency.py"
                + (" --quick" if args.quick else ""))
         write_section("Browser latency (headless Chromium)", body, command=cmd)

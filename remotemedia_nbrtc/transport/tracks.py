@@ -122,7 +122,7 @@ class TrackReader:
 
 
 class PipelineAudioTrack(MediaStreamTrack):
-    """Audio from the pipeline, sent as 20 ms s16 frames at ``sample_rate``, paced in real time.
+    """Audio from the pipeline, sent as 20 ms s16 frames at ``sample_rate``, released as soon as it is queued.
 
     :meth:`push` accepts :class:`AudioData` at any rate and channel count (downmixed by averaging,
     resampled by one persistent resampler per input format). Frames go out as stereo with equal
@@ -150,8 +150,13 @@ class PipelineAudioTrack(MediaStreamTrack):
         target_ms: float | None = 0.0,
         hysteresis_ms: float = 20.0,
         trim_window_s: float = 0.5,
+        max_lead_ms: float = 40.0,
+        grace_ms: float = 10.0,
     ) -> None:
         super().__init__()
+        self.max_lead_s = max_lead_ms / 1000
+        self.grace_s = grace_ms / 1000
+        self._data_event = asyncio.Event()
         self.sample_rate = sample_rate
         self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
         self._max_samples = int(max_buffer_s * sample_rate)
@@ -193,6 +198,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         self._window_in += pcm.size
         self._chunks.append(pcm)
         self._queued += pcm.size
+        self._data_event.set()
         while self._queued > self._max_samples and self._chunks:
             dropped = self._chunks.popleft()
             self._queued -= dropped.size
@@ -306,17 +312,36 @@ class PipelineAudioTrack(MediaStreamTrack):
         }
 
     async def recv(self) -> av.AudioFrame:
+        # A frame leaves as soon as 20 ms of pipeline audio is queued, up to ``max_lead_ms`` ahead of its
+        # nominal slot on the real-time clock; waiting for the slot itself would add up to 20 ms to every
+        # round trip. Silence goes out only when nothing came ``grace_ms`` past the slot.
         if self.readyState != "live":
             raise MediaStreamError
+        now = time.monotonic()
         if self._start is None:
-            self._start = time.monotonic()
+            self._start = now
         else:
             self._timestamp += self.samples_per_frame
-            wait = self._start + self._timestamp / self.sample_rate - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        slot = self._start + self._timestamp / self.sample_rate
+        while self._queued < self.samples_per_frame:
+            remaining = slot + self.grace_s - time.monotonic()
+            if remaining <= 0:
+                break
+            self._data_event.clear()
+            try:
+                await asyncio.wait_for(self._data_event.wait(), remaining)
+            except TimeoutError:
+                break
             if self.readyState != "live":
                 raise MediaStreamError
+        early = slot - self.max_lead_s - time.monotonic()
+        if early > 0:
+            await asyncio.sleep(early)
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._queued < self.samples_per_frame and time.monotonic() > slot + self.grace_s + 0.1:
+            # far behind the clock (e.g. the loop stalled): restart the clock instead of bursting silence
+            self._start = time.monotonic() - self._timestamp / self.sample_rate
         pcm = np.repeat(self.take_frame(), 2)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = self.sample_rate

@@ -152,7 +152,7 @@ def kernel_check(page: Any, want: str, timeout: float = 10.0) -> str:
     while True:
         run_cell(page, 2)
         text = wait_output(page, 2, r"E2E_RTT").string
-        if re.search(want, text, re.S) or time.monotonic() > deadline:
+        if re.search(want, text, re.DOTALL) or time.monotonic() > deadline:
             return text
         time.sleep(0.5)
 

@@ -1,0 +1,112 @@
+"""stream(transport=...): the media path setting reaches the kernel peer config and the widget; the widget's
+13-byte WebSocket media header is byte-identical to the kernel's (checked by running widget.js in node)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remotemedia_nbrtc.kernel.link import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.stream import live_handles, stream
+from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
+
+from .test_stream import FakeServe, level_vad_pipeline
+
+pytestmark = pytest.mark.timeout(30)
+
+WIDGET_JS = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "widget.js"
+
+
+@pytest.fixture(autouse=True)
+def _no_link(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv(LINK_URL_ENV, raising=False)
+    monkeypatch.delenv(LINK_SECRET_ENV, raising=False)
+    yield
+    for h in live_handles():
+        h.close()
+
+
+def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), _serve=serve, key="t0")
+    try:
+        config = serve.kwargs[0]["peer_config"]
+        assert (config.transport, config.webrtc_timeout_s) == ("auto", 5.0)
+        assert (h.widget.transport, h.widget.webrtc_timeout_s, h.widget.ice_transport_policy) == ("auto", 5.0, "all")
+        assert h.widget.ws_audio_codec == "auto" and h.widget.ws_pcm_rate == 48000
+        m = h.metrics()
+        assert m["path"] is None and m["transport"] == {"setting": "auto", "webrtc_timeout_s": 5.0, "path": None,
+                                                        "reason": None}
+    finally:
+        h.close()
+
+
+def test_transport_and_timeout_reach_the_kernel_peer_and_the_widget() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), transport="websocket", webrtc_timeout_s=1.5, ice_transport_policy="relay",
+               _serve=serve, key="t1")
+    try:
+        config = serve.kwargs[0]["peer_config"]
+        assert (config.transport, config.webrtc_timeout_s) == ("websocket", 1.5)
+        assert (h.widget.transport, h.widget.webrtc_timeout_s, h.widget.ice_transport_policy) == (
+            "websocket", 1.5, "relay")
+        # what the browser reports back is what metrics() says
+        h.widget.path, h.widget.path_reason = "websocket", "forced by setting (transport='websocket')"
+        m = h.metrics()
+        assert m["path"] == "websocket"
+        assert m["transport"]["reason"] == "forced by setting (transport='websocket')"
+    finally:
+        h.close()
+
+
+def test_a_given_peer_config_decides_the_widget_setting() -> None:
+    serve = FakeServe()
+    config = PeerConfig(ice=IceConfig(loopback_only=True), transport="webrtc", webrtc_timeout_s=2.0)
+    h = stream(level_vad_pipeline(), peer_config=config, transport="websocket", _serve=serve, key="t2")
+    try:
+        assert serve.kwargs[0]["peer_config"] is config
+        assert (h.widget.transport, h.widget.webrtc_timeout_s) == ("webrtc", 2.0)
+    finally:
+        h.close()
+
+
+def test_an_unknown_transport_is_refused() -> None:
+    with pytest.raises(ValueError, match="transport"):
+        stream(level_vad_pipeline(), transport="udp", _serve=FakeServe(), key="t3")
+
+
+JS_FRAMES = """
+const m = await import(process.argv[1]);
+const out = [];
+for (const [kind, seq, ts, payload] of JSON.parse(process.argv[2])) {
+  const buf = m.packFrame(kind, seq, ts, new Uint8Array(payload));
+  const back = m.unpackFrame(buf);
+  out.push({ hex: Buffer.from(buf).toString("hex"), back: [back.kind, back.seq, back.ts_us, Array.from(back.payload)] });
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_widget_header_matches_the_kernel_header(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed to run widget.js (apt-get install nodejs)", pytrace=False)
+    module = tmp_path / "widget.mjs"
+    shutil.copy(WIDGET_JS, module)
+    cases = [[1, 0, 0, []], [2, 7, 1_700_000_000_123_456, [255, 0, 1]], [3, 2**32 + 5, 2**52, [1, 2, 3, 4]],
+             [1, 2**32 - 1, 123, list(range(40))]]
+    run = subprocess.run([node, "--input-type=module", "-e", JS_FRAMES, str(module), json.dumps(cases)],
+                         capture_output=True, text=True, timeout=20, check=True)
+    results = json.loads(run.stdout)
+    for (kind, seq, ts, payload), got in zip(cases, results, strict=True):
+        expected = pack_frame(kind, seq, ts, bytes(payload))
+        assert bytes.fromhex(got["hex"]) == expected
+        k, s, t, p = unpack_frame(expected)
+        assert got["back"] == [k, s, t, list(p)]
