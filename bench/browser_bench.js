@@ -71,7 +71,7 @@
       if (this.ptime) {  // diagnostic (--opus-ptime): ask the browser for shorter Opus frames
         const set = pc.setRemoteDescription.bind(pc);
         const ptime = this.ptime;
-        pc.setRemoteDescription = (d) => set({ type: d.type, sdp: d.sdp.replace(/(m=audio[^\r\n]*\r\n)/, `$1a=ptime:${ptime}\r\n`) });
+        pc.setRemoteDescription = (d) => set({ type: d.type, sdp: d.sdp.replace(/(m=audio[\s\S]*?\r\n)(a=)/, `$1a=ptime:${ptime}\r\n$2`) });
       }
       this.firstWall = null;
       dc.addEventListener("message", (ev) => this.onMessage(ev.data, performance.now()));
@@ -130,19 +130,20 @@
     // against performance.now() (the smallest difference maps a context time to the moment it was rendered).
     async runBursts(n, periodMs) {
       const ctx = this.ctx;
-      let T = Math.ceil((ctx.currentTime + 0.3) * 100) / 100;
+      const grid = Math.ceil((ctx.currentTime + 0.3) * 100) / 100;
       for (let i = 0; i < n; i++) {
+        // a random 0-20 ms phase per burst: the wait for the Opus frame to fill is then sampled, not fixed
+        const T = grid + (i * periodMs) / 1000 + Math.random() * 0.02;
         const s = ctx.createBufferSource();
         s.buffer = this.tone;
         s.connect(this.dest);
         s.start(T);
         this.bursts.push(T);
-        const until = T + periodMs / 1000 - 0.15;
+        const until = grid + ((i + 1) * periodMs) / 1000 - 0.15;
         while (ctx.currentTime < until) {
           this.map.push([ctx.currentTime, performance.now()]);
           await sleep(1);
         }
-        T += periodMs / 1000;
       }
       await sleep(periodMs);
     },

@@ -956,6 +956,15 @@ class StreamView {
     if (gen !== this.generation || this.wsm !== link) { link.close(); return; }
     this.reportPath("websocket", reason);
     this.setStatus("connected over the WebSocket (" + reason + ")", "connected");
+    if (link.ctx && link.ctx.state === "suspended") {
+      // autoplay policy: the page had no user gesture yet, and a suspended AudioContext captures nothing
+      this.showError("Click anywhere in this widget to start sending audio (the browser wants a click first).");
+      const resume = () => {
+        if (!link.ctx) return;
+        link.ctx.resume().then(() => { if (this.wsm === link) this.showError(""); }).catch(() => {});
+      };
+      this.ui.root.addEventListener("click", resume, { once: true });
+    }
     this.ui.mute.disabled = false;
     this.onDataOpen();
     this.pollStats();
@@ -1142,6 +1151,8 @@ class StreamView {
       ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? "measuring…" : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
     if (this.wsm) {
+      const webrtcOnly = new Set(["ICE local", "ICE remote", "selected pair", "ICE RTT", "audio out", "audio in", "video in"]);
+      for (let i = rows.length - 1; i >= 0; i--) if (webrtcOnly.has(rows[i][0])) rows.splice(i, 1);
       const w = this.wsm.stats(), k = w.kernel;
       rows.push(
         ["ws codecs", "audio " + (w.audio_codec || "–") + ", video " + (w.video_codec || "–")],

@@ -77,6 +77,8 @@ h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, webrtc_timeout_s=1
 h
 """
 
+CLOSE = "if h is not None: h.close()\nprint('CLOSED', h is None or h.closed)\n"
+
 CHECK = """\
 m = h.metrics()
 peer = m["peers"][-1] if m["peers"] else {}
@@ -110,7 +112,7 @@ def nb(playwright_instance: Any, lab: Lab, late_speech_wav: Path, black_hole_por
     """A Chromium of its own (fake mic = the late speech, once) with the fallback notebook open."""
     browser = playwright_instance.chromium.launch(
         executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={late_speech_wav}%noloop"])
-    write_notebook(lab.root / "fallback.ipynb", [SETUP, AUTO, CHECK, FORCED, AUTO_TIMEOUT % black_hole_port])
+    write_notebook(lab.root / "fallback.ipynb", [SETUP, AUTO, CHECK, FORCED, AUTO_TIMEOUT % black_hole_port, CLOSE])
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -122,6 +124,8 @@ def nb(playwright_instance: Any, lab: Lab, late_speech_wav: Path, black_hole_por
         run_cell(page, 0)
         wait_output(page, 0, "SETUP_OK")
         yield page
+        run_cell(page, 5)  # the Lab is shared by every browser test module: leave no session behind
+        wait_output(page, 5, "CLOSED True")
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "fallback-console.log").write_text("\n".join(console))
@@ -298,7 +302,7 @@ def test_forced_websocket_returns_processed_video_and_audio(
         executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}",
                                         f"--use-file-for-fake-video-capture={two_tone_y4m}"])
     try:
-        write_notebook(lab.root / "fallback_av.ipynb", [VIDEO_SETUP, VIDEO_CHECK])
+        write_notebook(lab.root / "fallback_av.ipynb", [VIDEO_SETUP, VIDEO_CHECK, CLOSE])
         page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
         page.set_default_timeout(20_000)
         open_notebook(page, lab, "fallback_av.ipynb")
@@ -324,5 +328,7 @@ def test_forced_websocket_returns_processed_video_and_audio(
         assert m and all(int(g) > 5 for g in m.groups()), m
         assert int(m.group(2)) <= int(m.group(1)), m.groups()
         w.screenshot(path=str(ARTIFACTS / "fallback-video-widget.png"))
+        run_cell(page, 2)
+        wait_output(page, 2, "CLOSED True")
     finally:
         browser.close()
