@@ -74,7 +74,7 @@
         pc.setRemoteDescription = (d) => set({ type: d.type, sdp: d.sdp.replace(/(m=audio[\s\S]*?\r\n)(a=)/, `$1a=ptime:${ptime}\r\n$2`) });
       }
       this.firstWall = null;
-      dc.addEventListener("message", (ev) => this.onMessage(ev.data, performance.now()));
+      dc.addEventListener("message", (ev) => { if (dc === this.dc) this.onMessage(ev.data, performance.now()); });
       dc.addEventListener("open", () => { this.marks.dc_open = performance.now(); });
       pc.addEventListener("track", (ev) => this.onTrack(ev));
       pc.addEventListener("connectionstatechange", () => {

@@ -84,11 +84,35 @@ if TRACK_KW:  # diagnostic (--track-kw): other PipelineAudioTrack settings for t
     from remotemedia_nbrtc.transport import tracks as _tracks
     _tracks.PipelineAudioTrack.__init__ = functools.partialmethod(_tracks.PipelineAudioTrack.__init__, **TRACK_KW)
 
+from remotemedia_nbrtc.transport import tracks as _tracks
+_send_times = []  # when the returned-audio track hands each frame to aiortc's encoder (monotonic s)
+_recv = _tracks.PipelineAudioTrack.recv
+
+
+async def _timed_recv(self):
+    frame = await _recv(self)
+    _send_times.append((time.monotonic(), self.silent_frames))
+    del _send_times[:-3000]
+    return frame
+
+
+_tracks.PipelineAudioTrack.recv = _timed_recv
+
+
+def send_pattern():
+    """Intervals between outgoing audio frames (ms) in the last connection: regular pacing shows as 20."""
+    import numpy as np
+    t = np.array([x[0] for x in _send_times])
+    d = np.diff(t) * 1000 if len(t) > 2 else np.zeros(1)
+    return {"frames": len(t), "interval_p5_p50_p95_max": [round(float(np.percentile(d, q)), 1) for q in (5, 50, 95, 100)],
+            "silent_frames": _send_times[-1][1] if _send_times else None}
+
+
 pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
 h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER)
 h''',
-    "print('METRICS' + json.dumps(h.metrics(), default=str))",
+    "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern()}, default=str))",
     "h.close(); print('closed')",
 ]
 
@@ -410,6 +434,7 @@ def details(ours: Result, base: Result) -> str:
             p = peers[-1] or {}
             keep = {k: p.get(k) for k in ("jitter", "bridge", "datachannel", "audio_out") if k in p}
             out.append(f"  kernel peer (last connection): {keep}")
+            out.append(f"  returned audio, frame hand-off intervals over the whole run: {r.server.get('send_pattern')}")
     return "\n".join(out)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ from remotemedia_nbrtc.runtime import now_us  # noqa: E402
 from remotemedia_nbrtc.transport.client import ClientPeer  # noqa: E402
 from remotemedia_nbrtc.transport.ice import IceConfig  # noqa: E402
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource  # noqa: E402
+from remotemedia_nbrtc.transport.stagetrace import ENV_VAR as TRACE_ENV  # noqa: E402
 
 ICE = IceConfig(loopback_only=True)
 WARMUP_S = 1.0  # bursts / frames sent in the first second after connecting are not counted
@@ -66,6 +69,9 @@ class Run:
     server_stats: Any = None
     error: str | None = None
     client_marks: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, list[float]] = field(default_factory=dict)  # stage -> per-burst ms since previous stage
+    offsets: dict[str, list[float]] = field(default_factory=dict)  # stage -> onset position in its frame, ms
+    traced_total_ms: list[float] = field(default_factory=list)  # per burst: sum of the stages
 
     @property
     def pct(self) -> list[float]:
@@ -119,6 +125,121 @@ def video_latencies(run: Run, source: SyntheticVideoSource, results: list[tuple[
         run.fps_out = sum(1 for recv in first.values() if lo <= recv <= hi) / span
     if len(run.latencies_ms) >= 10:
         run.slope_ms_per_min = float(np.polyfit(np.array(run.sent_at_s) / 60.0, run.latencies_ms, 1)[0])
+
+
+# Per-stage breakdown of the audio path (``--trace`` workloads: REMOTEMEDIA_STAGE_TRACE in the server,
+# ClientPeer(stage_trace=True)). Each stage: (trace, stage name, what the time since the previous stage is).
+# "c" = the client's trace (this process), "s" = the server peer's; see remotemedia_nbrtc/transport/stagetrace.py.
+_IN_STAGES = [
+    ("c", "encoded", "client: Opus encode (aiortc executor hop) + SRTP + UDP send"),
+    ("s", "rtp_arrival", "loopback UDP + server ICE/DTLS/SRTP receive"),
+    ("s", "jitter_release", "server low-latency jitter buffer"),
+    ("s", "decoded", "server decoder thread (queue + Opus decode) + hop back to the RTC loop + track queue"),
+    ("s", "reader", "server TrackReader: convert (+ resample if the pipeline asks) to AudioData"),
+    ("s", "lane", "RTC loop -> pipeline loop (bridge lane, call_soon_threadsafe)"),
+]
+ECHO_STAGES = _IN_STAGES + [
+    ("s", "output", "pipeline: session input queue -> PassThrough -> output queue -> bridge pump"),
+    ("s", "push", "pipeline loop -> RTC loop (call_soon_threadsafe) -> PipelineAudioTrack.push"),
+    ("s", "out", "PipelineAudioTrack: queued -> frame returned by recv (pacing)"),
+    ("s", "sent", "server: Opus encode (aiortc executor hop) + SRTP + UDP send"),
+    ("c", "rtp_arrival", "loopback UDP + client ICE/DTLS/SRTP receive"),
+    ("c", "jitter_release", "client low-latency jitter buffer"),
+    ("c", "decoded", "client decoder thread (queue + Opus decode) + hop back to the RTC loop + track queue"),
+    ("c", "reader", "client TrackReader: s16 stereo -> float mono 48 kHz (= echo result time)"),
+]
+AUDIO_STAGES = _IN_STAGES + [
+    ("result", "result", "pipeline: AudioLevelNode -> data channel -> client (= result time)"),
+]
+
+
+def stage_breakdown(run: Run, stages: list[tuple[str, str, str]], source: ToneBurstSource,
+                    traces: dict[str, dict[str, list[list[float]]]], results: list[int],
+                    connected_us: int, end_us: int) -> None:
+    """Chain each counted burst through the stage stamps: first stamp at or after the previous stage's."""
+    encoded = dict(source.encoded)
+    sends = [sent for _, sent in source.onsets]
+    events: dict[str, np.ndarray] = {}
+    offsets: dict[str, dict[int, float]] = {}
+    for side, name, _ in stages:
+        key = f"{side}.{name}"
+        if side == "result":
+            events[key] = np.array(sorted(results), dtype=np.int64)
+            continue
+        rows = sorted(traces.get(side, {}).get(name, []))
+        events[key] = np.array([r[0] for r in rows], dtype=np.int64)
+        offsets[key] = {int(r[0]): float(r[2]) for r in rows}
+    for i, (onset, sent) in enumerate(source.onsets):
+        if not _window(sent, connected_us, end_us) or onset not in encoded:
+            continue
+        limit = sends[i + 1] if i + 1 < len(sends) else end_us
+        chain = [("c.src", sent), ("c.encoded", encoded[onset])]
+        for side, name, _ in stages[1:]:
+            key = f"{side}.{name}"
+            times = events[key]
+            j = int(np.searchsorted(times, chain[-1][1]))
+            if j >= len(times) or times[j] >= limit:
+                break
+            chain.append((key, int(times[j])))
+        else:
+            for (_, prev), (key, t) in zip(chain, chain[1:]):
+                run.stages.setdefault(key, []).append((t - prev) / 1000)
+                if key in offsets:
+                    run.offsets.setdefault(key, []).append(offsets[key].get(t, float("nan")))
+            run.traced_total_ms.append((chain[-1][1] - sent) / 1000)
+
+
+def breakdown_table(run: Run | None, stages: list[tuple[str, str, str]], title: str) -> str:
+    if run is None:
+        return f"{title}: not run."
+    if not run.traced_total_ms:
+        return f"{title}: no burst traced through every stage ({run.error or 'no stamps'})."
+    lines = [f"{title}: {len(run.traced_total_ms)} bursts traced through every stage; end-to-end "
+             f"p50 {np.median(run.traced_total_ms):.1f} ms (the same run's measured latency: {_lat(run)}).", "",
+             "| stage (time since the previous stage) | p50 ms | p95 ms | cumulative p50 ms | onset at ms into frame (p50) |",
+             "|---|---|---|---|---|"]
+    cumulative = 0.0
+    for side, name, label in stages:
+        key = f"{side}.{name}"
+        values = run.stages.get(key, [])
+        if not values:
+            continue
+        p = percentiles(values)
+        cumulative += p[0]
+        offs = [v for v in run.offsets.get(key, []) if not math.isnan(v)]
+        off = f"{np.median(offs):.1f}" if offs else ""
+        lines.append(f"| `{key}` {label} | {p[0]:.2f} | {p[1]:.2f} | {cumulative:.1f} | {off} |")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _trace_env(on: bool):
+    """Server subprocesses inherit this process's environment: switch their stage trace on for one start."""
+    old = os.environ.get(TRACE_ENV)
+    if on:
+        os.environ[TRACE_ENV] = "1"
+    else:
+        os.environ.pop(TRACE_ENV, None)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(TRACE_ENV, None)
+        else:
+            os.environ[TRACE_ENV] = old
+
+
+BREAKDOWN_INTRO = (
+    "Where the audio latency goes, stage by stage: the `*_trace` workloads of `bench/latency.py` (same bursts as "
+    "Transport latency, separate runs) with the stage trace on in both peers (`REMOTEMEDIA_STAGE_TRACE=1` in the "
+    "server, `ClientPeer(stage_trace=True)`; `remotemedia_nbrtc/transport/stagetrace.py`). Each stage stamps "
+    "`now_us()` when a burst onset passes it (first frame with peak >= 0.1 after a quiet one; the RTP arrival and "
+    "jitter-buffer release stamps are those of the packet whose decoded frame is that onset); client and server "
+    "share the system-wide monotonic clock. A burst counts when it is traced through every stage; each row is "
+    "the time since the previous row. \"onset at ms into frame\" is where the burst starts inside the frame that "
+    "carries it at that stage: Opus's 6.5 ms lookahead moves it later at each encode/decode, and once it passes "
+    "the end of a 20 ms frame the onset is carried by the next frame."
+)
 
 
 def _first_result_ms(outputs: list[tuple[int, dict[str, Any]]], t0_wall_us: int) -> float | None:
@@ -201,12 +322,14 @@ async def run_connects(impl: str, log_dir: Path, count: int = CONNECTS) -> Run:
 
 async def run_workload(impl: str, workload: str, duration: float, log_dir: Path) -> Run:
     run = Run(impl, workload, duration)
-    kind = "video" if workload.startswith("video") else "echo" if workload.startswith("echo") else workload
+    kind = "video" if workload.startswith("video") else "echo" if workload.startswith("echo") else "audio"
+    traced = workload.endswith("_trace")
     server: Any = None
     client: Any = None
     try:
         if impl == "ours":
-            server = await asyncio.to_thread(ServerProc.ours, kind, log_dir)
+            with _trace_env(traced):
+                server = await asyncio.to_thread(ServerProc.ours, kind, log_dir)
             url = f"ws://127.0.0.1:{server.port}/ws"
         elif impl == "baseline":
             server = await asyncio.to_thread(ServerProc.baseline, kind, log_dir)
@@ -221,7 +344,7 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
         else:
             client = await ClientPeer.connect(url, token=getattr(server, "token", None), audio=audio, video=video,
                                               ice=ICE, receive_media=kind == "echo", timeout_s=20,
-                                              low_latency_receive=workload != "echo_aiortc_rx")
+                                              low_latency_receive=workload != "echo_aiortc_rx", stage_trace=traced)
         connected = now_us()
         run.client_marks = dict(getattr(client, "marks", {}))
         run.connected_ms = (connected - t0) / 1000
@@ -241,6 +364,9 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
             hits = [(t, m["value"]["rms_dbfs"] > LEVEL_THRESHOLD_DBFS) for t, m in outputs
                     if m.get("type") == "json" and isinstance(m.get("value"), dict) and m["value"].get("kind") == "level"]
             burst_latencies(run, audio.onsets, hits, connected, end)
+            if traced:
+                stage_breakdown(run, AUDIO_STAGES, audio, {"s": _server_trace(run.server_stats)},
+                                [t for t, loud in hits if loud], connected, end)
         elif kind == "echo":
             if impl == "baseline":
                 chunks = list(client.audio_chunks)
@@ -248,6 +374,9 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
                 chunks = [(a.arrival_ts_us, float(np.max(np.abs(a.samples))) if a.samples.size else 0.0)
                           for a in list(client.received_audio)]
             burst_latencies(run, audio.onsets, [(t, p > ECHO_PEAK_THRESHOLD) for t, p in chunks], connected, end)
+            if traced:
+                stage_breakdown(run, ECHO_STAGES, audio, {"s": _server_trace(run.server_stats),
+                                                          "c": client.trace.as_dict()}, [], connected, end)
         else:
             results = [(t, m["value"]["source_frame_number"]) for t, m in outputs
                        if m.get("type") == "json" and isinstance(m.get("value"), dict)
@@ -265,6 +394,11 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
         if server is not None:
             await asyncio.to_thread(server.stop)
     return run
+
+
+def _server_trace(stats: Any) -> dict[str, Any]:
+    peers = stats.get("peers") if isinstance(stats, dict) and "peers" in stats else stats
+    return (peers[0] or {}).get("trace", {}) if peers else {}
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -403,14 +537,17 @@ async def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     log_dir = Path(tempfile.mkdtemp(prefix="rm-bench-logs-"))
     duration = args.duration or (4.0 if args.quick else 15.0)
-    workloads = ["audio", "echo", "echo_aiortc_rx", "video640"] + ([] if args.quick else ["video720"])
+    workloads = (["audio", "audio_trace", "echo", "echo_trace", "echo_aiortc_rx", "video640"]
+                 + ([] if args.quick else ["video720"]))
     if args.only:
         workloads = [w for w in workloads if w in args.only.split(",")]
     runs: dict[tuple[str, str], Run] = {}
     if not args.soak:
         for wl in workloads:
             for impl in ("baseline", "ours"):
-                if wl == "echo_aiortc_rx" and impl == "baseline":
+                if (wl == "echo_aiortc_rx" or wl.endswith("_trace")) and impl == "baseline":
+                    continue
+                if args.ours_only and impl == "baseline":
                     continue
                 print(f"running {impl} {wl} ({duration:.0f} s) ...", flush=True)
                 runs[(impl, wl)] = r = await run_workload(impl, wl, duration, log_dir)
@@ -427,7 +564,9 @@ async def main(args: argparse.Namespace) -> int:
             print(f"  jupyter audio: {_lat(jupyter)}", flush=True)
         main_table = table(runs)
         jt = jupyter_table(jupyter, runs.get(("ours", "audio")))
-        print_table(main_table + "\n\n" + jt)
+        breakdown = (breakdown_table(runs.get(("ours", "echo_trace")), ECHO_STAGES, "**Echo round trip**") + "\n\n"
+                     + breakdown_table(runs.get(("ours", "audio_trace")), AUDIO_STAGES, "**Audio burst -> result**"))
+        print_table(main_table + "\n\n" + jt + "\n\n" + breakdown)
         all_runs = list(runs.values()) + ([jupyter] if jupyter else [])
         _dump(all_runs, log_dir)
         body = (
@@ -448,6 +587,7 @@ async def main(args: argparse.Namespace) -> int:
         )
         if not args.only:
             write_section("Transport latency", body)
+            write_section("Latency breakdown", BREAKDOWN_INTRO + "\n\n" + breakdown)
         print(f"server logs: {log_dir}")
         return 0 if all(not r.error for r in all_runs) else 1
     soak = args.soak_duration
@@ -473,4 +613,5 @@ if __name__ == "__main__":
     parser.add_argument("--only", help="comma-separated workloads (audio,echo,echo_aiortc_rx,video640,video720); "
                         "does not write results.md")
     parser.add_argument("--no-jupyter", action="store_true", help="skip the run through the Jupyter extension")
+    parser.add_argument("--ours-only", action="store_true", help="skip the plain-aiortc runs (debugging)")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -153,6 +153,16 @@ class _Dispatcher:
             self.thread.join(timeout)
 
 
+def _apply_params(session: StreamSession, params: dict[str, dict[str, Any]]) -> None:
+    for node_id, values in params.items():
+        if node_id not in session.node_ids:
+            log.warning("set_params: no node %r in this session", node_id)
+            continue
+        node = session.node(node_id)
+        for name, value in values.items():
+            setattr(node, name, value)
+
+
 class StreamHandle:
     """A live stream: the widget, the kernel session, recent outputs, metrics. Made by :func:`stream`."""
 
@@ -167,6 +177,7 @@ class StreamHandle:
         self._callbacks: list[OutputCallback] = []
         self._sessions: list[StreamSession] = []
         self._removers: list[Callable[[], None]] = []
+        self._params: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._dispatcher: _Dispatcher | None = None
@@ -196,6 +207,32 @@ class StreamHandle:
         with self._lock:
             self._sessions = [s for s in self._sessions if s.is_active]
             return list(self._sessions)
+
+    def set_params(self, node_id: str, **values: Any) -> None:
+        """Change parameters of a node while streaming, e.g. ``h.set_params("gain", gain_db=-12)``.
+
+        Applied to every live session at once (on the pipeline loop, between two inputs) and kept for
+        sessions created later (a reconnecting browser).
+        """
+        from .transport.loop_thread import pipeline_loop
+
+        sessions = self.sessions()
+        if sessions:
+            if node_id not in sessions[-1].node_ids:
+                raise KeyError(f"no node {node_id!r} in this pipeline (nodes: {sessions[-1].node_ids})")
+            node = sessions[-1].node(node_id)
+            for name in values:
+                if not hasattr(node, name):
+                    raise AttributeError(f"node {node_id!r} ({type(node).__name__}) has no parameter {name!r}")
+        with self._lock:
+            self._params.setdefault(node_id, {}).update(values)
+
+        async def apply() -> None:
+            for session in sessions:
+                _apply_params(session, {node_id: values})
+
+        if sessions:
+            pipeline_loop().run(apply(), 5.0)
 
     def metrics(self, timeout: float = 5.0) -> dict[str, Any]:
         """Per-node counters of the newest session, server-peer stats, browser stats, display counters."""
@@ -320,6 +357,8 @@ class StreamHandle:
         with self._lock:
             self._sessions = [s for s in self._sessions if s.is_active] + [session]
             self._removers.extend(removers)
+            params = {nid: dict(values) for nid, values in self._params.items()}
+        _apply_params(session, params)
 
     def _remove_taps(self, removers: list[Callable[[], None]], timeout: float) -> None:
         from .transport.loop_thread import pipeline_loop

@@ -26,8 +26,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import PipelineRunner, RuntimeData, StreamSession
+from ..runtime import AudioData, PipelineRunner, RuntimeData, StreamSession
 from .loop_thread import LoopThread, pipeline_loop
+from .stagetrace import StageTrace
 
 __all__ = ["SessionBridge"]
 
@@ -39,8 +40,11 @@ OutputCallback = Callable[[str, RuntimeData], None]
 class _Lane:
     """Inputs of one kind waiting on the pipeline loop; one task forwards them into the session."""
 
-    def __init__(self, name: str, session: StreamSession, capacity: int, keep_newest: bool) -> None:
+    def __init__(
+        self, name: str, session: StreamSession, capacity: int, keep_newest: bool, trace: StageTrace | None = None
+    ) -> None:
         self.name = name
+        self.trace = trace
         self._session = session
         self._capacity = capacity
         self._keep_newest = keep_newest
@@ -59,6 +63,8 @@ class _Lane:
             if not self._keep_newest and (self.drops == 1 or self.drops % 100 == 0):
                 log.warning("bridge %s lane full (%d): dropped %d so far", self.name, self._capacity, self.drops)
         self._items.append(data)
+        if self.trace is not None and isinstance(data, AudioData):
+            self.trace.level("lane", data.samples, rate=data.sample_rate, channels=data.channels)
         self.max_depth = max(self.max_depth, len(self._items))
         self._ready.set()
 
@@ -99,6 +105,7 @@ class SessionBridge:
         self._closed = False
         self.outputs = 0
         self.outputs_by_kind: dict[str, int] = {}
+        self.trace: StageTrace | None = None
 
     @classmethod
     async def create(
@@ -112,12 +119,15 @@ class SessionBridge:
         audio_capacity: int = 500,
         data_capacity: int = 256,
         video_capacity: int = 3,
+        trace: StageTrace | None = None,
     ) -> SessionBridge:
         """Create the session on the pipeline loop. Await this on the RTC loop.
 
-        ``on_output(node_id, data)`` and ``on_end()`` are called on the awaiting (RTC) loop.
+        ``on_output(node_id, data)`` and ``on_end()`` are called on the awaiting (RTC) loop. ``trace``
+        (profiling) stamps audio onsets entering the audio lane and leaving the session.
         """
         self = cls()
+        self.trace = trace
         self._pipe = pipeline_thread or pipeline_loop()
         self._rtc_loop = asyncio.get_running_loop()
         self._on_output = on_output
@@ -128,7 +138,7 @@ class SessionBridge:
             session = await runner.create_stream_session(pipeline)
             self.session = session
             self._lanes = {
-                "audio": _Lane("audio", session, audio_capacity, keep_newest=False),
+                "audio": _Lane("audio", session, audio_capacity, keep_newest=False, trace=trace),
                 "video": _Lane("video", session, max(1, video_capacity), keep_newest=True),
                 "data": _Lane("data", session, data_capacity, keep_newest=False),
             }
@@ -170,6 +180,8 @@ class SessionBridge:
             self.outputs += 1
             kind = data.data_type
             self.outputs_by_kind[kind] = self.outputs_by_kind.get(kind, 0) + 1
+            if self.trace is not None and isinstance(data, AudioData):
+                self.trace.level("output", data.samples, rate=data.sample_rate, channels=data.channels)
             self._to_rtc(self._on_output, node_id, data)
         if self._on_end is not None and not self._closed:
             self._to_rtc(self._on_end)

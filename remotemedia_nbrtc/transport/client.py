@@ -35,6 +35,7 @@ from . import signaling as rpc
 from .ice import IceConfig, prepare_peer_connection
 from .loop_thread import rtc_loop
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from .stagetrace import StageTrace
 from .tracks import TrackReader
 
 __all__ = ["ClientPeer", "split_candidates"]
@@ -98,10 +99,14 @@ class ClientPeer:
 
     Received media goes through the low-latency jitter buffer (:mod:`.receiver`), as on the server;
     ``low_latency_receive=False`` keeps aiortc's own (about 80 ms more audio latency).
+    ``stage_trace=True`` stamps received audio onsets per stage in :attr:`trace` (profiling, :mod:`.stagetrace`).
     """
 
-    def __init__(self, url: str, *, ice: IceConfig, peer_id: str, low_latency_receive: bool = True) -> None:
+    def __init__(
+        self, url: str, *, ice: IceConfig, peer_id: str, low_latency_receive: bool = True, stage_trace: bool = False
+    ) -> None:
         self.url = url
+        self.trace: StageTrace | None = StageTrace() if stage_trace else None
         self.ice = ice
         self.peer_id = peer_id
         self.low_latency_receive = low_latency_receive
@@ -146,6 +151,7 @@ class ClientPeer:
         peer_id: str | None = None,
         timeout_s: float = 15.0,
         low_latency_receive: bool = True,
+        stage_trace: bool = False,
     ) -> ClientPeer:
         """Connect through the signaling server at ``url`` (``ws://host:port/ws``) and wait for the
         peer connection and data channel to be up. Raises :class:`ConnectTimeout` or
@@ -155,6 +161,7 @@ class ClientPeer:
             ice=ice or IceConfig(),
             peer_id=peer_id or f"client-{secrets.token_hex(4)}",
             low_latency_receive=low_latency_receive,
+            stage_trace=stage_trace,
         )
         try:
             await self._on_rtc(self._connect(audio, video, receive_media, timeout_s))
@@ -278,7 +285,7 @@ class ClientPeer:
             elif receive_media:
                 pc.addTransceiver(kind, direction="recvonly")
         if self.low_latency_receive:
-            self._buffers = [install_low_latency_buffer(t.receiver) for t in pc.getTransceivers()]
+            self._buffers = [install_low_latency_buffer(t.receiver, trace=self.trace) for t in pc.getTransceivers()]
         self._dc = pc.createDataChannel(DATA_CHANNEL_LABEL, ordered=True)
         self._dc.on("open", self._dc_open.set)
         self._dc.on("message", self._on_dc_message)
@@ -410,7 +417,9 @@ class ClientPeer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            reader = TrackReader(track, self.received_audio.append, audio_format=AudioFormat(48000, 1))
+            reader = TrackReader(
+                track, self.received_audio.append, audio_format=AudioFormat(48000, 1), trace=self.trace
+            )
         else:
             reader = TrackReader(track, self._on_video)
         self._readers.append(reader.start())

@@ -25,6 +25,7 @@ from .bridge import SessionBridge
 from .datachannel import DataChannelLink
 from .ice import IceConfig, prepare_peer_connection
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from .stagetrace import StageTrace, trace_from_env
 from .tracks import PipelineAudioTrack, PipelineVideoTrack, TrackReader
 
 __all__ = ["PeerConfig", "ServerPeer"]
@@ -52,6 +53,8 @@ class PeerConfig:
     ``transport``: ``"auto"`` (clients try WebRTC, then fall back to WebSocket media after
     ``webrtc_timeout_s``), ``"webrtc"`` (``media.open`` is refused) or ``"websocket"`` (``peer.offer``
     is refused, so clients go straight to WebSocket media; see :mod:`.wsmedia`).
+    ``stage_trace``: stamp audio onsets at every stage of the path (profiling; ``stats()["trace"]``, see
+    :mod:`.stagetrace`); defaults to the ``REMOTEMEDIA_STAGE_TRACE`` environment variable.
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -65,6 +68,7 @@ class PeerConfig:
     low_latency_receive: bool = True
     transport: str = "auto"
     webrtc_timeout_s: float = 5.0
+    stage_trace: bool = field(default_factory=trace_from_env)
 
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "webrtc", "websocket"):
@@ -108,6 +112,7 @@ class ServerPeer:
         self.connected_at: float | None = None
         self.unrouted_outputs = 0
         self._last_state = "new"
+        self.trace: StageTrace | None = None
 
     @classmethod
     async def create(
@@ -125,7 +130,8 @@ class ServerPeer:
         self._on_ice_candidate = on_ice_candidate
         self._on_state_change = on_state_change
         self.datachannel = DataChannelLink(self._on_data_input)
-        self.bridge = await SessionBridge.create(pipeline, on_output=self._on_output, runner=runner)
+        self.trace = StageTrace() if config.stage_trace else None
+        self.bridge = await SessionBridge.create(pipeline, on_output=self._on_output, runner=runner, trace=self.trace)
         self.session_id = self.bridge.session_id
         self._audio_format = self.bridge.session.audio_input
         self.pc = RTCPeerConnection(config.ice.to_rtc_configuration())
@@ -181,7 +187,9 @@ class ServerPeer:
         for transceiver in self.pc.getTransceivers():
             if self.config.low_latency_receive:
                 self._buffers.append(
-                    install_low_latency_buffer(transceiver.receiver, audio_target_ms=self.config.jitter_target_ms)
+                    install_low_latency_buffer(
+                        transceiver.receiver, audio_target_ms=self.config.jitter_target_ms, trace=self.trace
+                    )
                 )
             can_send = transceiver._offerDirection in ("sendrecv", "sendonly")
             if not can_send or transceiver.sender.track is not None:
@@ -191,6 +199,7 @@ class ServerPeer:
                 self.audio_track = self.audio_track or PipelineAudioTrack(
                     self.config.audio_out_rate, target_ms=self.config.audio_out_target_ms
                 )
+                self.audio_track.trace = self.trace
                 track, have_audio = self.audio_track, True
             elif transceiver.kind == "video" and self.config.send_video and not have_video:
                 self.video_track = self.video_track or PipelineVideoTrack()
@@ -239,7 +248,12 @@ class ServerPeer:
     def _on_track(self, track: MediaStreamTrack) -> None:
         sink = self.bridge.send_audio if track.kind == "audio" else self.bridge.send_video
         reader = TrackReader(
-            track, sink, audio_format=self._audio_format, video_format=self.config.video_format, stream_id=None
+            track,
+            sink,
+            audio_format=self._audio_format,
+            video_format=self.config.video_format,
+            stream_id=None,
+            trace=self.trace,
         )
         self._readers.append(reader.start())
 
@@ -343,4 +357,6 @@ class ServerPeer:
         if self.video_track is not None:
             v = self.video_track
             out["video_out"] = {"frames_in": v.frames_in, "frames_sent": v.frames_sent, "drops": v.drops}
+        if self.trace is not None:
+            out["trace"] = self.trace.as_dict()
         return out

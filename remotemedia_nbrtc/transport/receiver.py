@@ -35,6 +35,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
 from ..errors import TransportError
+from .stagetrace import StageTrace
 
 __all__ = [
     "SUPPORTED_AIORTC",
@@ -133,6 +134,7 @@ class _BaseBuffer:
         self._last_arrival: float | None = None
         self._last_rtp_ts: int | None = None
         self.stats = JitterStats()
+        self.trace: StageTrace | None = None  # profiling only (audio): packet arrival / release stamps
 
     # aiortc's JitterBuffer exposes ``capacity``; keep it for compatibility.
     @property
@@ -218,12 +220,17 @@ class _BaseBuffer:
         """Store ``packet`` and return every frame that is now ready, in order."""
         now = self._clock()
         pli = False
+        if self.trace is not None:
+            self.trace.packet(packet.timestamp, 0)
         if self._accept(packet, now):
             pli, frames = self._drain(now)
         else:
             frames = []
         self._arm_timer(now)
         self.stats.frames_released += len(frames)
+        if self.trace is not None:
+            for frame in frames:
+                self.trace.packet(frame.timestamp, 1)
         return pli, frames
 
     def poll(self) -> tuple[bool, list[JitterFrame]]:
@@ -231,6 +238,9 @@ class _BaseBuffer:
         now = self._clock()
         pli, frames = self._drain(now)
         self.stats.frames_released += len(frames)
+        if self.trace is not None:
+            for frame in frames:
+                self.trace.packet(frame.timestamp, 1)
         return pli, frames
 
     def _deadline(self) -> float | None:
@@ -420,9 +430,11 @@ def install_low_latency_buffer(
     *,
     audio_target_ms: float | None = None,
     video_wait_ms: float = DEFAULT_VIDEO_WAIT_MS,
+    trace: StageTrace | None = None,
 ) -> AudioJitterBuffer | VideoJitterBuffer:
     """Replace ``receiver``'s jitter buffer with a low-latency one (before RTP arrives). Idempotent.
 
+    ``trace`` (profiling) gets the arrival and release time of every audio packet.
     Raises :class:`UnsupportedAiortcError` if aiortc's receiver no longer has the fields this relies on.
     """
     _check_receiver(receiver)
@@ -454,6 +466,7 @@ def install_low_latency_buffer(
     buffer: AudioJitterBuffer | VideoJitterBuffer
     if kind == "audio":
         buffer = AudioJitterBuffer(target_ms=audio_target_ms, deliver=deliver)
+        buffer.trace = trace
     else:
         buffer = VideoJitterBuffer(wait_ms=video_wait_ms, deliver=deliver)
     setattr(receiver, _JB, buffer)

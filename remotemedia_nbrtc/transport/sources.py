@@ -69,6 +69,7 @@ class _AudioSource(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        self._on_next()
         if self.duration_s is not None and self._pts >= self.duration_s * self.sample_rate:
             self.stop()
             raise MediaStreamError
@@ -89,6 +90,9 @@ class _AudioSource(MediaStreamTrack):
 
     def _on_sent(self, start: int, count: int) -> None:
         """Hook called just before a frame is handed to the sender."""
+
+    def _on_next(self) -> None:
+        """Hook called when the sender asks for the next frame (the previous one is encoded and sent)."""
 
 
 class ToneSource(_AudioSource):
@@ -116,7 +120,8 @@ class ToneBurstSource(_AudioSource):
     """Short tone bursts (``burst_ms`` long, every ``period_ms``) in silence.
 
     ``onsets`` lists ``(sample_index, sent_us)`` for each burst: the frame containing the onset was
-    handed to the sender at ``sent_us`` (``now_us()`` clock).
+    handed to the sender at ``sent_us`` (``now_us()`` clock). ``encoded`` lists ``(sample_index, us)``:
+    when the sender asked for the frame after it, i.e. had encoded and sent the onset's frame.
     """
 
     def __init__(
@@ -136,6 +141,8 @@ class ToneBurstSource(_AudioSource):
         self.burst_samples = int(sample_rate * burst_ms / 1000)
         self.period_samples = int(sample_rate * period_ms / 1000)
         self.onsets: list[tuple[int, int]] = []
+        self.encoded: list[tuple[int, int]] = []
+        self._pending: list[int] = []
 
     def _samples(self, start: int, count: int) -> np.ndarray:
         idx = start + np.arange(count)
@@ -148,6 +155,13 @@ class ToneBurstSource(_AudioSource):
         sent = now_us()
         for onset in range(first, start + count, self.period_samples):
             self.onsets.append((onset, sent))
+            self._pending.append(onset)
+
+    def _on_next(self) -> None:
+        if self._pending:
+            done = now_us()
+            self.encoded.extend((onset, done) for onset in self._pending)
+            self._pending.clear()
 
 
 class WavFileSource(_AudioSource):

@@ -26,6 +26,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
+from .stagetrace import StageTrace
 
 __all__ = ["PipelineAudioTrack", "PipelineVideoTrack", "TrackReader"]
 
@@ -71,8 +72,10 @@ class TrackReader:
         audio_format: AudioFormat | None = None,
         video_format: str | None = None,
         stream_id: str | None = None,
+        trace: StageTrace | None = None,
     ) -> None:
         self.track = track
+        self.trace = trace if track.kind == "audio" else None
         self.kind = track.kind
         self._sink = sink
         self._video_format = video_format
@@ -98,7 +101,11 @@ class TrackReader:
             self.frames += 1
             try:
                 if self._audio is not None:
+                    if self.trace is not None:
+                        self._trace_decoded(frame)
                     for data in self._audio.convert(frame):
+                        if self.trace is not None:
+                            self.trace.level("reader", data.samples, rate=data.sample_rate, channels=data.channels)
                         self._sink(data)
                 else:
                     self._sink(
@@ -113,6 +120,15 @@ class TrackReader:
                 self.errors += 1
                 if self.errors == 1:
                     log.exception("converting a received %s frame failed", self.kind)
+
+    def _trace_decoded(self, frame: av.AudioFrame) -> None:
+        assert self.trace is not None
+        t = now_us()
+        index = self.trace.frame_index(frame.pts, frame.samples)
+        channels = len(frame.layout.channels)
+        if self.trace.level("decoded", frame.to_ndarray(), t_us=t, index=index, rate=frame.sample_rate,
+                            channels=channels):
+            self.trace.decoded_onset(index)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -181,6 +197,8 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.trimmed_frames = 0
         self.trimmed_samples = 0
         self.flushed_samples = 0
+        self.trace: StageTrace | None = None  # profiling: onset stamps at push / out / sent
+        self._trace_sent_pending = False
 
     @property
     def queued_s(self) -> float:
@@ -188,6 +206,8 @@ class PipelineAudioTrack(MediaStreamTrack):
 
     def push(self, data: AudioData) -> None:
         """Queue pipeline audio (call on the RTC loop)."""
+        if self.trace is not None:
+            self.trace.level("push", data.samples, rate=data.sample_rate, channels=data.channels)
         mono = data.samples.mean(axis=1) if data.channels > 1 else data.samples[:, 0]
         if data.sample_rate != self.sample_rate:
             mono = self._resample(mono, data.sample_rate)
@@ -317,6 +337,10 @@ class PipelineAudioTrack(MediaStreamTrack):
         # round trip. Silence goes out only when nothing came ``grace_ms`` past the slot.
         if self.readyState != "live":
             raise MediaStreamError
+        if self._trace_sent_pending and self.trace is not None:
+            # aiortc's sender asks for the next frame once the previous one is encoded and sent
+            self._trace_sent_pending = False
+            self.trace.mark("sent")
         now = time.monotonic()
         if self._start is None:
             self._start = now
@@ -343,6 +367,9 @@ class PipelineAudioTrack(MediaStreamTrack):
             # far behind the clock (e.g. the loop stalled): restart the clock instead of bursting silence
             self._start = time.monotonic() - self._timestamp / self.sample_rate
         pcm = np.repeat(self.take_frame(), 2)
+        if self.trace is not None:
+            index = self._timestamp // self.samples_per_frame
+            self._trace_sent_pending = self.trace.level("out", pcm, index=index, rate=self.sample_rate, channels=2)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = self.sample_rate
         frame.pts = self._timestamp

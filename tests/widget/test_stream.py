@@ -235,3 +235,34 @@ def test_esm_is_one_file_with_a_default_render_export() -> None:
     for method in ("peer.announce", "peer.offer", "peer.ice_candidate", "remotemedia/status"):
         assert method in text
     assert "echoCancellation: false" in text and "autoGainControl: false" in text
+
+
+def test_set_params_changes_live_sessions_and_later_ones() -> None:
+    serve = FakeServe()
+    p = Pipeline("gain")
+    from remotemedia_nbrtc.nodes import Gain
+
+    p.add("gain", Gain(gain_db=0.0))
+    h = stream(p, plot=False, _serve=serve, key="params")
+    first = open_browser_session(h, serve.pipelines[0])
+    later = None
+    try:
+        async def level_of_one() -> float:
+            await first.send_input(tone(0.5))
+            out = await first.receive_output(timeout=2)
+            return float(np.abs(out.samples).max())
+
+        assert abs(pipeline_loop().run(level_of_one(), 5) - 0.5) < 1e-3
+        h.set_params("gain", gain_db=-6.0206)
+        assert abs(pipeline_loop().run(level_of_one(), 5) - 0.25) < 1e-3
+        later = open_browser_session(h, serve.pipelines[0])  # a reconnecting browser keeps the change
+        assert later.node("gain").gain_db == -6.0206
+        with pytest.raises(AttributeError):
+            h.set_params("gain", volume=3)
+        with pytest.raises(KeyError):
+            h.set_params("nope", gain_db=1)
+    finally:
+        h.close()
+        for session in (first, later):
+            if session is not None:
+                pipeline_loop().run(session.close(), 5)
