@@ -484,7 +484,8 @@ def main() -> int:
     (log_dir / "raw.json").write_text(json.dumps({"ours": ours.__dict__, "baseline": base.__dict__}, default=str))
     body = (
         f"Headless Chromium ({_chromium_version()}), one page per server, {n_bursts} bursts of 20 ms 880 Hz "
-        f"(amplitude 0.5) every {PERIOD_MS} ms, each started at an exact AudioContext time into a "
+        f"(amplitude 0.5) every {PERIOD_MS} ms plus a random 0-20 ms phase, each started at an exact "
+        "AudioContext time into a "
         "MediaStreamDestination track that replaces the mic (the widget's bench hook, `window.__rmBench`), the "
         f"first {SKIP_BURSTS} not counted; {n_connects} connections per server. **ours**: JupyterLab + the "
         "extension + a kernel running `rm.stream(pipeline, loopback_only=True, jitter_buffer_ms="

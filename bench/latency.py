@@ -72,6 +72,7 @@ class Run:
     stages: dict[str, list[float]] = field(default_factory=dict)  # stage -> per-burst ms since previous stage
     offsets: dict[str, list[float]] = field(default_factory=dict)  # stage -> onset position in its frame, ms
     traced_total_ms: list[float] = field(default_factory=list)  # per burst: sum of the stages
+    traces: dict[str, Any] = field(default_factory=dict)  # raw stage stamps (raw.json only)
 
     @property
     def pct(self) -> list[float]:
@@ -157,6 +158,7 @@ def stage_breakdown(run: Run, stages: list[tuple[str, str, str]], source: ToneBu
                     traces: dict[str, dict[str, list[list[float]]]], results: list[int],
                     connected_us: int, end_us: int) -> None:
     """Chain each counted burst through the stage stamps: first stamp at or after the previous stage's."""
+    run.traces = {"traces": traces, "onsets": source.onsets, "encoded": source.encoded, "results": results}
     encoded = dict(source.encoded)
     sends = [sent for _, sent in source.onsets]
     events: dict[str, np.ndarray] = {}
@@ -523,7 +525,7 @@ def _dump(runs: list[Run], log_dir: Path) -> None:
     import json
 
     raw = [{"impl": r.impl, "workload": r.workload, "sent_at_s": r.sent_at_s, "latency_ms": r.latencies_ms,
-            "error": r.error} for r in runs]
+            "error": r.error, "trace": r.traces} for r in runs]
     (log_dir / "raw.json").write_text(json.dumps(raw))
 
 
