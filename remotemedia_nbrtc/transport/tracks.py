@@ -154,6 +154,14 @@ class PipelineAudioTrack(MediaStreamTrack):
     in whole 20 ms frames, counted in ``trimmed_frames`` / ``trimmed_samples``. A backlog that is
     draining (e.g. TTS pushing an utterance faster than real time) is never trimmed.
     ``target_ms=None`` disables trimming.
+
+    Pacing: a frame of queued audio leaves as soon as it is queued, limited by a token bucket that
+    refills one frame per 20 ms of real time and holds ``1 + max_lead_ms / 20`` frames, so audio is never
+    sent more than ``max_lead_ms`` ahead of real time (a pipeline producing faster than real time, e.g.
+    TTS, is paced). Silence frames take no token: audio that arrives after silence went out in its place
+    is not "early" and is not held back (a clock counting silence ratcheted ahead at every late frame,
+    and then held every frame back by up to 20 ms per late event). Silence goes out only when nothing
+    came ``grace_ms`` past the frame's slot on the output clock.
     """
 
     kind = "audio"
@@ -172,6 +180,9 @@ class PipelineAudioTrack(MediaStreamTrack):
         super().__init__()
         self.max_lead_s = max_lead_ms / 1000
         self.grace_s = grace_ms / 1000
+        self._bucket = 1.0 + self.max_lead_s / AUDIO_PTIME_S
+        self._tokens = self._bucket
+        self._refilled: float | None = None
         self._data_event = asyncio.Event()
         self.sample_rate = sample_rate
         self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
@@ -331,10 +342,14 @@ class PipelineAudioTrack(MediaStreamTrack):
             "flushed_samples": self.flushed_samples,
         }
 
+    def _refill(self, now: float) -> None:
+        if self._refilled is not None:
+            self._tokens = min(self._bucket, self._tokens + (now - self._refilled) / AUDIO_PTIME_S)
+        self._refilled = now
+
     async def recv(self) -> av.AudioFrame:
-        # A frame leaves as soon as 20 ms of pipeline audio is queued, up to ``max_lead_ms`` ahead of its
-        # nominal slot on the real-time clock; waiting for the slot itself would add up to 20 ms to every
-        # round trip. Silence goes out only when nothing came ``grace_ms`` past the slot.
+        # A frame leaves as soon as 20 ms of pipeline audio is queued (token bucket permitting, see the
+        # class docstring); waiting for a slot would add up to 20 ms to every round trip.
         if self.readyState != "live":
             raise MediaStreamError
         if self._trace_sent_pending and self.trace is not None:
@@ -358,12 +373,19 @@ class PipelineAudioTrack(MediaStreamTrack):
                 break
             if self.readyState != "live":
                 raise MediaStreamError
-        early = slot - self.max_lead_s - time.monotonic()
-        if early > 0:
-            await asyncio.sleep(early)
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._queued < self.samples_per_frame and time.monotonic() > slot + self.grace_s + 0.1:
+        if self._queued >= self.samples_per_frame:
+            self._refill(time.monotonic())
+            if self._tokens < 1.0:
+                await asyncio.sleep((1.0 - self._tokens) * AUDIO_PTIME_S)
+                if self.readyState != "live":
+                    raise MediaStreamError
+                self._refill(time.monotonic())
+            self._tokens = max(0.0, self._tokens - 1.0)
+            ahead = slot - time.monotonic()
+            if ahead > self.max_lead_s:
+                # audio released early keeps the silence clock at most max_lead ahead of real time
+                self._start -= ahead - self.max_lead_s
+        elif time.monotonic() > slot + self.grace_s + 0.1:
             # far behind the clock (e.g. the loop stalled): restart the clock instead of bursting silence
             self._start = time.monotonic() - self._timestamp / self.sample_rate
         pcm = np.repeat(self.take_frame(), 2)

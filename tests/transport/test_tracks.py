@@ -166,3 +166,45 @@ async def test_real_time_recv_recovers_from_late_audio() -> None:
     assert track.trimmed_frames >= 1
     assert np.median(seen[-20:]) <= 20
     assert _conserved(track)
+
+
+async def test_late_audio_after_silence_is_not_held_back() -> None:
+    """Stalls make the track send silence in place of late frames; afterwards, real-time audio must
+    still leave as soon as it is pushed (a pacing clock counting the silence ran ahead and then held
+    every frame back by 20 ms per stall)."""
+    track = PipelineAudioTrack(RATE)
+    stalls = {0.4: 0.045, 0.8: 0.085, 1.2: 0.125, 1.6: 0.165}
+    pushed: dict[int, float] = {}
+    latencies: list[tuple[float, float]] = []
+    done = asyncio.Event()
+
+    async def producer() -> None:
+        t0 = time.monotonic()
+        due = t0 + 0.005 + np.arange(200) * 0.02
+        for at, length in stalls.items():
+            due[(due >= t0 + at) & (due < t0 + at + length)] = t0 + at + length
+        for i, when in enumerate(np.maximum.accumulate(due)):
+            wait = when - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pushed[i + 1] = time.monotonic()
+            track.push(_chunk((i + 1) / 1000))
+        await asyncio.sleep(0.1)
+        done.set()
+
+    async def consumer() -> None:
+        t0 = time.monotonic()
+        while not done.is_set():
+            frame = await track.recv()
+            value = int(round(frame.to_ndarray()[0, 0] / 32768 * 1000))
+            if value in pushed:
+                latencies.append((time.monotonic() - t0, (time.monotonic() - pushed[value]) * 1000))
+
+    task = asyncio.ensure_future(producer())
+    await consumer()
+    await task
+    track.stop()
+    settled = [ms for t, ms in latencies if t > 3.0]
+    assert len(settled) > 20
+    assert np.median(settled) < 5.0, np.percentile(settled, [50, 95])
+    assert _conserved(track)
