@@ -154,6 +154,9 @@ AUDIO_STAGES = _IN_STAGES + [
 ]
 
 
+_UPPER_BOUND = {"c.encoded", "s.sent"}
+
+
 def stage_breakdown(run: Run, stages: list[tuple[str, str, str]], source: ToneBurstSource,
                     traces: dict[str, dict[str, list[list[float]]]], results: list[int],
                     connected_us: int, end_us: int) -> None:
@@ -179,11 +182,16 @@ def stage_breakdown(run: Run, stages: list[tuple[str, str, str]], source: ToneBu
         for side, name, _ in stages[1:]:
             key = f"{side}.{name}"
             times = events[key]
-            j = int(np.searchsorted(times, chain[-1][1]))
+            # "sent" stamps are taken when the sender asks for the next frame, which can be after the packet
+            # already arrived at the other process: search from the stage before, then clamp (below)
+            prev = chain[-2][1] if chain[-1][0] in _UPPER_BOUND else chain[-1][1]
+            j = int(np.searchsorted(times, prev))
             if j >= len(times) or times[j] >= limit:
                 break
             chain.append((key, int(times[j])))
         else:
+            chain = [(key, min(t, chain[i + 1][1]) if key in _UPPER_BOUND and i + 1 < len(chain) else t)
+                     for i, (key, t) in enumerate(chain)]
             for (_, prev), (key, t) in zip(chain, chain[1:]):
                 run.stages.setdefault(key, []).append((t - prev) / 1000)
                 if key in offsets:

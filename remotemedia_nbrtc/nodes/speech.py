@@ -240,7 +240,8 @@ class PocketSphinxEngine(SpeechToText):
         if self._ep is None:
             return []
         out: list[Transcript] = []
-        speech = self._ep.end_stream(bytes(self._pending))
+        # pocketsphinx raises IndexError on an empty final frame: end with one silent sample instead
+        speech = self._ep.end_stream(bytes(self._pending) or bytes(2))
         self._pending.clear()
         if speech is not None:
             out += [t for t in self._frame(speech) if t.final]

@@ -160,6 +160,7 @@ class SttMeasurement:
     events: list[dict[str, Any]] = field(default_factory=list)
     init_s: float = 0.0  # session start incl. decoder load (not part of ``rtf``)
     cpu_rtf: float = float("nan")  # CPU time of the STT thread / audio duration
+    extra: dict[str, Any] = field(default_factory=dict)  # path-specific details (e.g. the node's metrics)
 
     def summary(self) -> str:
         return (f"{self.mode}: word accuracy {self.accuracy:.1%}, RTF {self.rtf:.3f} wall / {self.cpu_rtf:.3f} CPU "
@@ -206,7 +207,11 @@ async def measure_stt_async(
                 events.append(out.value)
         await feeder
         wall = time.perf_counter() - start
-        cpu_s = getattr(session.node("stt"), "cpu_s", float("nan"))
+        live = session.node("stt")
+        cpu_s = getattr(live, "cpu_s", float("nan"))
+        extra = {"stt_metrics": session.metrics().get("stt"), "stt_audio_s": getattr(live, "audio_s", None)}
+        if hasattr(live, "wall_s"):  # e.g. stt_webrtc.TimedPocketSphinxSTT: time inside the node
+            extra["stt_wall_s"] = live.wall_s
     finally:
         await session.close()
     finals = [e["text"] for e in events if e["final"] and e["text"]]
@@ -220,6 +225,7 @@ async def measure_stt_async(
         events=events,
         init_s=init_s,
         cpu_rtf=cpu_s / track.duration_s,
+        extra=extra,
     )
 
 

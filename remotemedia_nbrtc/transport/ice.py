@@ -7,6 +7,17 @@ What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
   ``stuns:`` is not supported. Only ``credentialType="password"`` TURN credentials are used.
 - **TURN over TLS works** for ``turns:host:443?transport=tcp`` (aioice ``turn.create_turn_endpoint``
   with ``ssl=True`` over TCP). ``turns:`` over UDP (DTLS) is skipped. ``turn:...?transport=tcp`` works.
+  The TLS certificate **is verified** with Python's default context (``ssl.create_default_context()``:
+  system CAs, hostname/IP match); aiortc has no option for another CA or for skipping verification. A
+  self-signed or private-CA TURN certificate therefore needs ``SSL_CERT_FILE=<ca.pem>`` in the kernel's
+  environment (OpenSSL reads it whenever a default context is made), or a certificate from a public CA.
+  A failed verification is silent: that connection simply gathers no relay candidate.
+  Checked against a real coturn on 127.0.0.1 (``tests/transport/test_turn_relay.py``): relay over
+  ``turn:?transport=udp``, ``turn:?transport=tcp`` and ``turns:?transport=tcp`` (verified self-signed cert).
+- **Relay-only** (``transport_policy="relay"``, aioice ``TransportPolicy.RELAY``): no host or
+  server-reflexive candidates are gathered, and remote host/srflx candidates are still paired (aioice
+  only drops remote mDNS candidates), so a relay-only peer can reach a peer's host candidate through its
+  own relay.
 - **No trickle of local candidates.** ``setLocalDescription`` gathers every candidate before it returns,
   so they are all in the answer SDP. Remote candidates may be trickled (``addIceCandidate``).
 - **Gathering stalls on an unreachable STUN/TURN server**: aioice waits up to 5 s per component
@@ -28,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 
 __all__ = ["LOOPBACK_ADDRESS", "IceConfig", "prepare_peer_connection"]
 
@@ -47,7 +58,8 @@ class IceConfig:
     ``{"urls": "turns:turn.example.org:443?transport=tcp", "username": "u", "credential": "p"}``.
     ``browser_ice_servers=None`` sends browsers the same list. ``credentials`` (optional) returns fresh
     TURN credentials ``{"username": ..., "credential": ...}``; they are applied to every TURN entry
-    each time a configuration is built.
+    each time a configuration is built. ``transport_policy``: ``"all"`` or ``"relay"`` (TURN relay
+    candidates only, for our own peer; the browser's policy is the widget's ``ice_transport_policy``).
     """
 
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +67,11 @@ class IceConfig:
     credentials: CredentialsFn | None = None
     loopback_only: bool = False
     gather_timeout_s: float = 2.0
+    transport_policy: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.transport_policy not in ("all", "relay"):
+            raise ValueError(f"transport_policy must be 'all' or 'relay', not {self.transport_policy!r}")
 
     def _with_credentials(self, servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.credentials is None:
@@ -97,7 +114,8 @@ class IceConfig:
                     credential=server.get("credential"),
                 )
             )
-        return RTCConfiguration(iceServers=servers)
+        policy = RTCIceTransportPolicy.RELAY if self.transport_policy == "relay" else RTCIceTransportPolicy.ALL
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 def _gatherers(pc: RTCPeerConnection) -> list[Any]:
@@ -128,7 +146,8 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
             timeout: Any = None,
             *,
             _orig: Any = original,
-            _loopback: bool = config.loopback_only,
+            # relay-only gathers no host candidates: loopback-only must not add one back
+            _loopback: bool = config.loopback_only and config.transport_policy != "relay",
             _timeout: float = config.gather_timeout_s,
         ) -> Any:
             if _loopback:

@@ -160,8 +160,11 @@ class PipelineAudioTrack(MediaStreamTrack):
     sent more than ``max_lead_ms`` ahead of real time (a pipeline producing faster than real time, e.g.
     TTS, is paced). Silence frames take no token: audio that arrives after silence went out in its place
     is not "early" and is not held back (a clock counting silence ratcheted ahead at every late frame,
-    and then held every frame back by up to 20 ms per late event). Silence goes out only when nothing
-    came ``grace_ms`` past the frame's slot on the output clock.
+    and then held every frame back by up to 20 ms per late event). After a burst larger than the bucket
+    (a stall), a real-time stream would stay locked to the bucket's phase, each frame waiting for its
+    token; so when every frame of a ``trim_window_s`` window waited and none stayed queued behind it,
+    the bucket is credited with the shortest wait. Silence goes out only when nothing came ``grace_ms``
+    past the frame's slot on the output clock.
     """
 
     kind = "audio"
@@ -183,6 +186,9 @@ class PipelineAudioTrack(MediaStreamTrack):
         self._bucket = 1.0 + self.max_lead_s / AUDIO_PTIME_S
         self._tokens = self._bucket
         self._refilled: float | None = None
+        self._hold_min: float | None = None  # over the window: shortest token wait, longest backlog behind
+        self._hold_backlog = 0
+        self._hold_count = 0
         self._data_event = asyncio.Event()
         self.sample_rate = sample_rate
         self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
@@ -342,6 +348,17 @@ class PipelineAudioTrack(MediaStreamTrack):
             "flushed_samples": self.flushed_samples,
         }
 
+    def _note_hold(self, wait: float) -> None:
+        """Credit the bucket when a live stream stays phase-locked to it (see the class docstring)."""
+        self._hold_min = wait if self._hold_min is None else min(self._hold_min, wait)
+        self._hold_backlog = max(self._hold_backlog, self._queued - self.samples_per_frame)
+        self._hold_count += 1
+        if self._hold_count < self._window_frames:
+            return
+        if self._hold_min > 0 and self._hold_backlog <= 0:
+            self._tokens = min(self._bucket, self._tokens + self._hold_min / AUDIO_PTIME_S)
+        self._hold_min, self._hold_backlog, self._hold_count = None, 0, 0
+
     def _refill(self, now: float) -> None:
         if self._refilled is not None:
             self._tokens = min(self._bucket, self._tokens + (now - self._refilled) / AUDIO_PTIME_S)
@@ -375,12 +392,14 @@ class PipelineAudioTrack(MediaStreamTrack):
                 raise MediaStreamError
         if self._queued >= self.samples_per_frame:
             self._refill(time.monotonic())
-            if self._tokens < 1.0:
-                await asyncio.sleep((1.0 - self._tokens) * AUDIO_PTIME_S)
+            wait = max(0.0, (1.0 - self._tokens) * AUDIO_PTIME_S)
+            if wait > 0:
+                await asyncio.sleep(wait)
                 if self.readyState != "live":
                     raise MediaStreamError
                 self._refill(time.monotonic())
             self._tokens = max(0.0, self._tokens - 1.0)
+            self._note_hold(wait)
             ahead = slot - time.monotonic()
             if ahead > self.max_lead_s:
                 # audio released early keeps the silence clock at most max_lead ahead of real time

@@ -536,7 +536,9 @@ export async function collectStats(pc) {
   pair = pair || flagged || nominated || succeeded;
   if (pair) {
     const l = byId.get(pair.localCandidateId), r = byId.get(pair.remoteCandidateId);
-    out.selected = { local: l ? l.candidateType + " " + (l.address || l.ip || "") + " " + (l.protocol || "") : "?",
+    // a relay candidate's protocol is the relayed one (udp); relayProtocol is how we reach the TURN server
+    const via = l && l.candidateType === "relay" && l.relayProtocol ? " (TURN over " + l.relayProtocol + ")" : "";
+    out.selected = { local: l ? l.candidateType + " " + (l.address || l.ip || "") + " " + (l.protocol || "") + via : "?",
       remote: r ? r.candidateType + " " + (r.address || r.ip || "") + " " + (r.protocol || "") : "?" };
     if (pair.currentRoundTripTime != null) out.rtt_ms = Math.round(pair.currentRoundTripTime * 10000) / 10;
   }
@@ -794,6 +796,12 @@ class StreamView {
       this.showError(msg);
       this.teardown();
       this.setStatus("error", "error");
+      if (e && e.media) {
+        // the doctor panel shows why: the permission state and how many devices the browser sees
+        await this.queryPermissions();
+        await this.fillDevices();
+        this.renderStats();
+      }
     } finally {
       this.starting = false;
     }
@@ -1148,7 +1156,7 @@ class StreamView {
       ["audio out", s.audio_out ? s.audio_out.packets + " pkts" + (s.audio_out.lost != null ? ", lost " + s.audio_out.lost : "") : "–"],
       ["audio in", s.audio_in ? s.audio_in.packets + " pkts, lost " + s.audio_in.lost + ", jitter " + fmt(s.audio_in.jitter_ms, " ms") : "–"],
       ["video in", s.video_in ? s.video_in.packets + " pkts, lost " + s.video_in.lost : "–"],
-      ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? "measuring…" : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
+      ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? (this.ended ? "–" : "measuring…") : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
     if (this.wsm) {
       const webrtcOnly = new Set(["ICE local", "ICE remote", "selected pair", "ICE RTT", "audio out", "audio in", "video in"]);
@@ -1214,10 +1222,12 @@ class StreamView {
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
     this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
     this.pings.clear();
+    this.rtts = []; this.lastStats = null;
     const ui = this.ui;
     ui.start.disabled = false; ui.stop.disabled = true; ui.mute.disabled = true;
     ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null; ui.remoteFrame.hidden = true;
     this.peerId = "browser-" + Math.random().toString(36).slice(2, 10);
+    this.renderStats();  // no stale "connected" / RTT rows once the connection is gone
   }
 
   dispose() {

@@ -33,6 +33,8 @@ FIREFOX = "/usr/bin/firefox-esr"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 JS_DIR = REPO / "tests" / "js"
+#: a host name that is not "potentially trustworthy" (so not a secure context), resolved to 127.0.0.1
+INSECURE_HOST = "rm-insecure.test"
 CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
@@ -142,6 +144,9 @@ def start_server(root: Path, app: str = "lab") -> JupyterServer:
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--ServerApp.jpserver_extensions={'remotemedia_nbrtc.server': True}",
+        # test_lab_errors opens the Lab as http://rm-insecure.test:<port>/ (a non-secure context, mapped to
+        # 127.0.0.1 by Chromium): let the server's DNS-rebinding check accept that Host header
+        f"--ServerApp.local_hostnames=['localhost', '{INSECURE_HOST}']",
         # the JupyterLab extension is loaded by both apps; only the main app's own flag differs
         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly", f"--{app_cls}.expose_app_in_browser=True",

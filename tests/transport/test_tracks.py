@@ -171,16 +171,17 @@ async def test_real_time_recv_recovers_from_late_audio() -> None:
 async def test_late_audio_after_silence_is_not_held_back() -> None:
     """Stalls make the track send silence in place of late frames; afterwards, real-time audio must
     still leave as soon as it is pushed (a pacing clock counting the silence ran ahead and then held
-    every frame back by 20 ms per stall)."""
+    every frame back by 20 ms per stall; a token bucket drained by the catch-up burst kept every frame
+    waiting for its token)."""
     track = PipelineAudioTrack(RATE)
-    stalls = {0.4: 0.045, 0.8: 0.085, 1.2: 0.125, 1.6: 0.165}
+    stalls = {0.4: 0.045, 0.8: 0.085, 1.2: 0.125, 1.6: 0.165, 2.0: 0.250}
     pushed: dict[int, float] = {}
     latencies: list[tuple[float, float]] = []
     done = asyncio.Event()
 
     async def producer() -> None:
         t0 = time.monotonic()
-        due = t0 + 0.005 + np.arange(200) * 0.02
+        due = t0 + 0.005 + np.arange(230) * 0.02
         for at, length in stalls.items():
             due[(due >= t0 + at) & (due < t0 + at + length)] = t0 + at + length
         for i, when in enumerate(np.maximum.accumulate(due)):
@@ -204,7 +205,7 @@ async def test_late_audio_after_silence_is_not_held_back() -> None:
     await consumer()
     await task
     track.stop()
-    settled = [ms for t, ms in latencies if t > 3.0]
+    settled = [ms for t, ms in latencies if t > 3.6]
     assert len(settled) > 20
-    assert np.median(settled) < 5.0, np.percentile(settled, [50, 95])
+    assert np.median(settled) < 8.0, np.percentile(settled, [50, 95])
     assert _conserved(track)
