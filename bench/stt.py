@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, SttMeasurement, measure_stt_async  # noqa: E402
-from remotemedia_nbrtc.testing.stt_webrtc import (  # noqa: E402
+from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, SttMeasurement, measure_stt_async
+from remotemedia_nbrtc.testing.stt_webrtc import (
     TimedPocketSphinxSTT,
     measure_stt_over_webrtc_async,
     webrtc_track,
@@ -87,11 +87,11 @@ def main() -> None:
         "session start (WebRTC).\n\n"
         + table(rows)
         + "\n\nFinals (phrase list, WebRTC + VAD gate): "
-        + "; ".join(f"\"{t}\"" for t in rows[-1][2].finals)
+        + "; ".join(f'"{t}"' for t in rows[-1][2].finals)
         + "\n\nThe use-case bar (tests/transport/test_stt_over_webrtc.py, WebRTC + VAD gate, phrase list): "
         "word accuracy >= 75 %, RTF <= 0.3. The general en-us model is far less accurate on espeak-ng's "
-        "synthetic voice; the first utterance of each run loses its first word in both modes "
-        "(the decoder's cepstral mean is not yet adapted)."
+        "synthetic voice (and Opus coding costs it more). Typical phrase-list errors: a leading 'turn' / 'dim' "
+        "heard as 'the' or dropped, 'room blinds' -> 'on today'."
     )
     print(body)
     if not args.no_write:

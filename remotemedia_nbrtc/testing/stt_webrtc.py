@@ -13,12 +13,12 @@ which the transport's threads share on a small machine), ``cpu_rtf`` the STT thr
 from __future__ import annotations
 
 import asyncio
-import functools
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ..nodes.speech import PocketSphinxSTT
 from .speech import HOME_COMMANDS, SpeechTrack, SttMeasurement, make_speech_track, word_accuracy, write_wav
 
 __all__ = ["TimedPocketSphinxSTT", "measure_stt_over_webrtc", "measure_stt_over_webrtc_async", "webrtc_track"]
@@ -29,38 +29,26 @@ def webrtc_track(sentences: list[str] | tuple[str, ...] = HOME_COMMANDS) -> Spee
     return make_speech_track(sentences, gap_s=0.8, lead_s=1.0)
 
 
-@functools.cache
-def _timed_stt_class() -> type[Any]:
-    from ..nodes.speech import PocketSphinxSTT
+class TimedPocketSphinxSTT(PocketSphinxSTT, register=False):
+    """PocketSphinxSTT that also sums the wall-clock time of its ``process``/``flush`` calls (``wall_s``)."""
 
-    class TimedPocketSphinxSTT(PocketSphinxSTT, register=False):
-        """PocketSphinxSTT that also sums the wall-clock time of its ``process``/``flush`` calls (``wall_s``)."""
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wall_s = 0.0
 
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.wall_s = 0.0
+    def process(self, data: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().process(data)
+        finally:
+            self.wall_s += time.perf_counter() - started
 
-        def process(self, data: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return super().process(data)
-            finally:
-                self.wall_s += time.perf_counter() - started
-
-        def flush(self) -> Any:
-            started = time.perf_counter()
-            try:
-                return super().flush()
-            finally:
-                self.wall_s += time.perf_counter() - started
-
-    return TimedPocketSphinxSTT
-
-
-def __getattr__(name: str) -> Any:  # TimedPocketSphinxSTT without importing the nodes at module import
-    if name == "TimedPocketSphinxSTT":
-        return _timed_stt_class()
-    raise AttributeError(name)
+    def flush(self) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().flush()
+        finally:
+            self.wall_s += time.perf_counter() - started
 
 
 def _pipeline(phrases: list[str] | None, gate: bool) -> Any:
@@ -73,7 +61,7 @@ def _pipeline(phrases: list[str] | None, gate: bool) -> Any:
         pipeline.add("vad", WebRTCVAD(aggressiveness=2, min_speech_ms=90, min_silence_ms=300))
         pipeline.add("gate", SpeechGate(pre_roll_ms=400, post_roll_ms=200))
         ids = ["vad", "gate"]
-    pipeline.add("stt", _timed_stt_class()(phrases=phrases, emit_partials=False))
+    pipeline.add("stt", TimedPocketSphinxSTT(phrases=phrases, emit_partials=False))
     if ids:
         pipeline.chain(*ids, "stt")
     return pipeline
@@ -169,8 +157,13 @@ async def measure_stt_over_webrtc_async(
         init_s=init_s,
         cpu_rtf=node.cpu_s / streamed_s,
     )
-    measurement.extra = {"stt_metrics": metrics.get("stt"), "stt_audio_s": node.audio_s, "gate": gate,
-                         "stt_wall_s": node.wall_s, "stt_cpu_s": node.cpu_s}
+    measurement.extra = {
+        "stt_metrics": metrics.get("stt"),
+        "stt_audio_s": node.audio_s,
+        "gate": gate,
+        "stt_wall_s": node.wall_s,
+        "stt_cpu_s": node.cpu_s,
+    }
     return measurement
 
 

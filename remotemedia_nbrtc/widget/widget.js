@@ -772,7 +772,7 @@ class StreamView {
   async start() {
     if (this.starting || this.pc || this.wsm || this.disposed) return;
     const problem = this.preflight();
-    if (problem) { this.showError(problem); this.setStatus("cannot start", "error"); return; }
+    if (problem) { this.showError(problem); this.setStatus("cannot start", "error"); this.renderStats(); return; }
     this.starting = true;
     this.ended = false;
     const gen = ++this.generation;

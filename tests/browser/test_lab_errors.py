@@ -190,6 +190,7 @@ def test_insecure_page_says_to_use_https_or_localhost(playwright_instance: Any, 
         w.and_(page.locator("[data-state='error']")).wait_for(timeout=15_000)
         assert w.locator(".rm-error").inner_text() == INSECURE
         assert w.locator(".rm-status").inner_text() == "cannot start"
+        assert w.locator(".rm-stats tr[data-key='secure context'] td").inner_text() == "false"
         w.screenshot(path=str(ARTIFACTS / "error-insecure-context.png"))
         close_stream(page)
     finally:

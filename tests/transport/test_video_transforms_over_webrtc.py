@@ -133,6 +133,7 @@ def mostly(flags: list[bool], share: float = 0.8) -> bool:
 
 # -- basic transforms ----------------------------------------------------------------------------------
 
+
 async def test_grayscale_returns_equal_channels_and_keeps_the_square() -> None:
     source = MovingSquare()
     sent = VideoData(source.make_frame(0), "yuv420p")
@@ -145,8 +146,9 @@ async def test_grayscale_returns_equal_channels_and_keeps_the_square() -> None:
         spread = (px.max(axis=2) - px.min(axis=2)).mean()
         box = bbox(luma(f) > 150)
         checks.append(spread < 6 and box is not None and near(box[2], SIDE, 6) and near(box[1], TOP, 4))
-    assert mostly(checks), [((rgb(f).astype(int).max(axis=2) - rgb(f).astype(int).min(axis=2)).mean(),
-                             bbox(luma(f) > 150)) for f in frames]
+    assert mostly(checks), [
+        ((rgb(f).astype(int).max(axis=2) - rgb(f).astype(int).min(axis=2)).mean(), bbox(luma(f) > 150)) for f in frames
+    ]
 
 
 @pytest.mark.parametrize("direction", ["horizontal", "vertical"])
@@ -175,11 +177,16 @@ async def test_scaler_halves_the_frame_and_the_square() -> None:
     frames, _ = await run_transform(VideoScaler(target_width=160, target_height=120), source=MovingSquare())
     assert (frames[0].width, frames[0].height) == (160, 120)
     boxes = [bbox(luma(f) > 150) for f in frames]
-    assert mostly([b is not None and near(b[2], SIDE / 2, 4) and near(b[3], SIDE / 2, 4) and near(b[1], TOP / 2, 3)
-                   for b in boxes]), boxes
+    assert mostly(
+        [
+            b is not None and near(b[2], SIDE / 2, 4) and near(b[3], SIDE / 2, 4) and near(b[1], TOP / 2, 3)
+            for b in boxes
+        ]
+    ), boxes
 
 
 # -- analysis nodes ---------------------------------------------------------------------------------------
+
 
 async def test_edges_are_bright_on_the_square_border_and_dark_elsewhere() -> None:
     frames, _ = await run_transform(EdgeDetect(threshold=150), source=MovingSquare())
@@ -194,9 +201,12 @@ async def test_edges_are_bright_on_the_square_border_and_dark_elsewhere() -> Non
         x0, y0, w, h = box
         inside = y[y0 + 10 : y0 + h - 10, x0 + 10 : x0 + w - 10]
         checks.append(
-            near(w, SIDE, 8) and near(h, SIDE, 8) and near(y0, TOP, 5)
+            near(w, SIDE, 8)
+            and near(h, SIDE, 8)
+            and near(y0, TOP, 5)
             and 0.003 < edges.mean() < 0.05  # a thin outline, not a filled square (2304 px = 3 %)
-            and inside.mean() < 40 and y[: TOP - 10].max() < 100  # flat inside and background: no edges
+            and inside.mean() < 40
+            and y[: TOP - 10].max() < 100  # flat inside and background: no edges
             and edges[y0 + 2 : y0 + h - 2, x0 : x0 + 4].any(axis=1).mean() > 0.9  # left side lit all along
             and edges[y0 + 2 : y0 + h - 2, x0 + w - 4 : x0 + w].any(axis=1).mean() > 0.9  # and the right
         )
@@ -213,7 +223,7 @@ async def test_motion_score_rises_when_the_square_moves_and_its_box_follows_it()
     assert max(still) < 0.002, still  # VP8 noise on the standing square stays under the threshold
     assert min(moving) > 0.004, moving  # 2 x 6 x 48 px changed per frame: 0.75 % of the picture
     for e in motion[-15:]:
-        x, y, w, h = e["bbox"]
+        _, y, w, h = e["bbox"]
         assert near(y, TOP, 6) and near(h, SIDE, 10) and w <= 4 * SIDE, e
     # the returned heat map is coloured where the square moved and nowhere else
     last = rgb(frames[-1]).astype(int)
@@ -231,15 +241,21 @@ async def test_foreground_mask_covers_the_square_once_the_background_is_learnt()
     fg = [e for e in events if e.get("kind") == "foreground"]
     assert fg and all(e["ratio"] < 0.002 for e in fg[2:10]), [e["ratio"] for e in fg[:12]]  # nothing yet
     late = fg[-10:]
-    assert all(e["bbox"] and near(e["bbox"][2], SIDE, 8) and near(e["bbox"][3], SIDE, 8) and near(e["bbox"][1], TOP, 5)
-               for e in late), late
+    assert all(
+        e["bbox"] and near(e["bbox"][2], SIDE, 8) and near(e["bbox"][3], SIDE, 8) and near(e["bbox"][1], TOP, 5)
+        for e in late
+    ), late
     assert all(near(e["ratio"], SIDE * SIDE / (W * H), 0.01) for e in late), late
     checks = []
     for f in frames[-10:]:
         mask = luma(f) > 128
         box = bbox(mask)
-        checks.append(box is not None and near(box[2], SIDE, 8) and near(box[3], SIDE, 8)
-                      and near(mask.sum(), SIDE * SIDE, 0.3 * SIDE * SIDE))
+        checks.append(
+            box is not None
+            and near(box[2], SIDE, 8)
+            and near(box[3], SIDE, 8)
+            and near(mask.sum(), SIDE * SIDE, 0.3 * SIDE * SIDE)
+        )
     assert mostly(checks), [bbox(luma(f) > 128) for f in frames[-10:]]
 
 
