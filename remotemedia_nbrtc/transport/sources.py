@@ -1,6 +1,6 @@
 """Browser-free media sources: aiortc ``MediaStreamTrack`` subclasses paced in real time.
 
-Audio sources produce 20 ms mono s16 frames at 48 kHz by default; video sources produce yuv420p
+Audio sources produce 20 ms s16 frames at 48 kHz by default (a mono signal on two equal channels); video sources produce yuv420p
 frames. ``ToneBurstSource`` and ``SyntheticVideoSource`` record when each burst / frame left the
 source (``now_us()``, the runtime's monotonic clock) so latency can be measured at the far end.
 """
@@ -78,8 +78,10 @@ class _AudioSource(MediaStreamTrack):
             self.stop()
             raise MediaStreamError
         await self._pacer.wait(self._pts / self.sample_rate)
-        pcm = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        pcm = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype(np.int16)
+        # two equal channels, as a browser's mono mic arrives: aiortc's Opus encoder would upmix mono
+        # with FFmpeg's -3 dB pan law and the far end would get the signal 3 dB low
+        frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         frame.time_base = self._time_base

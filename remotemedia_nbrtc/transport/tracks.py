@@ -3,8 +3,8 @@
 Inbound: :class:`TrackReader` drains one received track on the RTC loop (always, so aiortc's queues
 never grow), converts frames to :class:`AudioData` / :class:`VideoData` and hands them to a sink
 (the bridge). Audio is normalised once, by one persistent ``av.AudioResampler``, to the pipeline's
-``audio_input`` format; with no declared format it passes through as it arrives (aiortc decodes Opus
-to 48 kHz stereo s16).
+``audio_input`` format; with no declared format it becomes 48 kHz mono (aiortc decodes Opus to 48 kHz
+stereo s16).
 
 Outbound: :class:`PipelineAudioTrack` turns pipeline audio into steady 20 ms frames paced by a clock
 (silence on underrun); :class:`PipelineVideoTrack` sends the newest pipeline frame.
@@ -28,36 +28,55 @@ from aiortc.mediastreams import MediaStreamError
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
 from .stagetrace import StageTrace
 
-__all__ = ["PipelineAudioTrack", "PipelineVideoTrack", "TrackReader"]
+__all__ = ["PACING_MODES", "PipelineAudioTrack", "PipelineVideoTrack", "TrackReader", "install_opus_frame_size"]
 
 log = logging.getLogger(__name__)
 
 AUDIO_PTIME_S = 0.020
+PACING_MODES = ("immediate", "smooth")
 VIDEO_CLOCK_RATE = 90000
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
 
+DEFAULT_AUDIO_INPUT = AudioFormat(48000, 1)
+"""What received audio becomes when the pipeline declares no ``audio_input`` (RemoteMedia: 48 kHz mono)."""
+
+
 class AudioNormalizer:
-    """Converts decoded ``av.AudioFrame``s to :class:`AudioData` in one target format."""
+    """Converts decoded ``av.AudioFrame``s to :class:`AudioData` in one target format.
+
+    Channels are mixed by averaging (aiortc decodes a browser's mono Opus to two equal channels, and
+    swresample's stereo->mono matrix would add 3 dB to them); only the rate goes through one persistent
+    ``av.AudioResampler``.
+    """
 
     def __init__(self, target: AudioFormat | None, stream_id: str | None = None) -> None:
-        self.target = target
+        self.target = target or DEFAULT_AUDIO_INPUT
         self.stream_id = stream_id
         self._resampler: av.AudioResampler | None = None
-        if target is not None:
-            self._resampler = av.AudioResampler(
-                format="flt", layout=_LAYOUTS.get(target.channels, f"{target.channels}c"), rate=target.sample_rate
-            )
+        self._resampler_key: tuple[int, int] | None = None
 
     def convert(self, frame: av.AudioFrame) -> list[AudioData]:
-        if self._resampler is None:
-            return [AudioData.from_av_frame(frame, stream_id=self.stream_id)]
         arrival = now_us()
-        out = []
-        for resampled in self._resampler.resample(frame):
-            data = AudioData.from_av_frame(resampled, stream_id=self.stream_id)
+        data = AudioData.from_av_frame(frame, stream_id=self.stream_id)
+        channels = self.target.channels
+        if data.channels != channels:
+            mixed = data.samples.mean(axis=1, keepdims=True)
+            data = data.replace(samples=np.repeat(mixed, channels, axis=1) if channels > 1 else mixed)
+        if data.sample_rate == self.target.sample_rate:
             data.arrival_ts_us = arrival
-            out.append(data)
+            return [data]
+        key = (data.sample_rate, channels)
+        if self._resampler is None or self._resampler_key != key:
+            self._resampler = av.AudioResampler(
+                format="flt", layout=_LAYOUTS.get(channels, f"{channels}c"), rate=self.target.sample_rate
+            )
+            self._resampler_key = key
+        out = []
+        for resampled in self._resampler.resample(data.to_av_frame()):
+            converted = AudioData.from_av_frame(resampled, stream_id=self.stream_id)
+            converted.arrival_ts_us = arrival
+            out.append(converted)
         return out
 
 
