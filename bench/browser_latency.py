@@ -84,7 +84,21 @@ if TRACK_KW:  # diagnostic (--track-kw): other PipelineAudioTrack settings for t
     from remotemedia_nbrtc.transport import tracks as _tracks
     _tracks.PipelineAudioTrack.__init__ = functools.partialmethod(_tracks.PipelineAudioTrack.__init__, **TRACK_KW)
 
+import remotemedia_nbrtc.stream as _stream
+_stream.BROWSER_AUDIO.update(PEERKW)  # diagnostic (--peer-kw): other PeerConfig audio settings
+
 from remotemedia_nbrtc.transport import tracks as _tracks
+_push_times = []  # when the pipeline's returned audio reaches the track (monotonic s)
+_push = _tracks.PipelineAudioTrack.push
+
+
+def _timed_push(self, data):
+    _push_times.append(time.monotonic())
+    del _push_times[:-3000]
+    return _push(self, data)
+
+
+_tracks.PipelineAudioTrack.push = _timed_push
 _send_times = []  # when the returned-audio track hands each frame to aiortc's encoder (monotonic s)
 _recv = _tracks.PipelineAudioTrack.recv
 
@@ -104,8 +118,11 @@ def send_pattern():
     import numpy as np
     t = np.array([x[0] for x in _send_times])
     d = np.diff(t) * 1000 if len(t) > 2 else np.zeros(1)
+    p = np.array(_push_times)
+    dp = np.diff(p) * 1000 if len(p) > 2 else np.zeros(1)
     return {"frames": len(t), "interval_p5_p50_p95_max": [round(float(np.percentile(d, q)), 1) for q in (5, 50, 95, 100)],
-            "silent_frames": _send_times[-1][1] if _send_times else None}
+            "silent_frames": _send_times[-1][1] if _send_times else None,
+            "pushes": len(p), "push_interval_p5_p50_p95_max": [round(float(np.percentile(dp, q)), 1) for q in (5, 50, 95, 100)]}
 
 
 pipe = Pipeline("browser-bench")
@@ -282,10 +299,11 @@ def run_baseline(context: Any, log_dir: Path, n_bursts: int, n_connects: int, ji
 
 
 def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitter_ms: float | None,
-               track_kw: dict[str, Any] | None = None) -> Result:
+               track_kw: dict[str, Any] | None = None, peer_kw: dict[str, Any] | None = None) -> Result:
     res = Result("ours")
     root = Path(tempfile.mkdtemp(prefix="rm-browser-bench-", dir=log_dir))
-    cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)).replace("TRACKKW", repr(track_kw)),
+    cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)).replace("TRACKKW", repr(track_kw))
+             .replace("PEERKW", repr(peer_kw or {})),
              *NOTEBOOK_CELLS[1:]]
     write_notebook(root / "bench.ipynb", cells)
     server = start_server(root, "lab")
@@ -448,6 +466,8 @@ def main() -> int:
     parser.add_argument("--baseline-jitter-ms", type=float, default=None,
                         help="jitterBufferTarget on the baseline page (default: the browser's own)")
     parser.add_argument("--track-kw", help="diagnostic: JSON keyword arguments for the kernel's PipelineAudioTrack")
+    parser.add_argument("--peer-kw", help="diagnostic: JSON PeerConfig audio settings for the widget's peer, e.g. "
+                        "'{\"audio_out_pacing\": \"immediate\", \"audio_ptime_ms\": null, \"audio_out_frame_ms\": 20}'")
     parser.add_argument("--opus-ptime", type=int, help="diagnostic: add a=ptime:N to the answers (both pages)")
     parser.add_argument("--skip-baseline", action="store_true", help="diagnostic: only the widget")
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch results.md")
@@ -475,7 +495,8 @@ def main() -> int:
                     run_baseline(context, log_dir, n_bursts, n_connects, args.baseline_jitter_ms))
             print(f"  burst {_pct(base.burst_ms)}  echo {_pct(base.echo_ms)}  connect {_connect(base)}", flush=True)
             print(f"ours: widget in JupyterLab, jitterBufferTarget {jitter} ms ...", flush=True)
-            ours = run_widget(context, log_dir, n_bursts, n_connects, jitter, json.loads(args.track_kw or "{}"))
+            ours = run_widget(context, log_dir, n_bursts, n_connects, jitter, json.loads(args.track_kw or "{}"),
+                              json.loads(args.peer_kw or "{}"))
             print(f"  burst {_pct(ours.burst_ms)}  echo {_pct(ours.echo_ms)}  connect {_connect(ours)}", flush=True)
         finally:
             browser.close()
@@ -507,7 +528,7 @@ def main() -> int:
         "server's receive path released on arrival).\n\n"
         + text + "\n\n### Details\n\n" + details(ours, base)
     )
-    diagnostic = args.track_kw or args.opus_ptime or args.skip_baseline
+    diagnostic = args.track_kw or args.peer_kw or args.opus_ptime or args.skip_baseline
     if not args.no_write and not diagnostic and not (ours.error and not ours.burst_ms):
         cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python bench/browser_latency.py"
                + (" --quick" if args.quick else ""))

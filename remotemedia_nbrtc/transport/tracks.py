@@ -23,6 +23,8 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.codecs.opus import SAMPLE_RATE as OPUS_RATE
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
@@ -157,7 +159,7 @@ class TrackReader:
 
 
 class PipelineAudioTrack(MediaStreamTrack):
-    """Audio from the pipeline, sent as 20 ms s16 frames at ``sample_rate``, released as soon as it is queued.
+    """Audio from the pipeline, sent as ``frame_ms`` (20 or 10 ms) s16 frames at ``sample_rate``.
 
     :meth:`push` accepts :class:`AudioData` at any rate and channel count (downmixed by averaging,
     resampled by one persistent resampler per input format). Frames go out as stereo with equal
@@ -183,7 +185,19 @@ class PipelineAudioTrack(MediaStreamTrack):
     (a stall), a real-time stream would stay locked to the bucket's phase, each frame waiting for its
     token; so when every frame of a ``trim_window_s`` window waited and none stayed queued behind it,
     the bucket is credited with the shortest wait. Silence goes out only when nothing came ``grace_ms``
-    past the frame's slot on the output clock.
+    past the frame's slot on the output clock. This is ``pacing="immediate"``: the lowest latency, but
+    frames leave at the (irregular) moments the pipeline delivers them.
+
+    ``pacing="smooth"``: frames leave on a regular ``frame_ms`` grid whose phase follows the audio's
+    arrival, so a receiver with an adaptive jitter buffer (a browser's NetEq) sees evenly spaced packets
+    and keeps its buffer short; RTP timestamps (sample counts) then match send times. The track records,
+    for each frame whose audio completed after the previous frame left, when it became ready relative
+    to its slot (a frame that never came within ``grace_ms`` counts as ``grace_ms`` late). Every
+    ``smooth_window_s`` the grid moves so that the ``smooth_quantile`` of those lateness values sits
+    ``smooth_margin_ms`` before the slot (at most 5 ms later or 2 ms earlier per window): most frames are
+    ready just before their slot and wait for it. The first audio after a silent window re-anchors the
+    grid just after its arrival. Cost: a frame waits for its slot (on average the spread of the arrival
+    times around that quantile, plus the margin); audio queued ahead (TTS) leaves one frame per slot.
     """
 
     kind = "audio"
@@ -198,11 +212,22 @@ class PipelineAudioTrack(MediaStreamTrack):
         trim_window_s: float = 0.5,
         max_lead_ms: float = 40.0,
         grace_ms: float = 10.0,
+        frame_ms: float = 20.0,
+        pacing: str = "immediate",
+        smooth_quantile: float = 0.9,
+        smooth_margin_ms: float = 1.0,
+        smooth_window_s: float = 0.5,
     ) -> None:
         super().__init__()
+        if pacing not in PACING_MODES:
+            raise ValueError(f"pacing must be one of {PACING_MODES}, not {pacing!r}")
+        if frame_ms not in (10.0, 20.0):
+            raise ValueError(f"frame_ms must be 10 or 20, not {frame_ms!r}")
+        self.ptime_s = frame_ms / 1000
+        self.pacing = pacing
         self.max_lead_s = max_lead_ms / 1000
         self.grace_s = grace_ms / 1000
-        self._bucket = 1.0 + self.max_lead_s / AUDIO_PTIME_S
+        self._bucket = 1.0 + self.max_lead_s / self.ptime_s
         self._tokens = self._bucket
         self._refilled: float | None = None
         self._hold_min: float | None = None  # over the window: shortest token wait, longest backlog behind
@@ -210,7 +235,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         self._hold_count = 0
         self._data_event = asyncio.Event()
         self.sample_rate = sample_rate
-        self.samples_per_frame = int(sample_rate * AUDIO_PTIME_S)
+        self.samples_per_frame = int(sample_rate * self.ptime_s)
         self._max_samples = int(max_buffer_s * sample_rate)
         self._chunks: deque[np.ndarray] = deque()
         self._queued = 0
@@ -221,7 +246,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.target_ms = target_ms
         self._target = None if target_ms is None else max(0, int(target_ms * sample_rate / 1000))
         self._hysteresis = max(1, int(hysteresis_ms * sample_rate / 1000))
-        self._window_frames = max(1, round(trim_window_s / AUDIO_PTIME_S))
+        self._window_frames = max(1, round(trim_window_s / self.ptime_s))
         self._window_min: int | None = None
         self._window_count = 0
         self._window_in = 0
@@ -234,6 +259,18 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.trimmed_samples = 0
         self.flushed_samples = 0
         self.trace: StageTrace | None = None  # profiling: onset stamps at push / out / sent
+        # smooth pacing: when the next frame's audio became complete (None: it was queued before the
+        # previous frame left), lateness samples of the current window, grid anchored to the audio
+        self._ready_at: float | None = None
+        self._quantile = smooth_quantile
+        self._margin_s = smooth_margin_ms / 1000
+        self._late: list[float] = []
+        self._late_data = 0
+        self._late_window = max(4, round(smooth_window_s / self.ptime_s))
+        self._anchored = False
+        self.phase_shifts = 0
+        self.phase_shift_ms = 0.0
+        self.late_frames = 0
         self._trace_sent_pending = False
 
     @property
@@ -253,6 +290,8 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.samples_in += pcm.size
         self._window_in += pcm.size
         self._chunks.append(pcm)
+        if self._queued < self.samples_per_frame <= self._queued + pcm.size:
+            self._ready_at = time.monotonic()
         self._queued += pcm.size
         self._data_event.set()
         while self._queued > self._max_samples and self._chunks:
@@ -308,6 +347,7 @@ class PipelineAudioTrack(MediaStreamTrack):
             else:
                 self._chunks[0] = chunk[take:]
         self._queued -= filled
+        self._ready_at = None
         self.samples_sent += filled
         if filled == 0:
             self.silent_frames += 1
@@ -365,6 +405,10 @@ class PipelineAudioTrack(MediaStreamTrack):
             "trimmed_samples": self.trimmed_samples,
             "dropped_samples": self.dropped_samples,
             "flushed_samples": self.flushed_samples,
+            "frame_ms": round(self.ptime_s * 1000),
+            "pacing": self.pacing,
+            **({"phase_shifts": self.phase_shifts, "phase_shift_ms": round(self.phase_shift_ms, 1),
+                "late_frames": self.late_frames} if self.pacing == "smooth" else {}),
         }
 
     def _note_hold(self, wait: float) -> None:
@@ -375,17 +419,15 @@ class PipelineAudioTrack(MediaStreamTrack):
         if self._hold_count < self._window_frames:
             return
         if self._hold_min > 0 and self._hold_backlog <= 0:
-            self._tokens = min(self._bucket, self._tokens + self._hold_min / AUDIO_PTIME_S)
+            self._tokens = min(self._bucket, self._tokens + self._hold_min / self.ptime_s)
         self._hold_min, self._hold_backlog, self._hold_count = None, 0, 0
 
     def _refill(self, now: float) -> None:
         if self._refilled is not None:
-            self._tokens = min(self._bucket, self._tokens + (now - self._refilled) / AUDIO_PTIME_S)
+            self._tokens = min(self._bucket, self._tokens + (now - self._refilled) / self.ptime_s)
         self._refilled = now
 
     async def recv(self) -> av.AudioFrame:
-        # A frame leaves as soon as 20 ms of pipeline audio is queued (token bucket permitting, see the
-        # class docstring); waiting for a slot would add up to 20 ms to every round trip.
         if self.readyState != "live":
             raise MediaStreamError
         if self._trace_sent_pending and self.trace is not None:
@@ -397,21 +439,79 @@ class PipelineAudioTrack(MediaStreamTrack):
             self._start = now
         else:
             self._timestamp += self.samples_per_frame
-        slot = self._start + self._timestamp / self.sample_rate
+        if self.pacing == "smooth":
+            await self._pace_smooth()
+        else:
+            await self._pace_immediate()
+        return self._next_frame()
+
+    async def _wait_data(self, until: float) -> None:
+        """Wait until a whole frame is queued or ``until`` (monotonic) has passed."""
         while self._queued < self.samples_per_frame:
-            remaining = slot + self.grace_s - time.monotonic()
+            remaining = until - time.monotonic()
             if remaining <= 0:
-                break
+                return
             self._data_event.clear()
             try:
                 await asyncio.wait_for(self._data_event.wait(), remaining)
             except TimeoutError:
-                break
+                return
             if self.readyState != "live":
                 raise MediaStreamError
+
+    async def _pace_smooth(self) -> None:
+        """Regular grid, phase locked to the audio's arrival (see the class docstring)."""
+        slot = self._start + self._timestamp / self.sample_rate
+        await self._wait_data(slot + self.grace_s)
+        if self._queued >= self.samples_per_frame:
+            ready = self._ready_at
+            if ready is not None:
+                if not self._anchored:
+                    self._anchored = True
+                    shift = ready + self._margin_s - slot
+                    self._start += shift
+                    slot += shift
+                else:
+                    self._note_lateness(ready - slot, True)
+                    if ready > slot:
+                        self.late_frames += 1
+            wait = slot - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self.readyState != "live":
+                    raise MediaStreamError
+        else:
+            if self._anchored:
+                self._note_lateness(self.grace_s, False)
+            if time.monotonic() > slot + self.grace_s + 0.1:
+                self._start = time.monotonic() - self._timestamp / self.sample_rate
+
+    def _note_lateness(self, late: float, data: bool) -> None:
+        self._late.append(late)
+        self._late_data += data
+        if len(self._late) < self._late_window:
+            return
+        if 2 * self._late_data < len(self._late):
+            self._anchored = False  # mostly silence: re-anchor on the next audio
+        else:
+            ordered = sorted(self._late)
+            q = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+            shift = min(0.005, max(-0.002, q + self._margin_s))
+            if abs(shift) >= 0.0005:
+                self._start += shift
+                self.phase_shifts += 1
+                self.phase_shift_ms += shift * 1000
+        self._late.clear()
+        self._late_data = 0
+
+    async def _pace_immediate(self) -> None:
+        # A frame leaves as soon as a whole frame of pipeline audio is queued (token bucket permitting,
+        # see the class docstring); waiting for a slot would add up to a frame to every round trip.
+        slot = self._start + self._timestamp / self.sample_rate
+        await self._wait_data(slot + self.grace_s)
         if self._queued >= self.samples_per_frame:
             self._refill(time.monotonic())
-            wait = max(0.0, (1.0 - self._tokens) * AUDIO_PTIME_S)
+            wait = max(0.0, (1.0 - self._tokens) * self.ptime_s)
             if wait > 0:
                 await asyncio.sleep(wait)
                 if self.readyState != "live":
@@ -426,6 +526,8 @@ class PipelineAudioTrack(MediaStreamTrack):
         elif time.monotonic() > slot + self.grace_s + 0.1:
             # far behind the clock (e.g. the loop stalled): restart the clock instead of bursting silence
             self._start = time.monotonic() - self._timestamp / self.sample_rate
+
+    def _next_frame(self) -> av.AudioFrame:
         pcm = np.repeat(self.take_frame(), 2)
         if self.trace is not None:
             index = self._timestamp // self.samples_per_frame
@@ -436,6 +538,30 @@ class PipelineAudioTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, self.sample_rate)
         self.frames_sent += 1
         return frame
+
+
+class _OpusEncoder(OpusEncoder):
+    """aiortc's Opus encoder with another frame duration (aiortc's own always sends 20 ms packets)."""
+
+    def __init__(self, frame_ms: int) -> None:
+        super().__init__()
+        self.codec.options = {"application": "voip", "frame_duration": str(frame_ms)}
+        self.resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_RATE * frame_ms // 1000
+        )
+
+
+def install_opus_frame_size(sender: Any, frame_ms: int) -> bool:
+    """Make ``sender`` (an ``RTCRtpSender`` whose negotiated codec is Opus, before its first frame) send
+    ``frame_ms`` Opus packets. False (nothing changed) if aiortc's sender lacks the private field."""
+    if frame_ms == 20:
+        return True
+    field = "_RTCRtpSender__encoder"
+    if getattr(sender, field, "missing") is not None:
+        log.warning("aiortc's RTCRtpSender has no unset %s: keeping 20 ms Opus packets", field)
+        return False
+    setattr(sender, field, _OpusEncoder(frame_ms))
+    return True
 
 
 class PipelineVideoTrack(MediaStreamTrack):

@@ -113,7 +113,7 @@ async def test_audio_reaches_pipeline_as_audio_data_and_results_return(
     assert -10.5 < float(np.median(levels[5:])) < -8.0  # a 0.5 sine is -9 dBFS
     # the pipeline saw AudioData in its own format (no audio_input declared: as sent, 48 kHz after opus)
     first = next(o["value"] for o in outs if o.get("node") == "level")
-    assert first["sample_rate"] == (48000 if codec == "opus" else rate)
+    assert first["sample_rate"] == 48000  # undeclared audio_input: 48 kHz mono, as on the WebRTC path
     # the session drained on media.close: every frame sent became one level result, in order
     stats = client.final_stats
     assert stats is not None and stats["seq_gaps"] == 0 and stats["bridge"]["audio_drops"] == 0
