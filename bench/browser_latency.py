@@ -84,8 +84,8 @@ if TRACK_KW:  # diagnostic (--track-kw): other PipelineAudioTrack settings for t
     from remotemedia_nbrtc.transport import tracks as _tracks
     _tracks.PipelineAudioTrack.__init__ = functools.partialmethod(_tracks.PipelineAudioTrack.__init__, **TRACK_KW)
 
-import remotemedia_nbrtc.stream as _stream
-_stream.BROWSER_AUDIO.update(PEERKW)  # diagnostic (--peer-kw): other PeerConfig audio settings
+import sys
+sys.modules["remotemedia_nbrtc.stream"].BROWSER_AUDIO.update(PEERKW)  # diagnostic (--peer-kw): other PeerConfig audio settings
 
 from remotemedia_nbrtc.transport import tracks as _tracks
 _push_times = []  # when the pipeline's returned audio reaches the track (monotonic s)
@@ -99,12 +99,14 @@ def _timed_push(self, data):
 
 
 _tracks.PipelineAudioTrack.push = _timed_push
+_tracks_seen = {}
 _send_times = []  # when the returned-audio track hands each frame to aiortc's encoder (monotonic s)
 _recv = _tracks.PipelineAudioTrack.recv
 
 
 async def _timed_recv(self):
     frame = await _recv(self)
+    _tracks_seen[id(self)] = self
     _send_times.append((time.monotonic(), self.silent_frames))
     del _send_times[:-3000]
     return frame
@@ -122,6 +124,8 @@ def send_pattern():
     dp = np.diff(p) * 1000 if len(p) > 2 else np.zeros(1)
     return {"frames": len(t), "interval_p5_p50_p95_max": [round(float(np.percentile(d, q)), 1) for q in (5, 50, 95, 100)],
             "silent_frames": _send_times[-1][1] if _send_times else None,
+            "tracks": [{k: v for k, v in t.stats().items() if k in ("frames_sent", "silent_frames", "trimmed_frames",
+                        "phase_shifts", "phase_shift_ms", "late_frames")} for t in _tracks_seen.values()],
             "pushes": len(p), "push_interval_p5_p50_p95_max": [round(float(np.percentile(dp, q)), 1) for q in (5, 50, 95, 100)]}
 
 

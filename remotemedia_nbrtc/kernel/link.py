@@ -256,14 +256,14 @@ class KernelLink:
         if self.connected:
             try:
                 await self._request("unregister", session_id, timeout)
-            except (TransportError, TimeoutError) as exc:
+            except (TransportError, asyncio.TimeoutError) as exc:
                 log.debug("unregister %s: %s", session_id, exc)
 
     async def _request(self, kind: str, session_id: str, timeout: float) -> None:
         assert self._connected is not None
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # on Python 3.10 not the builtin TimeoutError
             raise TransportError(f"kernel link to {self.url} is down; cannot {kind} the session") from None
         key = (kind + "ed", session_id)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -271,7 +271,7 @@ class KernelLink:
         try:
             self._send(envelope(kind, session=session_id))
             await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise TransportError(f"the server extension did not acknowledge {kind} of {session_id!r}") from None
         finally:
             self._acks.pop(key, None)

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import tornado.httpclient
@@ -236,7 +236,7 @@ class ClientPeer:
         if self._rtc.is_running():
             await self._on_rtc(self._close())
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> ClientPeer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

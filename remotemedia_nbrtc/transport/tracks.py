@@ -191,13 +191,16 @@ class PipelineAudioTrack(MediaStreamTrack):
     ``pacing="smooth"``: frames leave on a regular ``frame_ms`` grid whose phase follows the audio's
     arrival, so a receiver with an adaptive jitter buffer (a browser's NetEq) sees evenly spaced packets
     and keeps its buffer short; RTP timestamps (sample counts) then match send times. The track records,
-    for each frame whose audio completed after the previous frame left, when it became ready relative
-    to its slot (a frame that never came within ``grace_ms`` counts as ``grace_ms`` late). Every
+    for each frame, when its audio was complete (pushed) relative to its slot (a frame that never came
+    within ``grace_ms`` counts as ``grace_ms`` late). Every
     ``smooth_window_s`` the grid moves so that the ``smooth_quantile`` of those lateness values sits
-    ``smooth_margin_ms`` before the slot (at most 5 ms later or 2 ms earlier per window): most frames are
-    ready just before their slot and wait for it. The first audio after a silent window re-anchors the
-    grid just after its arrival. Cost: a frame waits for its slot (on average the spread of the arrival
-    times around that quantile, plus the margin); audio queued ahead (TTS) leaves one frame per slot.
+    ``smooth_margin_ms`` before the slot: most frames are ready just before their slot and wait for it.
+    Moves are asymmetric because a browser's buffer (NetEq) keeps whatever an earlier grid adds to it:
+    later by up to 5 ms per window, earlier by 1 ms and only with 2 ms to spare (and only while audio
+    arrives at about real-time rate). For the first half window of audio (again after a silent window) the
+    grid stays where it is; it is then moved (by at most a frame) to just after the earliest of those
+    arrivals. Cost: a frame waits for its slot (on average the spread of the arrival times around that
+    quantile, plus the margin); audio queued ahead (TTS) leaves one frame per slot.
     """
 
     kind = "audio"
@@ -259,15 +262,18 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.trimmed_samples = 0
         self.flushed_samples = 0
         self.trace: StageTrace | None = None  # profiling: onset stamps at push / out / sent
-        # smooth pacing: when the next frame's audio became complete (None: it was queued before the
-        # previous frame left), lateness samples of the current window, grid anchored to the audio
-        self._ready_at: float | None = None
+        # smooth pacing: (stream position after, time) of recent pushes; lateness samples of the current
+        # window; samples pushed and time at the window's start; grid anchored to the audio
+        self._pushes: deque[tuple[int, float]] = deque()
+        self._late_start: tuple[int, float] | None = None
         self._quantile = smooth_quantile
         self._margin_s = smooth_margin_ms / 1000
         self._late: list[float] = []
         self._late_data = 0
         self._late_window = max(4, round(smooth_window_s / self.ptime_s))
         self._anchored = False
+        self._anchor: list[float] = []
+        self._anchor_frames = max(2, self._late_window // 2)
         self.phase_shifts = 0
         self.phase_shift_ms = 0.0
         self.late_frames = 0
@@ -290,9 +296,11 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.samples_in += pcm.size
         self._window_in += pcm.size
         self._chunks.append(pcm)
-        if self._queued < self.samples_per_frame <= self._queued + pcm.size:
-            self._ready_at = time.monotonic()
         self._queued += pcm.size
+        if self.pacing == "smooth":
+            self._pushes.append((self.samples_in, time.monotonic()))
+            if len(self._pushes) > 4096:  # nobody is pulling frames
+                self._pushes.popleft()
         self._data_event.set()
         while self._queued > self._max_samples and self._chunks:
             dropped = self._chunks.popleft()
@@ -347,7 +355,6 @@ class PipelineAudioTrack(MediaStreamTrack):
             else:
                 self._chunks[0] = chunk[take:]
         self._queued -= filled
-        self._ready_at = None
         self.samples_sent += filled
         if filled == 0:
             self.silent_frames += 1
@@ -464,17 +471,22 @@ class PipelineAudioTrack(MediaStreamTrack):
         slot = self._start + self._timestamp / self.sample_rate
         await self._wait_data(slot + self.grace_s)
         if self._queued >= self.samples_per_frame:
-            ready = self._ready_at
-            if ready is not None:
-                if not self._anchored:
+            ready = self._ready_time()
+            if not self._anchored:
+                # first audio: the earliest arrival phase over half a window, then the grid is put just
+                # after it (later moves only shrink a browser's buffer; earlier ones grow it), by at most
+                # a frame either way (bulk audio looks arbitrarily early and must still leave in real time)
+                self._anchor.append(ready - slot)
+                if len(self._anchor) >= self._anchor_frames:
                     self._anchored = True
-                    shift = ready + self._margin_s - slot
+                    shift = min(self.ptime_s, max(-self.ptime_s, min(self._anchor) + self._margin_s))
                     self._start += shift
                     slot += shift
-                else:
-                    self._note_lateness(ready - slot, True)
-                    if ready > slot:
-                        self.late_frames += 1
+                    self._anchor.clear()
+            else:
+                self._note_lateness(ready - slot, True)
+                if ready > slot:
+                    self.late_frames += 1
             wait = slot - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -486,7 +498,17 @@ class PipelineAudioTrack(MediaStreamTrack):
             if time.monotonic() > slot + self.grace_s + 0.1:
                 self._start = time.monotonic() - self._timestamp / self.sample_rate
 
+    def _ready_time(self) -> float:
+        """When the audio of the frame at the head of the queue was complete (pushed)."""
+        end = self.samples_in - self._queued + self.samples_per_frame
+        while len(self._pushes) > 1 and self._pushes[0][0] < end:
+            self._pushes.popleft()
+        return self._pushes[0][1] if self._pushes else time.monotonic()
+
     def _note_lateness(self, late: float, data: bool) -> None:
+        now = time.monotonic()
+        if self._late_start is None:
+            self._late_start = (self.samples_in, now)
         self._late.append(late)
         self._late_data += data
         if len(self._late) < self._late_window:
@@ -496,13 +518,23 @@ class PipelineAudioTrack(MediaStreamTrack):
         else:
             ordered = sorted(self._late)
             q = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
-            shift = min(0.005, max(-0.002, q + self._margin_s))
+            shift = q + self._margin_s
+            # later at once (up to 5 ms); earlier by 1 ms and only with 2 ms to spare: an earlier grid
+            # adds to what a receiver's adaptive buffer holds, and it rarely gives that back
+            shift = min(0.005, shift) if shift > 0 else (max(-0.001, shift) if shift < -0.002 else 0.0)
+            # earlier only for a live stream (audio at about real-time rate): audio queued in bulk (TTS)
+            # is "early" without the grid being late, and must keep leaving at real time
+            delivered = (self.samples_in - self._late_start[0]) / self.sample_rate
+            elapsed = now - self._late_start[1]
+            if shift < 0 and not 0.75 * elapsed <= delivered <= 1.25 * elapsed:
+                shift = 0.0
             if abs(shift) >= 0.0005:
                 self._start += shift
                 self.phase_shifts += 1
                 self.phase_shift_ms += shift * 1000
         self._late.clear()
         self._late_data = 0
+        self._late_start = (self.samples_in, now)
 
     async def _pace_immediate(self) -> None:
         # A frame leaves as soon as a whole frame of pipeline audio is queued (token bucket permitting,

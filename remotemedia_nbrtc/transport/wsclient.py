@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import av
 import numpy as np
@@ -323,7 +323,7 @@ class WebSocketMediaClient:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._finish()
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> WebSocketMediaClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

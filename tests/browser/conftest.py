@@ -11,22 +11,17 @@ A missing browser or tool is a failure, not a skip: CI must install them (``.ci/
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from remotemedia_nbrtc.testing.jupyter import App, JupyterServer
 
 CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"
@@ -62,12 +57,6 @@ def _base_tools() -> None:
                   hint="apt-get install -y chromium espeak-ng sox ffmpeg (see .ci/setup)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1 s silence, a short sentence, 2 s silence; 48 kHz mono s16 (repeatable: sox -R)."""
@@ -96,100 +85,38 @@ def two_tone_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@dataclass
-class JupyterServer:
-    """A Jupyter server subprocess (JupyterLab or Notebook 7) with the remotemedia_nbrtc extension."""
-
-    url: str
-    token: str
-    root: Path
-    proc: subprocess.Popen[bytes]
-    log: Path
-    app: str = "lab"
-
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}?token={self.token}", timeout=5) as r:
-            return json.loads(r.read())
-
-    def notebook_url(self, name: str) -> str:
-        if self.app == "notebook":
-            return f"{self.url}notebooks/{name}?token={self.token}"
-        return f"{self.url}lab/tree/{name}?reset&token={self.token}"
-
-
-Lab = JupyterServer  # the tests' older name
-
-
-def start_server(root: Path, app: str = "lab") -> JupyterServer:
-    """Start ``jupyter lab`` (app="lab") or ``jupyter notebook`` (app="notebook") on 127.0.0.1; wait for it."""
-    for sub in ("config", "settings", "workspaces", "runtime"):
-        (root / sub).mkdir(exist_ok=True)
-    notif = root / "settings" / "@jupyterlab" / "apputils-extension"
-    notif.mkdir(parents=True, exist_ok=True)
-    (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(root / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    app_cls = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
-    module = {"lab": "jupyterlab", "notebook": "notebook"}[app]
-    log = root / f"{app}.log"
-    cmd = [
-        sys.executable, "-m", module, "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--ServerApp.jpserver_extensions={'remotemedia_nbrtc.server': True}",
+def start_server(root: Path, app: App = "lab") -> JupyterServer:
+    """Start ``jupyter lab`` (app="lab") or ``jupyter notebook`` (app="notebook") serving ``root``; wait for it."""
+    return JupyterServer.start(
+        root, app=app, env={"PYTHONUNBUFFERED": "1"}, request_timeout=5.0,
         # test_lab_errors opens the Lab as http://rm-insecure.test:<port>/ (a non-secure context, mapped to
         # 127.0.0.1 by Chromium): let the server's DNS-rebinding check accept that Host header
-        f"--ServerApp.local_hostnames=['localhost', '{INSECURE_HOST}']",
-        # the JupyterLab extension is loaded by both apps; only the main app's own flag differs
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly", f"--{app_cls}.expose_app_in_browser=True",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = JupyterServer(f"http://127.0.0.1:{port}/", token, root, proc, log, app)
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter {app} exited early:\n{log.read_text()[-3000:]}")
-        try:
-            server.api("api/status")
-            return server
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_server(server)
-                raise RuntimeError(f"jupyter {app} did not start:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.1)
+        extra_args=[f"--ServerApp.local_hostnames=['localhost', '{INSECURE_HOST}']"],
+    )
 
 
 def stop_server(server: JupyterServer) -> None:
     """SIGTERM by PID (the server stops its kernels), kill after 20 s; keep the log as an artifact."""
-    proc = server.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    server.stop()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(server.log, ARTIFACTS / server.log.name.replace(".log", "-server.log"))
+
+
+@contextlib.contextmanager
+def running_server(root: Path, app: App) -> Iterator[JupyterServer]:
+    """:func:`start_server`, then :func:`stop_server` on exit."""
+    server = start_server(root, app)
+    try:
+        yield server
+    finally:
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """JupyterLab with the remotemedia_nbrtc server extension, on 127.0.0.1; stopped by its PID."""
-    server = start_server(tmp_path_factory.mktemp("lab"), "lab")
-    try:
+    with running_server(tmp_path_factory.mktemp("lab"), "lab") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,15 @@ Both apps run with ``expose_app_in_browser``, so cells are run through the comma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .conftest import JupyterServer
+from .conftest import ARTIFACTS, JupyterServer
 
 
 def write_notebook(path: Path, sources: list[str]) -> None:
@@ -25,10 +27,41 @@ def write_notebook(path: Path, sources: list[str]) -> None:
     path.write_text(json.dumps(nb))
 
 
-def open_notebook(page: Any, server: JupyterServer, name: str) -> None:
+def new_page(browser: Any, console: list[str] | None = None, *, width: int = 1280, height: int = 1000) -> Any:
+    """A page in a new browser context (20 s default timeout); its console messages and errors go to ``console``."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.set_default_timeout(20_000)
+    if console is not None:
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    return page
+
+
+def open_notebook(page: Any, server: JupyterServer, name: str, *, run_setup: bool = False) -> None:
+    """Open notebook ``name`` and wait for its kernel; with ``run_setup``, run cell 0 until it prints SETUP_OK."""
     page.goto(server.notebook_url(name))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
     wait_kernel_idle(page, 30_000)
+    if run_setup:
+        run_cell(page, 0)
+        wait_output(page, 0, "SETUP_OK")
+
+
+@contextlib.contextmanager
+def notebook_page(browser: Any, server: JupyterServer, name: str, cells: list[str], *, console_log: str,
+                  width: int = 1280, height: int = 1000) -> Iterator[Any]:
+    """A new page with ``cells`` open as notebook ``name`` and its SETUP cell run (:func:`open_notebook`);
+    on exit the page's console is saved as ``ARTIFACTS/console_log`` and its browser context closed."""
+    write_notebook(server.root / name, cells)
+    console: list[str] = []
+    page = new_page(browser, console, width=width, height=height)
+    try:
+        open_notebook(page, server, name, run_setup=True)
+        yield page
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / console_log).write_text("\n".join(console))
+        page.context.close()
 
 
 def wait_kernel_idle(page: Any, timeout: float = 20_000) -> None:

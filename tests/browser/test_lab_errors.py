@@ -15,14 +15,16 @@ and the widget's state, and saves a screenshot to tests/artifacts/:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, INSECURE_HOST, Lab
-from .nbpage import open_notebook, run_cell, wait_kernel_idle, wait_output, widget, write_notebook
+from .cells import CLOSE, SETUP_OK
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, INSECURE_HOST, JupyterServer
+from .nbpage import new_page, open_notebook, run_cell, wait_kernel_idle, wait_output, widget, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,8 +35,7 @@ from remotemedia_nbrtc.nodes import AudioLevel
 
 p = Pipeline("levels")
 p.add("level", AudioLevel(), is_output_node=True)
-print("SETUP_OK")
-"""
+""" + SETUP_OK
 
 STREAM = """\
 h = stream(p, audio=True, plot=False, loopback_only=True, show_stats=True)
@@ -54,14 +55,6 @@ def launch(playwright_instance: Any, args: list[str]) -> Any:
     return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=args)
 
 
-def new_page(browser: Any, console: list[str]) -> Any:
-    page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-    page.set_default_timeout(20_000)
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    return page
-
-
 @pytest.fixture
 def console(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     lines: list[str] = []
@@ -70,12 +63,10 @@ def console(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     (ARTIFACTS / f"errors-{request.node.name}-console.log").write_text("\n".join(lines))
 
 
-def run_stream_until_error(page: Any, lab: Lab, name: str) -> Any:
+def run_stream_until_error(page: Any, lab: JupyterServer, name: str) -> Any:
     """Open a notebook with SETUP + STREAM, run both; the widget once it shows an error."""
-    write_notebook(lab.root / name, [SETUP, STREAM, "h.close()\nprint('CLOSED', h.closed)\n"])
-    open_notebook(page, lab, name)
-    run_cell(page, 0)
-    wait_output(page, 0, "SETUP_OK")
+    write_notebook(lab.root / name, [SETUP, STREAM, CLOSE])
+    open_notebook(page, lab, name, run_setup=True)
     run_cell(page, 1)
     w = widget(page, 1)
     w.wait_for(timeout=15_000)
@@ -88,12 +79,12 @@ def close_stream(page: Any) -> None:
     wait_output(page, 2, "CLOSED True")
 
 
-def test_denied_microphone_permission_says_how_to_allow_it(playwright_instance: Any, lab: Lab,
+def test_denied_microphone_permission_says_how_to_allow_it(playwright_instance: Any, lab: JupyterServer,
                                                            console: list[str]) -> None:
     args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"] + ["--deny-permission-prompts"]
     browser = launch(playwright_instance, args)
     try:
-        page = new_page(browser, console)
+        page = new_page(browser, console, width=1100, height=900)
         w = run_stream_until_error(page, lab, "err_permission.ipynb")
         assert w.locator(".rm-error").inner_text() == PERMISSION_DENIED
         assert w.locator(".rm-status").inner_text() == "error"
@@ -108,11 +99,12 @@ def test_denied_microphone_permission_says_how_to_allow_it(playwright_instance: 
         browser.close()
 
 
-def test_missing_microphone_says_to_plug_one_in(playwright_instance: Any, lab: Lab, console: list[str]) -> None:
+def test_missing_microphone_says_to_plug_one_in(playwright_instance: Any, lab: JupyterServer,
+                                                console: list[str]) -> None:
     args = [a for a in CHROMIUM_ARGS if a != "--use-fake-device-for-media-stream"]
     browser = launch(playwright_instance, args)
     try:
-        page = new_page(browser, console)
+        page = new_page(browser, console, width=1100, height=900)
         w = run_stream_until_error(page, lab, "err_nodevice.ipynb")
         assert w.locator(".rm-error").inner_text() == NO_DEVICE
         devices = w.locator(".rm-stats tr[data-key='devices'] td")
@@ -125,14 +117,12 @@ def test_missing_microphone_says_to_plug_one_in(playwright_instance: Any, lab: L
         browser.close()
 
 
-def test_restarting_the_kernel_while_streaming_says_to_rerun_the_cell(browser: Any, lab: Lab,
+def test_restarting_the_kernel_while_streaming_says_to_rerun_the_cell(browser: Any, lab: JupyterServer,
                                                                      console: list[str]) -> None:
     write_notebook(lab.root / "err_restart.ipynb", [SETUP, STREAM, "print('ALIVE', 'h' in globals())\n"])
-    page = new_page(browser, console)
+    page = new_page(browser, console, width=1100, height=900)
     try:
-        open_notebook(page, lab, "err_restart.ipynb")
-        run_cell(page, 0)
-        wait_output(page, 0, "SETUP_OK")
+        open_notebook(page, lab, "err_restart.ipynb", run_setup=True)
         run_cell(page, 1)
         w = widget(page, 1)
         w.and_(page.locator("[data-state='connected']")).wait_for(timeout=20_000)
@@ -172,14 +162,13 @@ def test_restarting_the_kernel_while_streaming_says_to_rerun_the_cell(browser: A
         page.context.close()
 
 
-def test_insecure_page_says_to_use_https_or_localhost(playwright_instance: Any, lab: Lab,
+def test_insecure_page_says_to_use_https_or_localhost(playwright_instance: Any, lab: JupyterServer,
                                                      console: list[str]) -> None:
-    port = lab.url.rsplit(":", 1)[1].strip("/")
     browser = launch(playwright_instance, [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"])
     try:
-        page = new_page(browser, console)
-        insecure = Lab(f"http://{INSECURE_HOST}:{port}/", lab.token, lab.root, lab.proc, lab.log)
-        write_notebook(lab.root / "err_insecure.ipynb", [SETUP, STREAM, "h.close()\nprint('CLOSED', h.closed)\n"])
+        page = new_page(browser, console, width=1100, height=900)
+        insecure = dataclasses.replace(lab, host=INSECURE_HOST)
+        write_notebook(lab.root / "err_insecure.ipynb", [SETUP, STREAM, CLOSE])
         open_notebook(page, insecure, "err_insecure.ipynb")
         assert page.evaluate("() => window.isSecureContext") is False
         assert page.evaluate("() => typeof navigator.mediaDevices") == "undefined"

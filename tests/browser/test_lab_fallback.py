@@ -20,37 +20,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab
-from .nbpage import open_notebook, run_cell, wait_output, widget, write_notebook
+from .cells import GREY_FLIP_GAIN, SETUP_OK, VAD_PIPELINE
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
+from .nbpage import new_page, notebook_page, open_notebook, run_cell, wait_output, widget, write_notebook
 from .probes import AUDIO_LEVEL_JS
 
 pytestmark = pytest.mark.timeout(120)
 
-SETUP = """\
-from remotemedia_nbrtc.stream import stream
-from remotemedia_nbrtc.runtime import Node, Pipeline, TextData
-from remotemedia_nbrtc.nodes import AudioChunker, AudioLevel, EnergyVAD, FastResample
-
-class SpeechEvents(Node):
-    def process(self, data):
-        v = getattr(data, "value", None)
-        if isinstance(v, dict) and v.get("is_speech_start"):
-            return TextData("speech started", channel="ui")
-        if isinstance(v, dict) and v.get("is_speech_end"):
-            return TextData("speech ended", channel="ui")
-        return None
-
-p = Pipeline("demo")
-p.add("resample", FastResample(target_rate=16000, channels=1))
-p.add("chunk", AudioChunker(chunk_size=1600))
-p.add("level", AudioLevel())
-p.add("vad", EnergyVAD(threshold_db=-40, passthrough=False), is_output_node=True)
-p.add("events", SpeechEvents())
-p.chain("resample", "chunk", "level")
-p.connect("chunk", "vad").connect("vad", "events")
-h = None
-print("SETUP_OK")
-"""
+SETUP = VAD_PIPELINE + "h = None\n" + SETUP_OK
 
 # relay-only ICE with no TURN server: the browser has no candidate, WebRTC cannot connect
 AUTO = """\
@@ -108,28 +85,18 @@ def black_hole_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def nb(playwright_instance: Any, lab: Lab, late_speech_wav: Path, black_hole_port: int) -> Iterator[Any]:
+def nb(playwright_instance: Any, lab: JupyterServer, late_speech_wav: Path, black_hole_port: int) -> Iterator[Any]:
     """A Chromium of its own (fake mic = the late speech, once) with the fallback notebook open."""
     browser = playwright_instance.chromium.launch(
         executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={late_speech_wav}%noloop"])
-    write_notebook(lab.root / "fallback.ipynb", [SETUP, AUTO, CHECK, FORCED, AUTO_TIMEOUT % black_hole_port, CLOSE])
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    cells = [SETUP, AUTO, CHECK, FORCED, AUTO_TIMEOUT % black_hole_port, CLOSE]
     try:
-        open_notebook(page, lab, "fallback.ipynb")
-        run_cell(page, 0)
-        wait_output(page, 0, "SETUP_OK")
-        yield page
-        run_cell(page, 5)  # the Lab is shared by every browser test module: leave no session behind
-        wait_output(page, 5, "CLOSED True")
+        with notebook_page(browser, lab, "fallback.ipynb", cells, console_log="fallback-console.log",
+                           height=1100) as page:
+            yield page
+            run_cell(page, 5)  # the Lab is shared by every browser test module: leave no session behind
+            wait_output(page, 5, "CLOSED True")
     finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "fallback-console.log").write_text("\n".join(console))
-        context.close()
         browser.close()
 
 
@@ -250,16 +217,7 @@ def test_auto_falls_back_after_the_webrtc_timeout_when_turn_never_answers(nb: An
     print(f"timed out on WebRTC and connected over the WebSocket {t_connected:.2f} s after the cell run")
 
 
-VIDEO_SETUP = """\
-from remotemedia_nbrtc.stream import stream
-from remotemedia_nbrtc.runtime import Pipeline
-from remotemedia_nbrtc.nodes import Gain, VideoFlip, VideoGrayscale
-
-p = Pipeline("grey-flip-gain")
-p.add("grey", VideoGrayscale())
-p.add("flip", VideoFlip(direction="vertical"))
-p.add("gain", Gain(gain_db=0.0), is_output_node=True)
-p.chain("grey", "flip", "gain")
+VIDEO_SETUP = GREY_FLIP_GAIN + """\
 h = stream(p, audio=True, video=True, plot=False, loopback_only=True, show_stats=True, transport="websocket")
 h
 """
@@ -296,15 +254,14 @@ FRAME_HALVES_JS = """
 
 
 def test_forced_websocket_returns_processed_video_and_audio(
-    playwright_instance: Any, lab: Lab, speech_wav: Path, two_tone_y4m: Path
+    playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_tone_y4m: Path
 ) -> None:
     browser = playwright_instance.chromium.launch(
         executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}",
                                         f"--use-file-for-fake-video-capture={two_tone_y4m}"])
     try:
         write_notebook(lab.root / "fallback_av.ipynb", [VIDEO_SETUP, VIDEO_CHECK, CLOSE])
-        page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-        page.set_default_timeout(20_000)
+        page = new_page(browser)
         open_notebook(page, lab, "fallback_av.ipynb")
         run_cell(page, 0)
         w = widget(page, 0)

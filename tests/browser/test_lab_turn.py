@@ -26,8 +26,9 @@ import pytest
 
 from tests.turnserver import TurnServer, start_turnserver
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab
-from .nbpage import open_notebook, run_cell, wait_output, widget, write_notebook
+from .cells import CLOSE, SETUP_OK
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
+from .nbpage import new_page, open_notebook, run_cell, wait_output, widget, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,8 +41,7 @@ p = Pipeline("levels")
 p.add("resample", FastResample(target_rate=16000, channels=1))
 p.add("level", AudioLevel(), is_output_node=True)
 p.chain("resample", "level")
-print("SETUP_OK")
-"""
+""" + SETUP_OK
 
 STREAM = """\
 h = stream(p, audio=True, plot=False, show_stats=True, transport="webrtc", ice_transport_policy="relay",
@@ -54,8 +54,6 @@ m = h.metrics()
 frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) for peer in m["peers"])
 print("PATH", m["path"], "FRAMES", frames, "LEVELS", m["nodes"]["level"]["frames_out"], "END")
 """
-
-CLOSE = "h.close()\nprint('CLOSED', h.closed)\n"
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +83,8 @@ def relayed_peer_packets(turn: TurnServer, log_start: int, timeout: float = 5.0)
 
 
 @pytest.mark.parametrize(("scheme", "transport"), [("turn", "udp"), ("turn", "tcp"), ("turns", "tcp")])
-def test_widget_streams_over_a_turn_relay(browser: Any, playwright_instance: Any, speech_wav: Path, lab: Lab,
-                                         turn: TurnServer, scheme: str, transport: str) -> None:
+def test_widget_streams_over_a_turn_relay(browser: Any, playwright_instance: Any, speech_wav: Path,
+                                         lab: JupyterServer, turn: TurnServer, scheme: str, transport: str) -> None:
     own = None
     if scheme == "turns":
         # Chromium verifies the TURN server's certificate (a self-signed one is refused: the TLS connection
@@ -98,15 +96,11 @@ def test_widget_streams_over_a_turn_relay(browser: Any, playwright_instance: Any
     # the kernel's aiortc verifies the TLS certificate: trust our self-signed one there (see transport/ice.py)
     trust = f"import os; os.environ['SSL_CERT_FILE'] = {str(turn.cert)!r}\n" if scheme == "turns" else ""
     write_notebook(lab.root / name, [SETUP, trust + STREAM % turn.ice_server(scheme, transport), CHECK, CLOSE])
-    page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-    page.set_default_timeout(20_000)
     console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page = new_page(browser, console, width=1100, height=900)
     log_start = len(turn.log_text())
     try:
-        open_notebook(page, lab, name)
-        run_cell(page, 0)
-        wait_output(page, 0, "SETUP_OK")
+        open_notebook(page, lab, name, run_setup=True)
         t0 = time.monotonic()
         run_cell(page, 1)
         w = widget(page, 1)

@@ -15,24 +15,14 @@ from typing import Any
 
 import pytest
 
+from .cells import CLOSE, GREY_FLIP_GAIN, SETUP_OK
 from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
-from .nbpage import open_notebook, run_cell, wait_connected, wait_output, widget, write_notebook
+from .nbpage import notebook_page, run_cell, wait_connected, wait_output, widget
 from .probes import AUDIO_LEVEL_JS, VIDEO_HALVES_JS
 
 pytestmark = pytest.mark.timeout(120)
 
-SETUP = """\
-from remotemedia_nbrtc.stream import stream
-from remotemedia_nbrtc.runtime import Pipeline
-from remotemedia_nbrtc.nodes import Gain, VideoFlip, VideoGrayscale
-
-p = Pipeline("grey-flip-gain")
-p.add("grey", VideoGrayscale())             # audio passes through unchanged
-p.add("flip", VideoFlip(direction="vertical"))
-p.add("gain", Gain(gain_db=0.0), is_output_node=True)  # video passes through unchanged
-p.chain("grey", "flip", "gain")
-print("SETUP_OK")
-"""
+SETUP = GREY_FLIP_GAIN + SETUP_OK
 
 STREAM = """\
 h = stream(p, audio=True, video=True, plot=False, loopback_only=True)
@@ -48,8 +38,6 @@ print("VIDEO_IN", peer["frames_in"].get("video", {}).get("frames", 0),
       "AUDIO_OUT", peer.get("audio_out", {}).get("frames_sent", 0))
 """
 
-CLOSE = "h.close()\nprint('CLOSED', h.closed)\n"
-
 
 @pytest.fixture(scope="module")
 def av_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_tone_y4m: Path) -> Iterator[Any]:
@@ -59,24 +47,15 @@ def av_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_
         args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}",
               f"--use-file-for-fake-video-capture={two_tone_y4m}"],
     )
-    write_notebook(lab.root / "video.ipynb", [SETUP, STREAM, CHECK, CLOSE])
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     try:
-        open_notebook(page, lab, "video.ipynb")
-        run_cell(page, 0)
-        wait_output(page, 0, "SETUP_OK")
-        yield page
+        with notebook_page(browser, lab, "video.ipynb", [SETUP, STREAM, CHECK, CLOSE],
+                           console_log="video-console.log") as page:
+            try:
+                yield page
+            finally:
+                with contextlib.suppress(Exception):  # best effort: the server stops the kernel anyway
+                    run_cell(page, 3)  # close the stream so the kernel's peer goes away with the page
     finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "video-console.log").write_text("\n".join(console))
-        with contextlib.suppress(Exception):  # best effort: the server stops the kernel anyway
-            run_cell(page, 3)  # close the stream so the kernel's peer goes away with the page
-        context.close()
         browser.close()
 
 

@@ -14,36 +14,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, REPO, Lab
-from .nbpage import open_notebook, run_cell, wait_output, widget, write_notebook
+from .cells import CLOSE, SETUP_OK, VAD_PIPELINE
+from .conftest import ARTIFACTS, REPO, JupyterServer
+from .nbpage import notebook_page, run_cell, wait_output, widget
 
 pytestmark = pytest.mark.timeout(120)
 
-SETUP = """\
-import threading
-from remotemedia_nbrtc.stream import stream, live_handles
-from remotemedia_nbrtc.runtime import Node, Pipeline, TextData
-from remotemedia_nbrtc.nodes import AudioChunker, AudioLevel, EnergyVAD, FastResample
-
-class SpeechEvents(Node):
-    def process(self, data):
-        v = getattr(data, "value", None)
-        if isinstance(v, dict) and v.get("is_speech_start"):
-            return TextData("speech started", channel="ui")
-        if isinstance(v, dict) and v.get("is_speech_end"):
-            return TextData("speech ended", channel="ui")
-        return None
-
-p = Pipeline("demo")
-p.add("resample", FastResample(target_rate=16000, channels=1))
-p.add("chunk", AudioChunker(chunk_size=1600))
-p.add("level", AudioLevel())
-p.add("vad", EnergyVAD(threshold_db=-40, passthrough=False), is_output_node=True)
-p.add("events", SpeechEvents())
-p.chain("resample", "chunk", "level")
-p.connect("chunk", "vad").connect("vad", "events")
-print("SETUP_OK")
-"""
+SETUP = "import threading\nfrom remotemedia_nbrtc.stream import live_handles\n" + VAD_PIPELINE + SETUP_OK
 
 STREAM = """\
 h = stream(p, audio=True, video=False, plot=["rms_dbfs"], loopback_only=True, show_stats=True)
@@ -58,8 +35,6 @@ print("AUDIO_OK" if frames >= 50 and levels >= 10 else f"AUDIO_LOW frames={frame
 print("KERNEL_TEXT", [o.text for o in list(h.outputs) if hasattr(o, "text")][:3])
 print("E2E_RTT", m["browser"].get("e2e_rtt_ms"))
 """
-
-CLOSE = "h.close()\nprint('CLOSED', h.closed)\n"
 
 NO_EXTENSION = """\
 import os
@@ -78,24 +53,11 @@ print("LIVE", len(live_handles()), "THREADS", len(names), "DISPLAY", sum(n.start
 
 
 @pytest.fixture(scope="module")
-def nb(browser: Any, lab: Lab) -> Iterator[Any]:
+def nb(browser: Any, lab: JupyterServer) -> Iterator[Any]:
     """A page with the test notebook open and its kernel idle: cells SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE, NO_EXTENSION."""
-    write_notebook(lab.root / "e2e.ipynb", [SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE, NO_EXTENSION])
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    try:
-        open_notebook(page, lab, "e2e.ipynb")
-        run_cell(page, 0)
-        wait_output(page, 0, "SETUP_OK")
+    cells = [SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE, NO_EXTENSION]
+    with notebook_page(browser, lab, "e2e.ipynb", cells, console_log="e2e-console.log") as page:
         yield page
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "e2e-console.log").write_text("\n".join(console))
-        context.close()
 
 
 def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> None:
@@ -177,7 +139,7 @@ def save_readme_screenshot(page: Any, w: Any) -> None:
     assert out.stat().st_size > 10_000
 
 
-def test_rerunning_the_widget_cell_keeps_one_session_and_no_threads_leak(nb: Any, lab: Lab) -> None:
+def test_rerunning_the_widget_cell_keeps_one_session_and_no_threads_leak(nb: Any, lab: JupyterServer) -> None:
     page = nb
     counts: list[tuple[int, int, int]] = []
     for _ in range(3):
@@ -196,7 +158,7 @@ def test_rerunning_the_widget_cell_keeps_one_session_and_no_threads_leak(nb: Any
     page.screenshot(path=str(ARTIFACTS / "rerun-final.png"))
 
 
-def test_a_closed_session_shows_an_actionable_error(nb: Any, lab: Lab) -> None:
+def test_a_closed_session_shows_an_actionable_error(nb: Any, lab: JupyterServer) -> None:
     page = nb
     if page.locator(".rm-widget[data-state='connected']").count() == 0:
         run_cell(page, 1)

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, JupyterServer, start_server, stop_server
-from .nbpage import open_notebook, run_cell, wait_connected, wait_output, widget, write_notebook
+from .cells import SETUP_OK
+from .conftest import ARTIFACTS, JupyterServer, running_server
+from .nbpage import new_page, open_notebook, run_cell, wait_connected, wait_output, widget, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,8 +25,7 @@ p = Pipeline("levels")
 p.add("resample", FastResample(target_rate=16000, channels=1))
 p.add("level", AudioLevel())
 p.chain("resample", "level")
-print("SETUP_OK")
-"""
+""" + SETUP_OK
 
 STREAM = "h = stream(p, audio=True, plot=['rms_dbfs'], loopback_only=True)\nh\n"
 
@@ -45,18 +45,13 @@ h.close()
 
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    server = start_server(tmp_path_factory.mktemp("nb7"), "notebook")
-    try:
+    with running_server(tmp_path_factory.mktemp("nb7"), "notebook") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 def test_notebook7_renders_the_widget_and_streams_audio(browser: Any, notebook7: JupyterServer) -> None:
     write_notebook(notebook7.root / "nb7.ipynb", [SETUP, STREAM, CHECK])
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
+    page = new_page(browser)
     try:
         open_notebook(page, notebook7, "nb7.ipynb")
         assert page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).appName") \
@@ -79,4 +74,4 @@ def test_notebook7_renders_the_widget_and_streams_audio(browser: Any, notebook7:
         assert widget(page, 1).get_attribute("data-state") == "closed"
     finally:
         page.screenshot(path=str(ARTIFACTS / "notebook7.png"), full_page=True)
-        context.close()
+        page.context.close()

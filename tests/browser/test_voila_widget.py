@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .conftest import ARTIFACTS, JupyterServer
-from .nbpage import write_notebook
+from .nbpage import new_page, write_notebook
 from .test_notebook7_widget import SETUP, STREAM
 
 pytestmark = pytest.mark.timeout(90)
@@ -25,11 +25,9 @@ def test_voila_renders_the_widget_and_streams_audio(browser: Any, lab: JupyterSe
     if importlib.util.find_spec("voila") is None:
         pytest.fail("voila is not installed: pip install -e '.[test]' (it lists voila)", pytrace=False)
     write_notebook(lab.root / "voila.ipynb", [SETUP, STREAM])
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
+    page = new_page(browser, height=900)
     try:
-        page.goto(f"{lab.url}voila/render/voila.ipynb?token={lab.token}", timeout=60_000)
+        page.goto(lab.url(f"voila/render/voila.ipynb?token={lab.token}"), timeout=60_000)
         page.wait_for_selector(".rm-widget[data-state='connected']", timeout=30_000)
         page.wait_for_function(
             "() => { const i = document.querySelector('img.rm-plot'); return i && +i.dataset.frames >= 3; }",
@@ -42,4 +40,4 @@ def test_voila_renders_the_widget_and_streams_audio(browser: Any, lab: JupyterSe
         assert page.locator(".rm-error:visible").count() == 0
     finally:
         page.screenshot(path=str(ARTIFACTS / "voila.png"), full_page=True)
-        context.close()
+        page.context.close()

@@ -1,4 +1,5 @@
-"""Fixtures for the server extension tests: a real in-process Jupyter server via pytest-jupyter.
+"""Fixtures for the server extension tests: a real in-process Jupyter server via pytest-jupyter, and for
+the end-to-end tests a real ``jupyter server`` subprocess (``server``).
 
 pytest-jupyter's fixtures drive the server on their own loop (``jp_asyncio_loop``), which is not
 pytest-asyncio's loop; so tests here are plain functions and run coroutines with ``run``.
@@ -17,6 +18,8 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from remotemedia_nbrtc.server.extension import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.testing.jupyter import JupyterServer
+from tests.server._e2e import start_server
 
 T = TypeVar("T")
 
@@ -24,6 +27,13 @@ T = TypeVar("T")
 @pytest.fixture
 def jp_server_config() -> dict[str, Any]:
     return {"ServerApp": {"jpserver_extensions": {"remotemedia_nbrtc.server": True}}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A ``jupyter server`` subprocess with the extension (see ``_e2e.py``), one per test module."""
+    with start_server(tmp_path_factory.mktemp("jupyter")) as srv:
+        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -8,81 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
 
 from remotemedia_nbrtc.errors import TransportError
+from remotemedia_nbrtc.testing.jupyter import JupyterServer, KernelHandle
 from remotemedia_nbrtc.transport.sources import ToneSource
 from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
-from tests.server.test_kernel_e2e import Server, execute, server  # noqa: F401  (module-scoped server fixture)
+from tests.outputs import collect
+from tests.server._e2e import assert_contiguous, levels, serve_url, stream_through_fault
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVE_CODE = """
-import json
-from remotemedia_nbrtc.kernel import serve
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
-manifest = {{"version": "v1", "nodes": [
-    {{"id": "level", "node_type": "AudioLevelNode", "params": {{}}}},
-    {{"id": "spectrum", "node_type": "SpectrumNode", "params": {{"bands": 12, "min_hz": 100, "max_hz": 8000}}}}],
-    "connections": []}}
-{var} = serve(manifest, peer_config=PeerConfig(ice=IceConfig(loopback_only=True)))
-print(json.dumps({{"session_id": {var}.session_id, "ws_path": {var}.ws_path}}))
-"""
-FRAME_US = 20_000  # ToneSource frames: 20 ms, so level results' media_ts_us step by this
-
-
-class Kernel:
-    def __init__(self, srv: Server) -> None:
-        self.server = srv
-        self.id = srv.api("api/kernels", "POST", {"name": "python3"})["id"]
-        self.kc = BlockingKernelClient(connection_file=str(srv.runtime_dir / f"kernel-{self.id}.json"))
-        self.kc.load_connection_file()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=30)
-
-    def serve(self, var: str) -> str:
-        info = json.loads(execute(self.kc, SERVE_CODE.format(var=var)).strip().splitlines()[-1])
-        return self.server.url(info["ws_path"], scheme="ws")
-
-    def stop(self) -> None:
-        self.kc.stop_channels()
-        try:
-            self.server.api(f"api/kernels/{self.id}", "DELETE")
-        except OSError:
-            pass
-
 
 @pytest.fixture(scope="module")
-def kernels(server: Server) -> Iterator[list[Kernel]]:  # noqa: F811
-    started = [Kernel(server), Kernel(server)]
+def kernels(server: JupyterServer) -> Iterator[list[KernelHandle]]:
+    started = [server.start_kernel(), server.start_kernel()]
     try:
         yield started
     finally:
         for k in started:
-            k.stop()
-
-
-async def collect(client: WebSocketMediaClient, seconds: float, outs: list[dict[str, Any]]) -> None:
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        try:
-            out = await client.next_output(timeout=max(0.05, until - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        if out is None:
-            return
-        outs.append(out)
-
-
-def levels(outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in outs if o.get("node") == "level"]
+            k.shutdown()
 
 
 def peak_hz(outs: list[dict[str, Any]]) -> float:
@@ -91,24 +40,13 @@ def peak_hz(outs: list[dict[str, Any]]) -> float:
     return float(spectra[0]["bands_hz"][int(np.argmax(db))])
 
 
-def assert_contiguous(outs: list[dict[str, Any]]) -> int:
-    """Every frame up to the last result got its result, in order: nothing lost before a fault."""
-    ts = [o["media_ts_us"] for o in levels(outs)]
-    assert ts, "no results at all"
-    steps = np.diff(ts)
-    # resampling may shift a frame boundary by a millisecond, never by a whole frame
-    assert ts[0] == 0 and bool(np.all(np.abs(steps - FRAME_US) <= 2000)), ts[:5]
-    return len(ts)
-
-
-def test_audio_through_the_fallback_returns_results(server: Server, kernels: list[Kernel]) -> None:  # noqa: F811
-    url = kernels[0].serve("w1")
+def test_audio_through_the_fallback_returns_results(server: JupyterServer, kernels: list[KernelHandle]) -> None:
+    url = serve_url(kernels[0], "w1")
     source = ToneSource(440.0, amplitude=0.5, duration_s=1.0)
 
     async def scenario() -> tuple[list[dict[str, Any]], WebSocketMediaClient]:
         client = await WebSocketMediaClient.connect(url, token=server.token, audio=source, audio_rate=16000)
-        outs: list[dict[str, Any]] = []
-        await collect(client, 1.2, outs)
+        outs = await collect(client, 1.2)
         await client.close()  # media.close: the kernel drains, then answers
         await collect(client, 0.1, outs)
         return outs, client
@@ -122,20 +60,18 @@ def test_audio_through_the_fallback_returns_results(server: Server, kernels: lis
     stats = client.final_stats
     assert stats is not None and stats["seq_gaps"] == 0 and stats["bridge"]["audio_drops"] == 0
     assert server.api("remotemedia/status")["binary_dropped"] == 0
-    execute(kernels[0].kc, "w1.close()")
+    kernels[0].execute("w1.close()")
 
 
 def test_four_sessions_two_kernels_each_get_only_their_own_results(
-    server: Server, kernels: list[Kernel]  # noqa: F811
+    server: JupyterServer, kernels: list[KernelHandle]
 ) -> None:
-    urls = [kernels[0].serve("c4a"), kernels[1].serve("c4b")]
+    urls = [serve_url(kernels[0], "c4a"), serve_url(kernels[1], "c4b")]
     plan = [(urls[0], 300.0, 0.1), (urls[0], 1200.0, 0.2), (urls[1], 2500.0, 0.4), (urls[1], 5000.0, 0.8)]
 
     async def one(url: str, freq: float, amp: float) -> tuple[list[dict[str, Any]], WebSocketMediaClient]:
         client = await WebSocketMediaClient.connect(url, token=server.token, audio=ToneSource(freq, amplitude=amp))
-        outs: list[dict[str, Any]] = []
-        await collect(client, 2.0, outs)
-        return outs, client
+        return await collect(client, 2.0), client
 
     async def scenario() -> list[tuple[list[dict[str, Any]], WebSocketMediaClient]]:
         results = await asyncio.gather(*(one(*p) for p in plan))
@@ -155,24 +91,22 @@ def test_four_sessions_two_kernels_each_get_only_their_own_results(
         assert lo < freq < hi, (freq, peak_hz(outs))
         sessions.add(client.session_id)
     assert len(sessions) == 4
-    execute(kernels[0].kc, "c4a.close()")
-    execute(kernels[1].kc, "c4b.close()")
+    kernels[0].execute("c4a.close()")
+    kernels[1].execute("c4b.close()")
 
 
-def test_browser_drop_mid_stream_then_reconnect(server: Server, kernels: list[Kernel]) -> None:  # noqa: F811
-    url = kernels[1].serve("d1")
+def test_browser_drop_mid_stream_then_reconnect(server: JupyterServer, kernels: list[KernelHandle]) -> None:
+    url = serve_url(kernels[1], "d1")
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         first = await WebSocketMediaClient.connect(url, token=server.token, audio=ToneSource(440.0, amplitude=0.5))
-        before: list[dict[str, Any]] = []
-        await collect(first, 1.0, before)
+        before = await collect(first, 1.0)
         first.abort()  # the tab crashes: no media.close, no close frame
         await collect(first, 0.5, before)  # whatever was already in flight
         await first.close(drain=False)
         second = await WebSocketMediaClient.connect(url, token=server.token, audio=ToneSource(440.0, amplitude=0.5))
-        after: list[dict[str, Any]] = []
-        await collect(second, 0.8, after)
-        report = json.loads(execute(kernels[1].kc, "print(json.dumps(len(d1.endpoints())))"))
+        after = await collect(second, 0.8)
+        report = json.loads(kernels[1].execute("print(json.dumps(len(d1.endpoints())))"))
         assert report == 1  # the dropped connection's endpoint (and its session) is gone
         assert server.api("remotemedia/status")["connections"] == 1
         await second.close()
@@ -181,27 +115,18 @@ def test_browser_drop_mid_stream_then_reconnect(server: Server, kernels: list[Ke
     before, after = asyncio.run(scenario())
     assert assert_contiguous(before) >= 40
     assert len(levels(after)) >= 30 and levels(after)[0]["media_ts_us"] == 0  # a fresh session
-    execute(kernels[1].kc, "d1.close()")
+    kernels[1].execute("d1.close()")
 
 
-def test_kernel_restart_mid_stream_gives_a_clear_close(server: Server) -> None:  # noqa: F811
-    kernel = Kernel(server)
-    try:
-        url = kernel.serve("r1")
+def test_kernel_restart_mid_stream_gives_a_clear_close(server: JupyterServer) -> None:
+    with server.start_kernel() as kernel:
+        url = serve_url(kernel, "r1")
 
         async def scenario() -> tuple[list[dict[str, Any]], WebSocketMediaClient, float]:
             client = await WebSocketMediaClient.connect(url, token=server.token,
                                                         audio=ToneSource(440.0, amplitude=0.5))
-            outs: list[dict[str, Any]] = []
-            await collect(client, 1.0, outs)
-            t0 = time.monotonic()
-            await asyncio.to_thread(server.api, f"api/kernels/{kernel.id}/restart", "POST", {})
-            await collect(client, 10.0, outs)  # returns as soon as the socket closes
-            await client.wait_closed(5)
-            closed_after = time.monotonic() - t0
-            with pytest.raises(TransportError):
-                await client.call("media.stats", timeout_s=2)
-            await client.close()
+            outs, closed_after = await stream_through_fault(
+                client, server.api, f"api/kernels/{kernel.id}/restart", "POST", {}, close_within=10.0)
             return outs, client, closed_after
 
         outs, client, closed_after = asyncio.run(scenario())
@@ -215,5 +140,3 @@ def test_kernel_restart_mid_stream_gives_a_clear_close(server: Server) -> None: 
 
         with pytest.raises(TransportError, match="unknown session|4404|closed"):  # the old session is gone
             asyncio.run(reconnect())
-    finally:
-        kernel.stop()

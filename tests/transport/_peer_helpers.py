@@ -1,4 +1,4 @@
-"""Media sources and a plain aiortc client for the transport tests (loopback only)."""
+"""Media sources, a plain aiortc client and a standalone server for the transport tests (loopback only)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,17 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 LOOPBACK = IceConfig(loopback_only=True)
+
+
+async def start_server(pipeline: Any, peer: dict[str, Any] | None = None, **config: Any) -> WebRTCServer:
+    """A started standalone WebRTCServer on a free port serving ``pipeline``; loopback ICE plus ``peer`` options."""
+    server = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=LOOPBACK, **(peer or {})), **config), pipeline)
+    await server.start()
+    return server
 
 
 class ToneTrack(MediaStreamTrack):

@@ -18,14 +18,14 @@ from remotemedia_nbrtc.runtime import JsonData, Node, Pipeline, RuntimeData, Vid
 from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.ice import IceConfig
 from remotemedia_nbrtc.transport.loop_thread import LoopThread, pipeline_loop, rtc_loop
-from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import (
     SyntheticVideoSource,
     ToneBurstSource,
     ToneSource,
     decode_frame_number,
 )
+from tests.transport._peer_helpers import start_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,12 +34,6 @@ ICE = IceConfig(loopback_only=True)
 
 def manifest(*nodes: dict[str, Any]) -> dict[str, Any]:
     return {"version": "v1", "metadata": {"name": "t"}, "nodes": list(nodes), "connections": []}
-
-
-async def start_server(pipeline: Any, **kw: Any) -> WebRTCServer:
-    server = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE, **kw.pop("peer", {})), **kw), pipeline)
-    await server.start()
-    return server
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import tornado.websocket
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.transport.server import WebRTCServer
+from tests.transport._peer_helpers import start_server
 from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,8 +33,7 @@ MANIFEST = {
 
 @pytest.fixture
 async def server() -> AsyncIterator[WebRTCServer]:
-    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), max_message_bytes=OVERSIZE_LIMIT), MANIFEST)
-    await srv.start()
+    srv = await start_server(MANIFEST, max_message_bytes=OVERSIZE_LIMIT)
     yield srv
     await srv.stop()
 
@@ -113,8 +112,7 @@ async def test_fifty_malformed_messages_then_server_still_answers(server: WebRTC
 
 
 async def test_auth_token_required() -> None:
-    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), auth_token="s3cret"), MANIFEST)
-    await srv.start()
+    srv = await start_server(MANIFEST, auth_token="s3cret")
     try:
         for url in (srv.url, srv.url + "?token=wrong"):
             with pytest.raises(tornado.httpclient.HTTPClientError) as info:
@@ -128,8 +126,7 @@ async def test_auth_token_required() -> None:
 
 
 async def test_session_limit_gives_32001() -> None:
-    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE), max_sessions=1), MANIFEST)
-    await srv.start()
+    srv = await start_server(MANIFEST, max_sessions=1)
     try:
         first = await ClientPeer.connect(srv.url, ice=ICE)
         with pytest.raises(SignalingError) as info:
@@ -223,8 +220,7 @@ async def test_browser_test_page_streams_mic_to_pipeline() -> None:
         "nodes": [{"id": "lvl", "node_type": "AudioLevelNode", "params": {}}],
         "connections": [],
     }
-    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE)), level)
-    await srv.start()
+    srv = await start_server(level)
     try:
         async with playwright.async_playwright() as p:
             browser = await p.chromium.launch(

@@ -21,9 +21,9 @@ import pytest
 from remotemedia_nbrtc.errors import ConnectTimeout
 from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneSource
+from tests.transport._peer_helpers import start_server
 from tests.turnserver import TurnServer, start_turnserver
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,8 +44,7 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
 
 @pytest.fixture
 async def level_server() -> AsyncIterator[WebRTCServer]:
-    server = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=IceConfig(loopback_only=True))), LEVEL)
-    await server.start()
+    server = await start_server(LEVEL)
     yield server
     await server.stop()
 

@@ -14,8 +14,7 @@ import tornado.websocket
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneSource
 from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient, connect_media
 from remotemedia_nbrtc.transport.wsmedia import (
@@ -26,6 +25,8 @@ from remotemedia_nbrtc.transport.wsmedia import (
     pack_frame,
     unpack_frame,
 )
+from tests.outputs import collect
+from tests.transport._peer_helpers import start_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,31 +41,11 @@ MANIFEST = {
 }
 
 
-async def _server(**peer: Any) -> WebRTCServer:
-    srv = WebRTCServer(ServerConfig(port=0, peer=PeerConfig(ice=ICE, **peer)), MANIFEST)
-    await srv.start()
-    return srv
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[WebRTCServer]:
-    srv = await _server()
+    srv = await start_server(MANIFEST)
     yield srv
     await srv.stop()
-
-
-async def _collect(client: Any, seconds: float) -> list[dict[str, Any]]:
-    outs: list[dict[str, Any]] = []
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        try:
-            out = await client.next_output(timeout=max(0.05, until - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        if out is None:
-            break
-        outs.append(out)
-    return outs
 
 
 def _levels(outs: list[dict[str, Any]]) -> list[float]:
@@ -105,7 +86,7 @@ async def test_audio_reaches_pipeline_as_audio_data_and_results_return(
     client = await WebSocketMediaClient.connect(server.url, audio=source, audio_codec=codec, audio_rate=rate,
                                                 receive_audio={"sample_rate": 16000})
     try:
-        outs = await _collect(client, 1.3)
+        outs = await collect(client, 1.3)
     finally:
         await client.close()
     levels = _levels(outs)
@@ -129,7 +110,7 @@ async def test_video_frames_reach_pipeline_and_come_back(server: WebRTCServer) -
     video = SyntheticVideoSource(160, 120, fps=15, duration_s=1.5)
     client = await WebSocketMediaClient.connect(server.url, video=video, max_fps=10, receive_video=True)
     try:
-        outs = await _collect(client, 1.7)
+        outs = await collect(client, 1.7)
         stats = await client.call("media.stats")
     finally:
         await client.close()
@@ -159,13 +140,13 @@ async def test_binary_before_media_open_gets_one_error(server: WebRTCServer) -> 
 
 
 async def test_transport_setting_forces_a_path() -> None:
-    ws_only = await _server(transport="websocket")
-    rtc_only = await _server(transport="webrtc")
+    ws_only = await start_server(MANIFEST, {"transport": "websocket"})
+    rtc_only = await start_server(MANIFEST, {"transport": "webrtc"})
     try:
         path = await connect_media(ws_only.url, audio=ToneSource(440.0, amplitude=0.5), ice=ICE)
         try:
             assert path.path == "websocket" and "transport='websocket'" in path.reason
-            assert len(_levels(await _collect(path.client, 0.6))) >= 10  # the same source streams after the refusal
+            assert len(_levels(await collect(path.client, 0.6))) >= 10  # the same source streams after the refusal
             info = await path.client.call("session.info")
             assert info["transport"]["setting"] == "websocket" and info["transport"]["active"] == "websocket"
         finally:
@@ -196,7 +177,7 @@ async def test_auto_falls_back_when_udp_is_blocked(server: WebRTCServer, monkeyp
     try:
         assert 1.0 <= time.monotonic() - started < 4.0
         assert path.path == "websocket" and "within 1.0 s" in path.reason, path.reason
-        assert len(_levels(await _collect(path.client, 0.6))) >= 10
+        assert len(_levels(await collect(path.client, 0.6))) >= 10
     finally:
         await path.client.close()
     await asyncio.sleep(0.3)

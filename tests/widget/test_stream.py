@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from remotemedia_nbrtc.kernel.link import LINK_SECRET_ENV, LINK_URL_ENV
 from remotemedia_nbrtc.nodes import AudioLevel, EnergyVAD
 from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline
 from remotemedia_nbrtc.stream import PROBE_NODE_ID, live_handles, stream, with_latency_probe
@@ -79,15 +78,6 @@ def open_browser_session(handle: Any, pipeline: Any) -> Any:
 
 def display_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("remotemedia-display")]
-
-
-@pytest.fixture(autouse=True)
-def _no_link(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.delenv(LINK_URL_ENV, raising=False)
-    monkeypatch.delenv(LINK_SECRET_ENV, raising=False)
-    yield
-    for h in live_handles():
-        h.close()
 
 
 def test_without_the_server_extension_the_widget_shows_what_to_do() -> None:

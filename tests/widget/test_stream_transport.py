@@ -7,12 +7,10 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from remotemedia_nbrtc.kernel.link import LINK_SECRET_ENV, LINK_URL_ENV
-from remotemedia_nbrtc.stream import live_handles, stream
+from remotemedia_nbrtc.stream import stream
 from remotemedia_nbrtc.transport.ice import IceConfig
 from remotemedia_nbrtc.transport.peer import PeerConfig
 from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
@@ -22,15 +20,6 @@ from .test_stream import FakeServe, level_vad_pipeline
 pytestmark = pytest.mark.timeout(30)
 
 WIDGET_JS = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "widget.js"
-
-
-@pytest.fixture(autouse=True)
-def _no_link(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.delenv(LINK_URL_ENV, raising=False)
-    monkeypatch.delenv(LINK_SECRET_ENV, raising=False)
-    yield
-    for h in live_handles():
-        h.close()
 
 
 def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:

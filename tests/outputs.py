@@ -1,0 +1,22 @@
+"""Reading a media client's results (``ClientPeer`` or ``WebSocketMediaClient``) for a while, in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+
+async def collect(client: Any, seconds: float, outs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Append what ``client.next_output`` gives for ``seconds`` (or until its stream ends) to ``outs``; ``outs``."""
+    outs = [] if outs is None else outs
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            out = await client.next_output(timeout=max(0.05, until - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+        if out is None:
+            break
+        outs.append(out)
+    return outs
