@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .conftest import ARTIFACTS, JupyterServer
+from remotemedia_nbrtc.testing.jupyter import JupyterServer
+
+from .conftest import ARTIFACTS
 
 
 def write_notebook(path: Path, sources: list[str]) -> None:
