@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Any, Literal
 
+from .._compat import wait_for
 from ..errors import SessionClosedError
 from .data import ControlData, ErrorData, RuntimeData, VideoData
 from .node import Node, iter_outputs
@@ -314,7 +315,7 @@ class StreamSession:
         try:
             if timeout is None:
                 return await self._outputs.get()
-            return await asyncio.wait_for(self._outputs.get(), timeout)
+            return await wait_for(self._outputs.get(), timeout)
         except EOFError:
             return None
 

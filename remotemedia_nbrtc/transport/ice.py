@@ -14,7 +14,8 @@ What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
   A failed verification is silent: that connection simply gathers no relay candidate.
   Checked against a real coturn on 127.0.0.1 (``tests/transport/test_turn_relay.py``): relay over
   ``turn:?transport=udp``, ``turn:?transport=tcp`` and ``turns:?transport=tcp`` (verified self-signed cert).
-- **Relay-only** (``transport_policy="relay"``, aioice ``TransportPolicy.RELAY``): no host or
+- **Relay-only** (``transport_policy="relay"``, aioice ``TransportPolicy.RELAY``; needs aiortc 1.16,
+  so Python 3.11 -- aiortc 1.15 on Python 3.10 raises ``ValueError`` for it): no host or
   server-reflexive candidates are gathered, and remote host/srflx candidates are still paired (aioice
   only drops remote mDNS candidates), so a relay-only peer can reach a peer's host candidate through its
   own relay.
@@ -39,7 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+try:  # aiortc >= 1.16; 1.15 (the last release for Python 3.10) has no ICE transport policy
+    from aiortc import RTCIceTransportPolicy
+except ImportError:  # pragma: no cover - aiortc 1.15
+    RTCIceTransportPolicy = None  # type: ignore[assignment,misc]
 
 __all__ = ["LOOPBACK_ADDRESS", "IceConfig", "prepare_peer_connection"]
 
@@ -114,6 +120,10 @@ class IceConfig:
                     credential=server.get("credential"),
                 )
             )
+        if RTCIceTransportPolicy is None:
+            if self.transport_policy == "relay":
+                raise ValueError('transport_policy="relay" needs aiortc >= 1.16 (and so Python >= 3.11)')
+            return RTCConfiguration(iceServers=servers)
         policy = RTCIceTransportPolicy.RELAY if self.transport_policy == "relay" else RTCIceTransportPolicy.ALL
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 

@@ -1,6 +1,6 @@
 """Low-latency receive path: a per-receiver replacement for aiortc's jitter buffer.
 
-aiortc 1.16's ``RTCRtpReceiver`` builds ``JitterBuffer(capacity=16, prefetch=4)`` for audio: an Opus
+aiortc's (1.15, 1.16) ``RTCRtpReceiver`` builds ``JitterBuffer(capacity=16, prefetch=4)`` for audio: an Opus
 packet is released only once four later frames have arrived (about 80 ms of added delay), and video
 frames wait for the first packet of the *next* frame instead of using the RTP marker bit.
 
@@ -49,8 +49,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_AIORTC = ((1, 16), (1, 17))
-"""aiortc versions ``[low, high)`` whose receiver internals this module was verified against."""
+SUPPORTED_AIORTC = ((1, 15), (1, 17))
+"""aiortc versions ``[low, high)`` whose receiver internals this module was verified against.
+
+1.15 (the last release for Python 3.10) and 1.16 have the same ``JitterBuffer`` and the same fields and
+``_handle_rtp_packet`` jitter-buffer/decoder-queue tail used here; 1.16 only adds a PLI on decode errors."""
 
 DEFAULT_AUDIO_TARGET_MS = 10.0
 """Reorder wait for audio on loopback/LAN; raised adaptively with measured jitter."""

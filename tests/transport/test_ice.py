@@ -34,6 +34,18 @@ def test_configuration_mapping_and_fresh_credentials() -> None:
     assert IceConfig().to_rtc_configuration().iceServers == []  # never None (= Google STUN in aiortc)
 
 
+def test_relay_policy_reaches_aiortc_or_is_refused() -> None:
+    import aiortc
+
+    cfg = IceConfig(ice_servers=[{"urls": "turn:turn.example.org", "username": "u", "credential": "p"}], transport_policy="relay")
+    if hasattr(aiortc, "RTCIceTransportPolicy"):  # aiortc >= 1.16
+        assert cfg.to_rtc_configuration().iceTransportPolicy == aiortc.RTCIceTransportPolicy.RELAY
+    else:  # aiortc 1.15 (Python 3.10): no relay-only, refused rather than silently ignored
+        with pytest.raises(ValueError, match="relay"):
+            cfg.to_rtc_configuration()
+    assert IceConfig().to_rtc_configuration().iceServers == []
+
+
 def _candidate_hosts(sdp: str) -> set[str]:
     return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
 

@@ -172,6 +172,8 @@ def test_video_incomplete_frame_dropped_with_pli() -> None:
 def test_receiver_internals_present_and_version_pinned() -> None:
     """Fails loudly when aiortc changes the private receiver fields this package replaces."""
     assert aiortc_version_supported(), aiortc.__version__
+    assert aiortc_version_supported("1.15.0") and aiortc_version_supported("1.16.0")
+    assert not aiortc_version_supported("1.14.0")
     assert not aiortc_version_supported("1.17.0")
 
     async def make() -> RTCRtpReceiver:
