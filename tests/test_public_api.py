@@ -19,3 +19,11 @@ def test_runtime_does_not_import_webrtc_or_jupyter():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_transport_exports_load_lazily_and_resolve():
+    code = ("import sys, remotemedia_nbrtc.transport as t; assert 'aiortc' not in sys.modules;"
+            "assert t.__all__ == sorted(t.__all__); [getattr(t, n) for n in t.__all__];"
+            "assert 'aiortc' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

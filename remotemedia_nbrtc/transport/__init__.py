@@ -1,1 +1,41 @@
-"""WebRTC transport: aiortc lives only in this package (no aiortc import happens here)."""
+"""WebRTC transport: aiortc lives only in this package.
+
+The public names below load lazily, so ``import remotemedia_nbrtc.transport`` does not import aiortc.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClientPeer": ".client",
+    "IceConfig": ".ice",
+    "PeerConfig": ".peer",
+    "ServerConfig": ".server",
+    "ServerPeer": ".peer",
+    "SignalingEndpoint": ".endpoint",
+    "SyntheticVideoSource": ".sources",
+    "ToneBurstSource": ".sources",
+    "ToneSource": ".sources",
+    "VideoFileSource": ".sources",
+    "WavFileSource": ".sources",
+    "WebRTCServer": ".server",
+    "WebSocketMediaClient": ".wsclient",
+    "connect_media": ".wsclient",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
