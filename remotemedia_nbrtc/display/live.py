@@ -86,7 +86,29 @@ def text_of(item: Any) -> tuple[str, bool] | None:
     return None
 
 
-class LiveText:
+class _ThrottledView:
+    """A view that marks itself dirty on new data and pushes at most ``max_fps`` updates a second."""
+
+    _throttle: Throttle
+    _dirty: bool
+
+    def tick(self) -> bool:
+        """Push a pending update if the rate limit allows; True if one was pushed."""
+        if not self._dirty or not self._throttle.ready():
+            return False
+        self._push()
+        return True
+
+    def flush(self) -> None:
+        """Push a pending update now."""
+        if self._dirty:
+            self._push()
+
+    def _push(self) -> None:
+        raise NotImplementedError
+
+
+class LiveText(_ThrottledView):
     """Recent text lines plus the current partial line, shown live.
 
     ``sink(lines, partial)`` receives the state (default: an ``ipywidgets.HTML`` in :attr:`widget`).
@@ -125,18 +147,6 @@ class LiveText:
         with self._lock:
             return "\n".join(self.lines)
 
-    def tick(self) -> bool:
-        """Push a pending update if the rate limit allows; True if one was pushed."""
-        if not self._dirty or not self._throttle.ready():
-            return False
-        self._push()
-        return True
-
-    def flush(self) -> None:
-        """Push a pending update now."""
-        if self._dirty:
-            self._push()
-
     def _push(self) -> None:
         with self._lock:
             lines, partial, self._dirty = list(self.lines), self.partial, False
@@ -168,7 +178,7 @@ def render_text_html(lines: Sequence[str], partial: str) -> str:
     return f"<div class='rm-live-text' style='font-family:monospace'>{body}</div>"
 
 
-class LivePlot:
+class LivePlot(_ThrottledView):
     """A scrolling plot of numeric JSON fields over the last ``window_s`` seconds.
 
     ``fields``: the numeric fields to draw as lines (``None``: every numeric field seen, e.g. a level
@@ -253,18 +263,6 @@ class LivePlot:
             return points[-1][1] if points else None
 
     # -- rendering -------------------------------------------------------------------------
-    def tick(self) -> bool:
-        """Render and push a frame if new data waits and the rate limit allows; True if pushed."""
-        if not self._dirty or not self._throttle.ready():
-            return False
-        self._push()
-        return True
-
-    def flush(self) -> None:
-        """Render and push now if new data waits."""
-        if self._dirty:
-            self._push()
-
     def _push(self) -> None:
         png = self.render_png()
         self.frames += 1
