@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import BURST_MS, ICE, LEVEL_THRESHOLD_DBFS, PERIOD_MS, Run, burst_latencies
+from latency import BURST_MS, ICE, LEVEL_THRESHOLD_DBFS, PERIOD_MS, Run, _collect_ours, burst_latencies
 from report import write_section
 from servers import MANIFESTS, JupyterKernel
 
@@ -48,18 +48,13 @@ async def one(kernel: JupyterKernel, name: str, options: dict[str, Any], duratio
             client = await WebSocketMediaClient.connect(kernel.ws_url, token=kernel.token, audio=source, **options)
         connected = now_us()
         run.connected_ms = (connected - t0) / 1000
+        outputs: list[tuple[int, dict[str, Any]]] = []
+        await _collect_ours(client, outputs, time.monotonic() + duration)
         hits: list[tuple[int, bool]] = []
-        until = time.monotonic() + duration
-        while time.monotonic() < until:
-            try:
-                msg = await client.next_output(timeout=max(0.05, until - time.monotonic()))
-            except (asyncio.TimeoutError, TimeoutError):
-                continue
-            if msg is None:
-                break
+        for recv_us, msg in outputs:
             value = msg.get("value")
             if msg.get("type") == "json" and isinstance(value, dict) and value.get("kind") == "level":
-                hits.append((msg["recv_us"], value["rms_dbfs"] > LEVEL_THRESHOLD_DBFS))
+                hits.append((recv_us, value["rms_dbfs"] > LEVEL_THRESHOLD_DBFS))
         end = now_us()
         if name != "webrtc":
             stats = await client.call("media.stats")
