@@ -91,6 +91,8 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine itself raised TimeoutError (the same class since 3.11)
+                raise
             future.cancel()
             raise TimeoutError(f"coroutine on {self.name!r} did not finish within {timeout} s") from None
 

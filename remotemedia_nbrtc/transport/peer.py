@@ -23,6 +23,8 @@ from ..errors import ConnectTimeout, SignalingError
 from ..runtime import AudioData, PipelineRunner, RuntimeData, VideoData
 from .bridge import SessionBridge
 from .datachannel import DataChannelLink
+from .dcaudio import LABEL as AUDIO_CHANNEL_LABEL
+from .dcaudio import DataChannelAudio
 from .ice import IceConfig, prepare_peer_connection
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
 from .stagetrace import StageTrace, trace_from_env
@@ -144,6 +146,7 @@ class ServerPeer:
         self.audio_track: PipelineAudioTrack | None = None
         self.video_track: PipelineVideoTrack | None = None
         self.datachannel: DataChannelLink
+        self.dc_audio: DataChannelAudio
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.unrouted_outputs = 0
@@ -170,9 +173,10 @@ class ServerPeer:
         self.bridge = await SessionBridge.create(pipeline, on_output=self._on_output, runner=runner, trace=self.trace)
         self.session_id = self.bridge.session_id
         self._audio_format = self.bridge.session.audio_input
+        self.dc_audio = DataChannelAudio(self.bridge.send_audio, self._audio_format)
         self.pc = RTCPeerConnection(config.ice.to_rtc_configuration())
         self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self.datachannel.attach)
+        self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
         return self
 
@@ -308,6 +312,12 @@ class ServerPeer:
         )
         self._readers.append(reader.start())
 
+    def _on_datachannel(self, channel: Any) -> None:
+        if channel.label == AUDIO_CHANNEL_LABEL:
+            self.dc_audio.attach(channel)  # audio both ways on this channel (see .dcaudio)
+        else:
+            self.datachannel.attach(channel)
+
     def _on_data_input(self, data: RuntimeData) -> None:
         self.bridge.send_data(data)
 
@@ -315,6 +325,9 @@ class ServerPeer:
         if self._closed:
             return
         if isinstance(data, AudioData):
+            if self.dc_audio.active:
+                self.dc_audio.push(data)
+                return
             if self.audio_track is not None:
                 self.audio_track.push(data)
                 return
@@ -365,6 +378,7 @@ class ServerPeer:
             if track is not None:
                 track.stop()
         self.datachannel.close()
+        self.dc_audio.close()
         try:
             await self.pc.close()  # stops receivers: joins their decoder threads
         except Exception:
@@ -405,6 +419,8 @@ class ServerPeer:
         }
         if self.audio_track is not None:
             out["audio_out"] = self.audio_track.stats()
+        if self.dc_audio.channel is not None or self.dc_audio.error:
+            out["dc_audio"] = self.dc_audio.stats()
         if self.video_track is not None:
             v = self.video_track
             out["video_out"] = {"frames_in": v.frames_in, "frames_sent": v.frames_sent, "drops": v.drops}

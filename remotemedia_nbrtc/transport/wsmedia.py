@@ -96,6 +96,8 @@ __all__ = [
     "KIND_DATA",
     "KIND_VIDEO",
     "MediaFormats",
+    "PayloadAudioDecoder",
+    "Pcm16Encoder",
     "WebSocketMediaPeer",
     "negotiate",
     "pack_frame",
@@ -210,8 +212,11 @@ def negotiate(params: dict[str, Any]) -> MediaFormats:
     return formats
 
 
-class _AudioDecoder:
-    """pcm16 / Opus payloads -> ``av.AudioFrame`` with running pts (as aiortc's decoder gives)."""
+class PayloadAudioDecoder:
+    """pcm16 / Opus payloads -> ``av.AudioFrame`` with running pts (as aiortc's decoder gives).
+
+    ``fmt``: ``{"codec": "pcm16" | "opus", "sample_rate": int, "channels": 1 | 2}`` (see :func:`negotiate`).
+    """
 
     def __init__(self, fmt: dict[str, Any]) -> None:
         self.codec = fmt["codec"]
@@ -242,6 +247,29 @@ class _AudioDecoder:
             frame.time_base = fractions.Fraction(1, frame.sample_rate)
             self._pts += frame.samples
         return frames
+
+
+class Pcm16Encoder:
+    """Pipeline audio -> little-endian pcm16 mono bytes at ``rate`` (channels averaged; one persistent
+    ``av.AudioResampler`` when the pipeline's rate differs)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._resampler: Any = None
+        self._resampler_rate: int | None = None
+
+    def encode(self, data: AudioData) -> bytes:
+        mono = data.samples.mean(axis=1) if data.channels > 1 else data.samples[:, 0]
+        if data.sample_rate != self.rate:
+            if self._resampler is None or self._resampler_rate != data.sample_rate:
+                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+                self._resampler_rate = data.sample_rate
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, np.float32).reshape(1, -1),
+                                               format="flt", layout="mono")
+            frame.sample_rate = data.sample_rate
+            parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+            mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 class _VideoDecoder:
@@ -290,7 +318,7 @@ class WebSocketMediaPeer:
         self._send_text: SendText
         self._send_binary: SendBinary
         self._normalizer: AudioNormalizer | None = None
-        self._audio_dec: _AudioDecoder | None = None
+        self._audio_dec: PayloadAudioDecoder | None = None
         self._video_dec: _VideoDecoder | None = None
         self._video_format: str | None = None
         self._video_slot: tuple[int, int, bytes] | None = None
@@ -303,8 +331,7 @@ class WebSocketMediaPeer:
         self._out_video: VideoData | None = None
         self._out_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
-        self._out_resampler: Any = None
-        self._out_resampler_rate: int | None = None
+        self._pcm_out: Pcm16Encoder | None = None
         self._jpeg = _JpegEncoder()
         self._last_video_out = 0.0
         self._seq_out = {KIND_AUDIO: 0, KIND_VIDEO: 0, KIND_DATA: 0}
@@ -342,7 +369,7 @@ class WebSocketMediaPeer:
         self.session_id = self.bridge.session_id
         audio_format: AudioFormat | None = self.bridge.session.audio_input
         if formats.audio is not None:
-            self._audio_dec = _AudioDecoder(formats.audio)
+            self._audio_dec = PayloadAudioDecoder(formats.audio)
             self._normalizer = AudioNormalizer(audio_format)
         if formats.video is not None:
             self._video_dec = _VideoDecoder(formats.video)
@@ -492,23 +519,14 @@ class WebSocketMediaPeer:
 
     def _queue_audio(self, data: AudioData) -> None:
         assert self.formats.audio_out is not None
-        rate = self.formats.audio_out["sample_rate"]
-        mono = data.samples.mean(axis=1) if data.channels > 1 else data.samples[:, 0]
-        if data.sample_rate != rate:
-            if self._out_resampler is None or self._out_resampler_rate != data.sample_rate:
-                self._out_resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-                self._out_resampler_rate = data.sample_rate
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, np.float32).reshape(1, -1),
-                                               format="flt", layout="mono")
-            frame.sample_rate = data.sample_rate
-            parts = [f.to_ndarray().reshape(-1) for f in self._out_resampler.resample(frame)]
-            mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        if mono.size == 0:
+        if self._pcm_out is None:
+            self._pcm_out = Pcm16Encoder(self.formats.audio_out["sample_rate"])
+        pcm = self._pcm_out.encode(data)
+        if not pcm:
             return
-        pcm = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
         ts = data.timestamp_us if data.timestamp_us is not None else wall_us()
         self._out_audio.append((ts, pcm))
-        limit = int(AUDIO_OUT_MAX_S * rate * 2)
+        limit = int(AUDIO_OUT_MAX_S * self._pcm_out.rate * 2)
         while sum(len(p) for _, p in self._out_audio) > limit and len(self._out_audio) > 1:
             self._out_audio.popleft()
             self.counters["audio_out_drops"] += 1
