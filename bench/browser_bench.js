@@ -104,6 +104,14 @@
     onTrack(ev) {
       if (ev.track.kind !== "audio" || !this.ctx) return;
       const src = this.ctx.createMediaStreamSource(new MediaStream([ev.track]));
+      this.detectOnsets(src);
+    },
+
+    // audio_transport="datachannel": the widget plays returned audio from its own worklet in our context
+    audioContext() { return this.ctx; },
+    onPlayout(node) { this.detectOnsets(node); },
+
+    detectOnsets(src) {
       const node = new AudioWorkletNode(this.ctx, "rm-onset", { processorOptions: { threshold: this.echoThreshold } });
       node.port.onmessage = (e) => this.onsets.push(e.data);
       const mute = this.ctx.createGain();

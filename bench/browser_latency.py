@@ -131,7 +131,7 @@ def send_pattern():
 
 pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
-h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER)
+h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT)
 h''',
     "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern()}, default=str))",
     "h.close(); print('closed')",
@@ -303,11 +303,12 @@ def run_baseline(context: Any, log_dir: Path, n_bursts: int, n_connects: int, ji
 
 
 def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitter_ms: float | None,
-               track_kw: dict[str, Any] | None = None, peer_kw: dict[str, Any] | None = None) -> Result:
-    res = Result("ours")
+               track_kw: dict[str, Any] | None = None, peer_kw: dict[str, Any] | None = None,
+               audio_transport: str = "rtp") -> Result:
+    res = Result("ours" if audio_transport == "rtp" else f"ours ({audio_transport})")
     root = Path(tempfile.mkdtemp(prefix="rm-browser-bench-", dir=log_dir))
     cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)).replace("TRACKKW", repr(track_kw))
-             .replace("PEERKW", repr(peer_kw or {})),
+             .replace("PEERKW", repr(peer_kw or {})).replace("AUDIOTRANSPORT", repr(audio_transport)),
              *NOTEBOOK_CELLS[1:]]
     write_notebook(root / "bench.ipynb", cells)
     server = start_server(root, "lab")
@@ -402,48 +403,64 @@ def verdict(value: float | None, target: float) -> str:
     return "-" if value is None else ("met" if value <= target else "missed")
 
 
-def table(ours: Result, base: Result) -> str:
+def _short(r: Result) -> str:
+    return r.impl.split("(")[1].rstrip(")") if "(" in r.impl else "rtp"
+
+
+def table(runs: list[Result], base: Result) -> str:
+    """One column per widget run (RTP audio, data-channel audio), then plain aiortc, target, reference."""
+
     def missed(r: Result, kind: str) -> str:
         m = r.missed_burst if kind == "burst" else r.missed_echo
         return f" ({m}/{r.bursts} missed)" if m else ""
 
-    ob, oe, oc = _p50(ours.burst_ms), _p50(ours.echo_ms), _med(ours.connect_ms[1:] or ours.connect_ms)
-    rows = [
-        ("**burst -> result on the page**, p50 / p95 ms", _pct(ours.burst_ms) + missed(ours, "burst"),
-         _pct(base.burst_ms) + missed(base, "burst"), f"<= 20 ({verdict(ob, 20)})", REFERENCE["burst"]),
-        ("- page -> server receive", _pct(ours.up_ms), _pct(base.up_ms) + " (incl. its pipeline)", "", ""),
-        ("- server receive -> result sent (bridge + node + bridge)", _pct(ours.pipe_ms), "(in the line above)", "", ""),
-        ("- result sent -> on the page (data channel)", _pct(ours.down_ms), _pct(base.down_ms), "", ""),
-        ("**echo round trip (AudioContext clock)**, p50 / p95 ms", _pct(ours.echo_ms) + missed(ours, "echo"),
-         _pct(base.echo_ms) + missed(base, "echo"), f"<= 50 ({verdict(oe, 50)})", REFERENCE["echo"]),
-        ("- server receive -> echo onset heard on the page", _pct(ours.echo_back_ms), "-", "", ""),
-        ("**createOffer -> first frame at the pipeline**, ms: median warm (cold)", _connect(ours), _connect(base),
-         f"<= 100 ({verdict(oc, 100)})", REFERENCE["connect"]),
+    def target(limit: float, value: Any) -> str:
+        return f"<= {limit:.0f} (" + ", ".join(f"{_short(r)} {verdict(value(r), limit)}" for r in runs) + ")"
+
+    def connect_p50(r: Result) -> float | None:
+        return _med(r.connect_ms[1:] or r.connect_ms)
+
+    def jb(x: Result) -> str:
+        rs = x.receiver or {}
+        if not rs.get("jb_emitted"):
+            return "- (no RTP audio received)" if _short(x) == "datachannel" else "-"
+        return f"{rs.get('jitter_buffer_target')} / {1000 * rs['jb_delay_s'] / rs['jb_emitted']:.1f} / {rs['jb_emitted']}"
+
+    def marks(r: Result) -> str:
+        return " / ".join(_mark(r, k) for k in ("answer", "connected", "dc_open"))
+
+    rows: list[tuple[str, list[str], str, str, str]] = [
+        ("**burst -> result on the page**, p50 / p95 ms", [_pct(r.burst_ms) + missed(r, "burst") for r in runs],
+         _pct(base.burst_ms) + missed(base, "burst"), target(TARGETS["burst"], lambda r: _p50(r.burst_ms)),
+         REFERENCE["burst"]),
+        ("- page -> server receive", [_pct(r.up_ms) for r in runs], _pct(base.up_ms) + " (incl. its pipeline)", "", ""),
+        ("- server receive -> result sent (bridge + node + bridge)", [_pct(r.pipe_ms) for r in runs],
+         "(in the line above)", "", ""),
+        ("- result sent -> on the page (data channel)", [_pct(r.down_ms) for r in runs], _pct(base.down_ms), "", ""),
+        ("**echo round trip (AudioContext clock)**, p50 / p95 ms", [_pct(r.echo_ms) + missed(r, "echo") for r in runs],
+         _pct(base.echo_ms) + missed(base, "echo"), target(TARGETS["echo"], lambda r: _p50(r.echo_ms)),
+         REFERENCE["echo"]),
+        ("- server receive -> echo onset heard on the page", [_pct(r.echo_back_ms) for r in runs], "-", "", ""),
+        ("**createOffer -> first frame at the pipeline**, ms: median warm (cold)", [_connect(r) for r in runs],
+         _connect(base), target(TARGETS["connect"], connect_p50), REFERENCE["connect"]),
         ("- createOffer -> answer applied / ICE connected / data channel open, ms (median)",
-         " / ".join(_mark(ours, k) for k in ("answer", "connected", "dc_open")),
-         " / ".join(_mark(base, k) for k in ("answer", "connected", "dc_open")) +
-         f" (complete gathering at {_mark(base, 'gathered')})", "", ""),
+         [marks(r) for r in runs], marks(base) + f" (complete gathering at {_mark(base, 'gathered')})", "", ""),
+        ("browser receive jitter buffer: target set / avg delay ms / emitted", [jb(r) for r in runs], jb(base), "",
+         "Chrome held about 34 ms"),
+        ("clock alignment: best ping RTT / drift over the run, ms",
+         [f"{_f(r.clock.get('best_rtt_ms'))} / {_f(r.clock.get('drift_ms'))}" for r in runs],
+         f"{_f(base.clock.get('best_rtt_ms'))} / {_f(base.clock.get('drift_ms'))}", "", ""),
     ]
-    for label, r in (("browser receive jitter buffer: target set / avg delay ms / emitted", None),):
-        def jb(x: Result) -> str:
-            rs = x.receiver or {}
-            if not rs.get("jb_emitted"):
-                return "-"
-            return (f"{rs.get('jitter_buffer_target')} / {1000 * rs['jb_delay_s'] / rs['jb_emitted']:.1f} / "
-                    f"{rs['jb_emitted']}")
-        rows.append((label, jb(ours), jb(base), "", "Chrome held about 34 ms"))
-    rows.append(("clock alignment: best ping RTT / drift over the run, ms",
-                 f"{_f(ours.clock.get('best_rtt_ms'))} / {_f(ours.clock.get('drift_ms'))}",
-                 f"{_f(base.clock.get('best_rtt_ms'))} / {_f(base.clock.get('drift_ms'))}", "", ""))
-    lines = ["| figure | ours: widget in JupyterLab + kernel | plain aiortc + minimal page (same run) | target "
-             "| reference (plain aiortc, elsewhere) |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    heads = " | ".join(f"ours: widget in JupyterLab + kernel, audio_transport={_short(r)!r}" for r in runs)
+    lines = [f"| figure | {heads} | plain aiortc + minimal page (same run) | target | reference (plain aiortc, elsewhere) |",
+             "|---" * (4 + len(runs)) + "|"]
+    lines += [f"| {a} | {' | '.join(b)} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     return "\n".join(lines)
 
 
-def details(ours: Result, base: Result) -> str:
+def details(runs: list[Result], base: Result) -> str:
     out = []
-    for r in (base, ours):
+    for r in (base, *runs):
         line = (f"- **{r.impl}**: bursts counted {r.bursts}, level results {len(r.burst_ms)}, echoes {len(r.echo_ms)}; "
                 f"connect marks (ms after createOffer) {r.connect_marks}; page receiver {r.receiver}")
         if r.error:
@@ -454,9 +471,13 @@ def details(ours: Result, base: Result) -> str:
         elif isinstance(r.server, dict):
             peers = r.server.get("peers") or [{}]
             p = peers[-1] or {}
-            keep = {k: p.get(k) for k in ("jitter", "bridge", "datachannel", "audio_out") if k in p}
+            keep = {k: p.get(k) for k in ("jitter", "bridge", "datachannel", "audio_out", "dc_audio") if k in p}
             out.append(f"  kernel peer (last connection): {keep}")
-            out.append(f"  returned audio, frame hand-off intervals over the whole run: {r.server.get('send_pattern')}")
+            dc = (r.server.get("browser") or {}).get("dc_audio")
+            if dc:
+                out.append(f"  widget data-channel audio (last connection): {dc}")
+            else:
+                out.append(f"  returned audio, frame hand-off intervals over the whole run: {r.server.get('send_pattern')}")
     return "\n".join(out)
 
 
@@ -473,6 +494,8 @@ def main() -> int:
     parser.add_argument("--peer-kw", help="diagnostic: JSON PeerConfig audio settings for the widget's peer, e.g. "
                         "'{\"audio_out_pacing\": \"immediate\", \"audio_ptime_ms\": null, \"audio_out_frame_ms\": 20}'")
     parser.add_argument("--opus-ptime", type=int, help="diagnostic: add a=ptime:N to the answers (both pages)")
+    parser.add_argument("--audio-transport", nargs="+", default=["rtp", "datachannel"],
+                        choices=["rtp", "datachannel"], help="widget runs, one per audio_transport (default: both)")
     parser.add_argument("--skip-baseline", action="store_true", help="diagnostic: only the widget")
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch results.md")
     args = parser.parse_args()
@@ -498,15 +521,20 @@ def main() -> int:
             base = (Result("baseline", error="skipped") if args.skip_baseline else
                     run_baseline(context, log_dir, n_bursts, n_connects, args.baseline_jitter_ms))
             print(f"  burst {_pct(base.burst_ms)}  echo {_pct(base.echo_ms)}  connect {_connect(base)}", flush=True)
-            print(f"ours: widget in JupyterLab, jitterBufferTarget {jitter} ms ...", flush=True)
-            ours = run_widget(context, log_dir, n_bursts, n_connects, jitter, json.loads(args.track_kw or "{}"),
-                              json.loads(args.peer_kw or "{}"))
-            print(f"  burst {_pct(ours.burst_ms)}  echo {_pct(ours.echo_ms)}  connect {_connect(ours)}", flush=True)
+            runs = []
+            for transport in args.audio_transport:
+                print(f"ours: widget in JupyterLab, audio_transport={transport!r}, jitterBufferTarget {jitter} ms ...",
+                      flush=True)
+                ours = run_widget(context, log_dir, n_bursts, n_connects, jitter, json.loads(args.track_kw or "{}"),
+                                  json.loads(args.peer_kw or "{}"), transport)
+                print(f"  burst {_pct(ours.burst_ms)}  echo {_pct(ours.echo_ms)}  connect {_connect(ours)}", flush=True)
+                runs.append(ours)
         finally:
             browser.close()
-    text = table(ours, base)
-    print("\n" + text + "\n\n" + details(ours, base) + f"\n\nlogs: {log_dir}; {time.monotonic() - started:.0f} s")
-    (log_dir / "raw.json").write_text(json.dumps({"ours": ours.__dict__, "baseline": base.__dict__}, default=str))
+    text = table(runs, base)
+    print("\n" + text + "\n\n" + details(runs, base) + f"\n\nlogs: {log_dir}; {time.monotonic() - started:.0f} s")
+    (log_dir / "raw.json").write_text(json.dumps({"ours": [r.__dict__ for r in runs], "baseline": base.__dict__},
+                                                 default=str))
     body = (
         f"Headless Chromium ({_chromium_version()}), one page per server, {n_bursts} bursts of 20 ms 880 Hz "
         f"(amplitude 0.5) every {PERIOD_MS} ms plus a random 0-20 ms phase, each started at an exact "
@@ -530,14 +558,14 @@ def main() -> int:
         "received frame (ours: the pipeline node's first input; baseline: first `track.recv()`). Reference: the "
         "issue's plain-aiortc figures in headless Chromium 156, measured elsewhere (in brackets: with the "
         "server's receive path released on arrival).\n\n"
-        + text + "\n\n### Details\n\n" + details(ours, base)
+        + text + "\n\n### Details\n\n" + details(runs, base)
     )
     diagnostic = args.track_kw or args.peer_kw or args.opus_ptime or args.skip_baseline
-    if not args.no_write and not diagnostic and not (ours.error and not ours.burst_ms):
+    if not args.no_write and not diagnostic and not any(r.error and not r.burst_ms for r in runs):
         cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python bench/browser_latency.py"
                + (" --quick" if args.quick else ""))
         write_section("Browser latency (headless Chromium)", body, command=cmd)
-    return 0 if not (ours.error or base.error) else 1
+    return 0 if not (any(r.error for r in runs) or base.error) else 1
 
 
 def _chromium_version() -> str:

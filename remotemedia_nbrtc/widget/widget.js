@@ -238,7 +238,7 @@ class RmCapture extends AudioWorkletProcessor {
     return true;
   }
 }
-registerProcessor("rm-capture", RmCapture);
+try { registerProcessor("rm-capture", RmCapture); } catch (e) { /* already registered in this context */ }
 `;
 
 async function opusSupported(rate) {
@@ -307,8 +307,7 @@ class WsMediaLink {
 
   // -- sending ---------------------------------------------------------------------------------
   async startAudio(codec, rate) {
-    const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "application/javascript" }));
-    try { await this.ctx.audioWorklet.addModule(url); } finally { URL.revokeObjectURL(url); }
+    await addWorklet(this.ctx, CAPTURE_WORKLET);
     if (this.closed) return;
     const frame = Math.round(rate * WS_FRAME_MS / 1000);
     if (codec === "opus") {
@@ -344,12 +343,7 @@ class WsMediaLink {
       data.close();
       return;
     }
-    const pcm = new Int16Array(samples.length);
-    for (let i = 0; i < samples.length; i++) {
-      const v = Math.max(-1, Math.min(1, samples[i]));
-      pcm[i] = v < 0 ? v * 32768 : v * 32767;
-    }
-    this.queueAudio(pcm, ts);
+    this.queueAudio(floatToPcm16(samples), ts);
   }
 
   queueAudio(payload, ts) {
@@ -496,6 +490,248 @@ class WsMediaLink {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Low-latency audio on a data channel (audio_transport="datachannel"; kernel side: transport/dcaudio.py)
+// ---------------------------------------------------------------------------------------------
+
+const DC_AUDIO_LABEL = "rm-audio";
+const DC_AUDIO_RATE = 48000;
+const DC_AUDIO_HIGH_WATER = 64 * 1024;  // bytes the channel may hold unsent; beyond it captured frames are dropped, counted
+const DC_PLAYOUT_TRIM_ABOVE_MS = 30;    // a standing backlog this far above the margin for 1 s is skipped (counted)
+
+// Plays returned pcm16 from a ring buffer with the smallest margin that does not run dry: it starts with
+// `marginMs`, grows by one render quantum at each underrun (up to 100 ms) and shrinks back after 10 calm
+// seconds; a backlog that never drained for a whole second is skipped (a stall upstream, or clock drift).
+const PLAYOUT_WORKLET = `
+class RmPlayout extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const o = options.processorOptions;
+    this.cap = Math.round(sampleRate * o.capacityS);
+    this.ring = new Float32Array(this.cap);
+    this.r = 0;
+    this.n = 0;
+    this.floor = Math.round(sampleRate * o.marginMs / 1000);
+    this.margin = this.floor;
+    this.maxMargin = Math.round(sampleRate * 0.1);
+    this.trimAbove = Math.round(sampleRate * o.trimAboveMs / 1000);
+    this.playing = false;
+    this.minLevel = Infinity;
+    this.windowLeft = sampleRate;
+    this.reportLeft = sampleRate / 4;
+    this.calm = 0;
+    this.s = { received: 0, played: 0, underruns: 0, trimmed: 0, overflow: 0 };
+    this.port.onmessage = (e) => this.push(e.data);
+  }
+  push(pcm) {
+    this.s.received += pcm.length;
+    for (let i = 0; i < pcm.length; i++) {
+      if (this.n === this.cap) { this.r = (this.r + 1) % this.cap; this.n--; this.s.overflow++; }
+      this.ring[(this.r + this.n) % this.cap] = pcm[i] / 32768;
+      this.n++;
+    }
+  }
+  process(inputs, outputs) {
+    const out = outputs[0][0], len = out.length;
+    if (!this.playing && this.n >= len + this.margin) this.playing = true;
+    if (this.playing) {
+      if (this.n < this.minLevel) this.minLevel = this.n;
+      const k = Math.min(len, this.n);
+      for (let i = 0; i < k; i++) out[i] = this.ring[(this.r + i) % this.cap];
+      this.r = (this.r + k) % this.cap;
+      this.n -= k;
+      this.s.played += k;
+      if (k < len) {
+        this.s.underruns++;
+        this.playing = false;
+        this.calm = 0;
+        this.margin = Math.min(this.maxMargin, this.margin + len);
+      }
+    }
+    if ((this.windowLeft -= len) <= 0) {
+      this.windowLeft = sampleRate;
+      const excess = this.minLevel - len - this.margin;
+      if (this.playing && excess > this.trimAbove) {
+        this.r = (this.r + excess) % this.cap;
+        this.n -= excess;
+        this.s.trimmed += excess;
+      }
+      this.minLevel = Infinity;
+      if (++this.calm >= 10 && this.margin > this.floor) { this.margin = Math.max(this.floor, this.margin - len); this.calm = 0; }
+    }
+    if ((this.reportLeft -= len) <= 0) {
+      this.reportLeft = sampleRate / 4;
+      this.port.postMessage({ ...this.s, level: this.n, margin: this.margin, playing: this.playing });
+    }
+    return true;
+  }
+}
+try { registerProcessor("rm-playout", RmPlayout); } catch (e) { /* already registered in this context */ }
+`;
+
+const workletModules = new WeakMap();  // AudioContext -> Set of module sources already added
+
+async function addWorklet(ctx, source) {
+  let done = workletModules.get(ctx);
+  if (!done) workletModules.set(ctx, (done = new Set()));
+  if (done.has(source)) return;
+  const url = URL.createObjectURL(new Blob([source], { type: "application/javascript" }));
+  try { await ctx.audioWorklet.addModule(url); } finally { URL.revokeObjectURL(url); }
+  done.add(source);
+}
+
+/** The browser side of data-channel audio: captured chunks -> pcm16 -> channel; channel -> playout worklet.
+ *  Capture reads the track's own 10 ms chunks with MediaStreamTrackProcessor where the browser has it (Chrome:
+ *  about 10 ms sooner than through a MediaStreamAudioSourceNode, whose FIFO holds ~20 ms), else 128-sample
+ *  quanta from an AudioWorklet. */
+class DcAudioLink {
+  constructor(pc, stream, opts) {
+    this.stream = stream;
+    this.opts = opts;  // {marginMs, ctx (shared AudioContext or null), onPlayout}
+    this.channel = pc.createDataChannel(DC_AUDIO_LABEL, { ordered: false, maxRetransmits: 0,
+      protocol: "pcm16/" + DC_AUDIO_RATE });
+    this.channel.binaryType = "arraybuffer";
+    this.channel.onmessage = (ev) => this.onMessage(ev.data);
+    this.ctx = null;
+    this.ownsCtx = false;
+    this.nodes = [];
+    this.playout = null;
+    this.seq = 0;
+    this.nextIn = null;
+    this.closed = false;
+    this.play = null;
+    this.counters = { frames_sent: 0, send_drops: 0, frames_received: 0, lost: 0, late: 0 };
+    this.capture = null;  // "track-processor" | "worklet"
+    this.reader = null;
+    this.ready = this.start();
+  }
+
+  async start() {
+    this.ctx = this.opts.ctx || new AudioContext({ latencyHint: "interactive", sampleRate: DC_AUDIO_RATE });
+    this.ownsCtx = !this.opts.ctx;
+    if (this.ctx.sampleRate !== DC_AUDIO_RATE) throw new Error("the browser would not run audio at " + DC_AUDIO_RATE + " Hz");
+    if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
+    await addWorklet(this.ctx, CAPTURE_WORKLET);
+    await addWorklet(this.ctx, PLAYOUT_WORKLET);
+    if (this.closed) return;
+    const track = this.stream.getAudioTracks()[0];
+    const settings = track.getSettings ? track.getSettings() : {};
+    if (typeof MediaStreamTrackProcessor === "function" && settings.sampleRate === DC_AUDIO_RATE) this.readTrack(track);
+    else this.captureWithWorklet();
+    const playout = new AudioWorkletNode(this.ctx, "rm-playout", { numberOfInputs: 0, numberOfOutputs: 1,
+      outputChannelCount: [1], processorOptions: { capacityS: 2, marginMs: this.opts.marginMs || 0,
+        trimAboveMs: DC_PLAYOUT_TRIM_ABOVE_MS } });
+    playout.port.onmessage = (ev) => { this.play = ev.data; };
+    playout.connect(this.ctx.destination);
+    this.playout = playout;
+    this.nodes.push(playout);
+    if (this.opts.onPlayout) this.opts.onPlayout(playout);
+  }
+
+  captureWithWorklet() {
+    this.capture = "worklet";
+    const src = this.ctx.createMediaStreamSource(new MediaStream(this.stream.getAudioTracks()));
+    const capture = new AudioWorkletNode(this.ctx, "rm-capture", { numberOfInputs: 1, numberOfOutputs: 0,
+      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame: 128 } });
+    capture.port.onmessage = (ev) => this.onCapture(ev.data);
+    src.connect(capture);
+    this.nodes.push(src, capture);
+  }
+
+  async readTrack(track) {
+    this.capture = "track-processor";
+    const reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
+    this.reader = reader;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.closed) { if (value) value.close(); break; }
+        if (value.sampleRate !== DC_AUDIO_RATE) {  // the track changed rate: let the AudioContext resample
+          value.close();
+          reader.cancel().catch(() => {});
+          if (!this.closed) this.captureWithWorklet();
+          return;
+        }
+        const n = value.numberOfFrames, chs = value.numberOfChannels;
+        const mono = new Float32Array(n);
+        const plane = chs > 1 ? new Float32Array(n) : mono;
+        for (let c = 0; c < chs; c++) {
+          value.copyTo(plane, { planeIndex: c, format: "f32-planar" });
+          if (chs > 1) for (let i = 0; i < n; i++) mono[i] += plane[i] / chs;
+        }
+        value.close();
+        this.onCapture(mono);
+      }
+    } catch (e) { /* track ended or reader cancelled */ }
+  }
+
+  onCapture(samples) {
+    const ch = this.channel;
+    if (this.closed || ch.readyState !== "open") return;
+    const ts = wallUs() - Math.round(samples.length * 1e6 / DC_AUDIO_RATE);
+    const frame = packFrame(KIND_AUDIO, this.seq++, ts, floatToPcm16(samples));
+    if (ch.bufferedAmount > DC_AUDIO_HIGH_WATER) { this.counters.send_drops++; return; }
+    ch.send(frame);
+    this.counters.frames_sent++;
+  }
+
+  onMessage(buf) {
+    const f = unpackFrame(buf);
+    if (!f || f.kind !== KIND_AUDIO || !this.playout || this.closed) return;
+    if (this.nextIn !== null && f.seq !== this.nextIn) {
+      const gap = (f.seq - this.nextIn) >>> 0;
+      if (gap >= 0x80000000) { this.counters.late++; return; }
+      this.counters.lost += gap;
+    }
+    this.nextIn = (f.seq + 1) >>> 0;
+    this.counters.frames_received++;
+    const pcm = new Int16Array(f.payload.byteLength >> 1);
+    new Uint8Array(pcm.buffer).set(f.payload.subarray(0, pcm.length * 2));
+    this.playout.port.postMessage(pcm, [pcm.buffer]);
+  }
+
+  stats() {
+    const p = this.play || {};
+    const ms = (n) => (n === undefined ? null : Math.round((n * 10000) / DC_AUDIO_RATE) / 10);
+    return { ...this.counters, channel: this.channel.readyState, rate: DC_AUDIO_RATE, capture: this.capture,
+      audio_context: this.ctx ? this.ctx.state : null, buffered_bytes: this.channel.bufferedAmount,
+      playout: { level_ms: ms(p.level), margin_ms: ms(p.margin), underruns: p.underruns ?? 0, trimmed_ms: ms(p.trimmed),
+        overflow_ms: ms(p.overflow), played_ms: ms(p.played), playing: !!p.playing } };
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.channel.onmessage = null;
+    try { this.channel.close(); } catch (e) {}
+    if (this.reader) this.reader.cancel().catch(() => {});
+    for (const n of this.nodes) {
+      if (n.port) n.port.onmessage = null;
+      try { n.disconnect(); } catch (e) {}
+    }
+    this.nodes = [];
+    this.playout = null;
+    if (this.ownsCtx && this.ctx) this.ctx.close().catch(() => {});
+    this.ctx = null;
+  }
+}
+
+function dcAudioSummary(d) {
+  const p = d.playout;
+  return "data channel, pcm16/" + d.rate + " (" + d.channel + "): sent " + d.frames_sent + " frames (dropped " + d.send_drops +
+    "), received " + d.frames_received + " (lost " + d.lost + "); playout buffer " + fmt(p.level_ms, " ms") + ", margin " +
+    fmt(p.margin_ms, " ms") + ", underruns " + p.underruns + ", skipped " + fmt(p.trimmed_ms, " ms");
+}
+
+function floatToPcm16(samples) {
+  const pcm = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i++) {
+    const v = Math.max(-1, Math.min(1, samples[i]));
+    pcm[i] = v < 0 ? v * 32768 : v * 32767;
+  }
+  return pcm;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Stats from pc.getStats()
 // ---------------------------------------------------------------------------------------------
 
@@ -633,6 +869,7 @@ class StreamView {
     this.ended = false;
     this.generation = 0;
     this.wsm = null;          // WsMediaLink while media goes over the WebSocket fallback
+    this.dca = null;          // DcAudioLink while audio goes over the rm-audio data channel
     this.path = null;         // "webrtc" | "websocket" once media flows
     this.pathReason = "";
     this.fallbackTimer = null;
@@ -882,9 +1119,13 @@ class StreamView {
     const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
     const pc = new RTCPeerConnection({ iceServers: loopback ? [] : this.model.get("ice_servers") || [], iceTransportPolicy: policy });
     this.pc = pc;
-    for (const track of this.stream.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
+    const audioOnDc = this.model.get("audio_transport") === "datachannel" && this.stream.getAudioTracks().length > 0;
+    for (const track of this.stream.getTracks()) {
+      if (!(audioOnDc && track.kind === "audio")) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
+    }
     const dc = pc.createDataChannel("pipeline-data", { ordered: true });
     this.dc = dc;
+    if (audioOnDc) this.startDcAudio(pc, gen);
     dc.onmessage = (ev) => this.onData(ev.data);
     dc.onopen = () => this.onDataOpen();
     pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
@@ -910,6 +1151,31 @@ class StreamView {
     if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
   }
 
+  // Audio both ways on the rm-audio data channel (created before the offer; worklets start meanwhile).
+  startDcAudio(pc, gen) {
+    const bench = benchHook();  // BENCH HOOK: the bench's AudioContext, and its onset detector on our playout
+    const link = new DcAudioLink(pc, this.stream, { marginMs: +this.model.get("jitter_buffer_ms") || 0,
+      ctx: bench && bench.audioContext ? bench.audioContext() : null,
+      onPlayout: bench && bench.onPlayout ? (node) => bench.onPlayout(node) : null });
+    this.dca = link;
+    link.ready.then(() => {
+      if (gen === this.generation && this.dca === link) this.resumeOnClick(link.ctx, () => this.dca === link);
+    }).catch((e) => {
+      if (gen === this.generation && this.dca === link) this.fail("Could not start data-channel audio: " + (e && e.message ? e.message : String(e)));
+    });
+  }
+
+  // Autoplay policy: without a user gesture an AudioContext stays suspended and captures/plays nothing.
+  resumeOnClick(ctx, stillCurrent) {
+    if (!ctx || ctx.state !== "suspended") return;
+    this.showError("Click anywhere in this widget to start the audio (the browser wants a click first).");
+    const resume = () => {
+      if (!stillCurrent()) return;
+      ctx.resume().then(() => { if (stillCurrent()) this.showError(""); }).catch(() => {});
+    };
+    this.ui.root.addEventListener("click", resume, { once: true });
+  }
+
   clearFallback() {
     if (this.fallbackTimer) clearTimeout(this.fallbackTimer);
     this.fallbackTimer = null;
@@ -931,6 +1197,7 @@ class StreamView {
     this.clearFallback();
     const pc = this.pc, dc = this.dc;
     this.pc = null; this.dc = null; this.lastStats = null;
+    if (this.dca) { this.dca.close(); this.dca = null; }
     if (dc) { dc.onmessage = null; dc.onopen = null; try { dc.close(); } catch (e) {} }
     if (pc) {
       pc.onconnectionstatechange = null; pc.onicecandidate = null; pc.ontrack = null;
@@ -964,15 +1231,7 @@ class StreamView {
     if (gen !== this.generation || this.wsm !== link) { link.close(); return; }
     this.reportPath("websocket", reason);
     this.setStatus("connected over the WebSocket (" + reason + ")", "connected");
-    if (link.ctx && link.ctx.state === "suspended") {
-      // autoplay policy: the page had no user gesture yet, and a suspended AudioContext captures nothing
-      this.showError("Click anywhere in this widget to start sending audio (the browser wants a click first).");
-      const resume = () => {
-        if (!link.ctx) return;
-        link.ctx.resume().then(() => { if (this.wsm === link) this.showError(""); }).catch(() => {});
-      };
-      this.ui.root.addEventListener("click", resume, { once: true });
-    }
+    this.resumeOnClick(link.ctx, () => this.wsm === link && !!link.ctx);
     this.ui.mute.disabled = false;
     this.onDataOpen();
     this.pollStats();
@@ -1130,7 +1389,8 @@ class StreamView {
     this.renderStats();
     const latency = median(this.rtts);
     this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
-      transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
+      transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null,
+      dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
       pings_answered: this.rtts.length, host: this.host, secure_context: window.isSecureContext,
       permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
     this.model.save_changes();
@@ -1156,6 +1416,7 @@ class StreamView {
       ["audio out", s.audio_out ? s.audio_out.packets + " pkts" + (s.audio_out.lost != null ? ", lost " + s.audio_out.lost : "") : "–"],
       ["audio in", s.audio_in ? s.audio_in.packets + " pkts, lost " + s.audio_in.lost + ", jitter " + fmt(s.audio_in.jitter_ms, " ms") : "–"],
       ["video in", s.video_in ? s.video_in.packets + " pkts, lost " + s.video_in.lost : "–"],
+      ...(this.dca ? [["audio path", dcAudioSummary(this.dca.stats())]] : []),
       ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? (this.ended ? "–" : "measuring…") : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
     if (this.wsm) {
@@ -1214,6 +1475,7 @@ class StreamView {
     this.timers = [];
     this.clearFallback();
     if (this.wsm) { this.wsm.close(); this.wsm = null; }
+    if (this.dca) { this.dca.close(); this.dca = null; }
     if (this.path) this.reportPath(null, "");
     this.localCandidates = 0;
     if (this.dc) { try { this.dc.close(); } catch (e) {} this.dc = null; }

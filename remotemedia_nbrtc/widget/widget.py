@@ -36,6 +36,9 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     #: media path: "auto" (WebRTC, then the WebSocket fallback after ``webrtc_timeout_s``), "webrtc", "websocket"
     transport = traitlets.Enum(["auto", "webrtc", "websocket"], "auto").tag(sync=True)
     webrtc_timeout_s = traitlets.Float(5.0).tag(sync=True)
+    #: how WebRTC carries the mic and the returned audio: "rtp" (Opus media tracks) or "datachannel" (pcm16 on the
+    #: unreliable ``rm-audio`` data channel, played from the widget's own buffer: lowest latency on loopback/LAN)
+    audio_transport = traitlets.Enum(["rtp", "datachannel"], "rtp").tag(sync=True)
     #: the browser's RTCPeerConnection ``iceTransportPolicy``: "all", or "relay" (TURN only)
     ice_transport_policy = traitlets.Enum(["all", "relay"], "all").tag(sync=True)
     #: WebSocket media formats: audio "auto" (Opus via WebCodecs if the browser has it, else pcm16), "opus",
@@ -44,7 +47,8 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     ws_pcm_rate = traitlets.Int(48000).tag(sync=True)
     ws_video_codec = traitlets.Enum(["jpeg", "webp"], "jpeg").tag(sync=True)
     ws_max_fps = traitlets.Float(10.0).tag(sync=True)
-    #: ``jitterBufferTarget`` (ms) set on the browser's receivers; None keeps the browser's adaptive default
+    #: ``jitterBufferTarget`` (ms) set on the browser's receivers; None keeps the browser's adaptive default.
+    #: With ``audio_transport="datachannel"``: the starting margin of the widget's playout buffer (None: 0)
     jitter_buffer_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
     #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
     error = traitlets.Unicode("").tag(sync=True)

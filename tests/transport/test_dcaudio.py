@@ -155,7 +155,7 @@ def test_unusable_protocol_is_refused_and_reported(rtc: LoopThread) -> None:
 
 
 def test_returned_audio_is_released_in_real_time(rtc: LoopThread) -> None:
-    """A pipeline that returns 1 s of audio at once: the first ~30 ms leave at once, the rest paced, none lost."""
+    """A pipeline that returns 1 s of audio at once: the first ~20 ms leave at once, the rest paced, none lost."""
 
     async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
         client = AudioChannelClient()
