@@ -8,8 +8,10 @@ the returned audio from its own small adaptive buffer in an AudioWorklet. Video 
 Good on loopback and LANs; over lossy or slow links RTP/Opus (the default) is the better choice: PCM
 costs 768 kbit/s at 48 kHz and a lost message is a gap (filled with silence, counted), not concealed.
 
-Protocol: the channel's ``protocol`` string is ``"pcm16/<rate>"`` (mono, ``rate`` 16000..48000; the
-returned audio uses the same rate). Each message is one frame in the WebSocket media format of
+Protocol: the channel's ``protocol`` string is ``"pcm16/<rate>"`` or ``"pcm16/<rate>/<out_rate>"``: mono
+pcm16 from the browser at ``rate``, returned audio at ``out_rate`` (default ``rate``), both 16000..48000
+(the widget sends at its mic track's own rate and asks for its AudioContext's rate back; the kernel
+resamples with PyAV). Each message is one frame in the WebSocket media format of
 :mod:`.wsmedia`: the 13-byte header (kind 1 = audio, sequence, capture time in us since the epoch),
 then little-endian pcm16 samples. Messages of another kind or with a bad header are counted and dropped.
 
@@ -48,21 +50,22 @@ log = logging.getLogger(__name__)
 
 LABEL = "rm-audio"
 MAX_GAP_FILL_FRAMES = 10
-OUT_LEAD_S = 0.02
+OUT_LEAD_S = 0.04
 OUT_QUEUE_MAX_S = 2.0
 OUT_BUFFERED_MAX = 64 * 1024  # bytes waiting in the channel (SCTP) before frames are dropped
-_PROTOCOL = re.compile(r"^pcm16/(\d+)$")
+_PROTOCOL = re.compile(r"^pcm16/(\d+)(?:/(\d+))?$")
 
 
-def parse_protocol(protocol: str) -> int:
-    """The sample rate of a ``"pcm16/<rate>"`` channel protocol; ``ValueError`` with the reason otherwise."""
+def parse_protocol(protocol: str) -> tuple[int, int]:
+    """``(rate, out_rate)`` of a ``"pcm16/<rate>[/<out_rate>]"`` channel protocol; ``ValueError`` otherwise."""
     match = _PROTOCOL.match(protocol or "")
     if not match:
-        raise ValueError(f"{LABEL} channel protocol must be 'pcm16/<rate>', not {protocol!r}")
-    rate = int(match.group(1))
-    if not MIN_PCM_RATE <= rate <= MAX_PCM_RATE:
-        raise ValueError(f"{LABEL} sample rate must be {MIN_PCM_RATE}..{MAX_PCM_RATE} Hz, not {rate}")
-    return rate
+        raise ValueError(f"{LABEL} channel protocol must be 'pcm16/<rate>[/<out_rate>]', not {protocol!r}")
+    rates = (int(match.group(1)), int(match.group(2) or match.group(1)))
+    for rate in rates:
+        if not MIN_PCM_RATE <= rate <= MAX_PCM_RATE:
+            raise ValueError(f"{LABEL} sample rates must be {MIN_PCM_RATE}..{MAX_PCM_RATE} Hz, not {rate}")
+    return rates
 
 
 class DataChannelAudio:
@@ -100,7 +103,7 @@ class DataChannelAudio:
     def attach(self, channel: Any) -> bool:
         """Adopt a :data:`LABEL` channel; False (channel closed, ``error`` set) if its protocol is unusable."""
         try:
-            rate = parse_protocol(channel.protocol)
+            rate, out_rate = parse_protocol(channel.protocol)
         except ValueError as exc:
             self.error = str(exc)
             log.warning("refusing data-channel audio: %s", exc)
@@ -111,7 +114,7 @@ class DataChannelAudio:
         self.channel, self.rate = channel, rate
         self._decoder = PayloadAudioDecoder({"codec": "pcm16", "sample_rate": rate, "channels": 1})
         self._normalizer = AudioNormalizer(self._audio_format)
-        self._encoder = Pcm16Encoder(rate)
+        self._encoder = Pcm16Encoder(out_rate)
         self._next_seq = None
         channel.on("message", lambda message, ch=channel: self._on_message(ch, message))
         return True
@@ -165,7 +168,8 @@ class DataChannelAudio:
         while self._out_samples > OUT_QUEUE_MAX_S * self._encoder.rate and len(self._out) > 1:
             self._out_samples -= len(self._out.popleft()) // 2
             self.counters["out_drops"] += 1
-        self._pump()
+        if self._pump_handle is None:  # else the pending timer sends it in turn
+            self._pump()
 
     def _pump(self) -> None:
         self._pump_handle = None
@@ -214,7 +218,8 @@ class DataChannelAudio:
     def stats(self) -> dict[str, Any]:
         """Counters, the rate in use, and the returned audio still queued (ms)."""
         rate = self.rate or 48000
-        return {"label": LABEL, "rate": self.rate, "error": self.error, **self.counters,
+        out_rate = self._encoder.rate if self._encoder is not None else None
+        return {"label": LABEL, "rate": self.rate, "out_rate": out_rate, "error": self.error, **self.counters,
                 "out_queued_ms": round(1000 * self._out_samples / rate, 1),
                 "state": None if self.channel is None else self.channel.readyState}
 

@@ -520,6 +520,7 @@ class RmPlayout extends AudioWorkletProcessor {
     this.reportLeft = sampleRate / 4;
     this.calm = 0;
     this.s = { received: 0, played: 0, underruns: 0, trimmed: 0, overflow: 0 };
+    this.peak = 0;
     this.port.onmessage = (e) => this.push(e.data);
   }
   push(pcm) {
@@ -536,7 +537,10 @@ class RmPlayout extends AudioWorkletProcessor {
     if (this.playing) {
       if (this.n < this.minLevel) this.minLevel = this.n;
       const k = Math.min(len, this.n);
-      for (let i = 0; i < k; i++) out[i] = this.ring[(this.r + i) % this.cap];
+      for (let i = 0; i < k; i++) {
+        const v = (out[i] = this.ring[(this.r + i) % this.cap]);
+        if (v > this.peak) this.peak = v; else if (-v > this.peak) this.peak = -v;
+      }
       this.r = (this.r + k) % this.cap;
       this.n -= k;
       this.s.played += k;
@@ -560,7 +564,8 @@ class RmPlayout extends AudioWorkletProcessor {
     }
     if ((this.reportLeft -= len) <= 0) {
       this.reportLeft = sampleRate / 4;
-      this.port.postMessage({ ...this.s, level: this.n, margin: this.margin, playing: this.playing });
+      this.port.postMessage({ ...this.s, level: this.n, margin: this.margin, playing: this.playing, peak: this.peak });
+      this.peak = 0;
     }
     return true;
   }
@@ -587,8 +592,15 @@ class DcAudioLink {
   constructor(pc, stream, opts) {
     this.stream = stream;
     this.opts = opts;  // {marginMs, ctx (shared AudioContext or null), onPlayout}
+    // The track's own chunks at its own rate when the browser can read them (the kernel resamples), else
+    // worklet quanta at the AudioContext's rate; the returned audio always comes at the context's rate.
+    const track = stream.getAudioTracks()[0];
+    const trackRate = (track.getSettings ? track.getSettings() : {}).sampleRate;
+    this.captureRate = typeof MediaStreamTrackProcessor === "function" && trackRate >= 16000 && trackRate <= 48000
+      ? trackRate : DC_AUDIO_RATE;
+    this.readChunks = this.captureRate === trackRate && typeof MediaStreamTrackProcessor === "function";
     this.channel = pc.createDataChannel(DC_AUDIO_LABEL, { ordered: false, maxRetransmits: 0,
-      protocol: "pcm16/" + DC_AUDIO_RATE });
+      protocol: "pcm16/" + this.captureRate + "/" + DC_AUDIO_RATE });
     this.channel.binaryType = "arraybuffer";
     this.channel.onmessage = (ev) => this.onMessage(ev.data);
     this.ctx = null;
@@ -599,7 +611,7 @@ class DcAudioLink {
     this.nextIn = null;
     this.closed = false;
     this.play = null;
-    this.counters = { frames_sent: 0, send_drops: 0, frames_received: 0, lost: 0, late: 0 };
+    this.counters = { frames_sent: 0, send_drops: 0, frames_received: 0, lost: 0, late: 0, rate_changes: 0 };
     this.capture = null;  // "track-processor" | "worklet"
     this.reader = null;
     this.ready = this.start();
@@ -613,9 +625,7 @@ class DcAudioLink {
     await addWorklet(this.ctx, CAPTURE_WORKLET);
     await addWorklet(this.ctx, PLAYOUT_WORKLET);
     if (this.closed) return;
-    const track = this.stream.getAudioTracks()[0];
-    const settings = track.getSettings ? track.getSettings() : {};
-    if (typeof MediaStreamTrackProcessor === "function" && settings.sampleRate === DC_AUDIO_RATE) this.readTrack(track);
+    if (this.readChunks) this.readTrack(this.stream.getAudioTracks()[0]);
     else this.captureWithWorklet();
     const playout = new AudioWorkletNode(this.ctx, "rm-playout", { numberOfInputs: 0, numberOfOutputs: 1,
       outputChannelCount: [1], processorOptions: { capacityS: 2, marginMs: this.opts.marginMs || 0,
@@ -645,10 +655,10 @@ class DcAudioLink {
       for (;;) {
         const { value, done } = await reader.read();
         if (done || this.closed) { if (value) value.close(); break; }
-        if (value.sampleRate !== DC_AUDIO_RATE) {  // the track changed rate: let the AudioContext resample
+        if (value.sampleRate !== this.captureRate) {  // not the rate announced in the channel's protocol
           value.close();
           reader.cancel().catch(() => {});
-          if (!this.closed) this.captureWithWorklet();
+          this.counters.rate_changes++;
           return;
         }
         const n = value.numberOfFrames, chs = value.numberOfChannels;
@@ -667,7 +677,7 @@ class DcAudioLink {
   onCapture(samples) {
     const ch = this.channel;
     if (this.closed || ch.readyState !== "open") return;
-    const ts = wallUs() - Math.round(samples.length * 1e6 / DC_AUDIO_RATE);
+    const ts = wallUs() - Math.round(samples.length * 1e6 / this.captureRate);
     const frame = packFrame(KIND_AUDIO, this.seq++, ts, floatToPcm16(samples));
     if (ch.bufferedAmount > DC_AUDIO_HIGH_WATER) { this.counters.send_drops++; return; }
     ch.send(frame);
@@ -692,10 +702,11 @@ class DcAudioLink {
   stats() {
     const p = this.play || {};
     const ms = (n) => (n === undefined ? null : Math.round((n * 10000) / DC_AUDIO_RATE) / 10);
-    return { ...this.counters, channel: this.channel.readyState, rate: DC_AUDIO_RATE, capture: this.capture,
+    return { ...this.counters, channel: this.channel.readyState, rate: this.captureRate, out_rate: DC_AUDIO_RATE,
+      capture: this.capture,
       audio_context: this.ctx ? this.ctx.state : null, buffered_bytes: this.channel.bufferedAmount,
       playout: { level_ms: ms(p.level), margin_ms: ms(p.margin), underruns: p.underruns ?? 0, trimmed_ms: ms(p.trimmed),
-        overflow_ms: ms(p.overflow), played_ms: ms(p.played), playing: !!p.playing } };
+        overflow_ms: ms(p.overflow), played_ms: ms(p.played), playing: !!p.playing, peak: p.peak ?? 0 } };
   }
 
   close() {
@@ -717,7 +728,8 @@ class DcAudioLink {
 
 function dcAudioSummary(d) {
   const p = d.playout;
-  return "data channel, pcm16/" + d.rate + " (" + d.channel + "): sent " + d.frames_sent + " frames (dropped " + d.send_drops +
+  return "data channel, pcm16 " + d.rate + " Hz (" + d.capture + ") / back " + d.out_rate + " Hz (" + d.channel + "): sent " +
+    d.frames_sent + " frames (dropped " + d.send_drops +
     "), received " + d.frames_received + " (lost " + d.lost + "); playout buffer " + fmt(p.level_ms, " ms") + ", margin " +
     fmt(p.margin_ms, " ms") + ", underruns " + p.underruns + ", skipped " + fmt(p.trimmed_ms, " ms");
 }

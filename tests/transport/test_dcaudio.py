@@ -54,9 +54,9 @@ class AudioChannelClient(Client):
 
 
 def test_protocol_parsing() -> None:
-    assert parse_protocol("pcm16/48000") == 48000
-    assert parse_protocol("pcm16/16000") == 16000
-    for bad in ("", "opus/48000", "pcm16/8000", "pcm16/96000", "pcm16"):
+    assert parse_protocol("pcm16/48000") == (48000, 48000)
+    assert parse_protocol("pcm16/22050/48000") == (22050, 48000)
+    for bad in ("", "opus/48000", "pcm16/8000", "pcm16/96000", "pcm16", "pcm16/48000/8000", "pcm16/48000/"):
         with pytest.raises(ValueError, match=LABEL):
             parse_protocol(bad)
 
@@ -155,7 +155,7 @@ def test_unusable_protocol_is_refused_and_reported(rtc: LoopThread) -> None:
 
 
 def test_returned_audio_is_released_in_real_time(rtc: LoopThread) -> None:
-    """A pipeline that returns 1 s of audio at once: the first ~20 ms leave at once, the rest paced, none lost."""
+    """A pipeline that returns 1 s of audio at once: the first ~40 ms leave at once, the rest paced, none lost."""
 
     async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
         client = AudioChannelClient()
@@ -232,3 +232,29 @@ def test_unit_out_queue_is_bounded() -> None:
     stats = asyncio.run(run())
     assert stats["out_drops"] == 1 and stats["frames_out"] == 0
 
+
+
+def test_mic_rate_in_and_context_rate_back(rtc: LoopThread) -> None:
+    """pcm16/16000/48000: 16 kHz from the browser, 48 kHz back (the kernel resamples with PyAV)."""
+
+    async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
+        client = AudioChannelClient(protocol="pcm16/16000/48000")
+        peer, _ = await connect(manifest(("gain", "Gain", {"gain_db": 0.0})), client)
+        try:
+            await client.wait_open()
+            for i in range(100):  # 1 s of 10 ms chunks at 16 kHz
+                t = (np.arange(160) + i * 160) / 16000
+                client.send_pcm((np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype("<i2").tobytes())
+                await asyncio.sleep(0.01)
+            await client.wait_for(lambda: client.returned_samples().size >= 47000, 10)
+            return client, peer.stats()
+        finally:
+            await client.close()
+            await peer.close()
+
+    client, stats = rtc.run(scenario(), timeout=40)
+    got = client.returned_samples()
+    assert 47000 <= got.size <= 48000, got.size  # 1 s at 48 kHz, less the resamplers' delay
+    spectrum = np.abs(np.fft.rfft(got[4800:43200]))
+    assert abs(np.argmax(spectrum) * 48000 / 38400 - 440) < 5  # still 440 Hz
+    assert (stats["dc_audio"]["rate"], stats["dc_audio"]["out_rate"]) == (16000, 48000)
