@@ -95,3 +95,21 @@ def test_datachannel_audio_round_trip_through_the_kernel(dc_page: Any) -> None:
         run_cell(page, 2)
         peaks.append(json.loads(wait_output(page, 2, r"DC (\{.*\})").group(1))["browser"]["playout"]["peak"])
     assert max(peaks) > 0.05, peaks
+
+
+def test_browsers_without_track_processor_capture_with_a_worklet(dc_page: Any) -> None:
+    """Firefox and Safari have no MediaStreamTrackProcessor: the widget captures 128-sample AudioWorklet quanta
+    at the AudioContext's rate instead (simulated here by removing it from the page)."""
+    page = dc_page
+    w = widget(page, 1)
+    page.evaluate("() => { delete window.MediaStreamTrackProcessor; }")
+    w.locator(".rm-stop").click()
+    w.locator(".rm-start").click()
+    wait_connected(page, 1)
+    page.wait_for_function(
+        """() => { const td = document.querySelector(".rm-stats tr[data-key='audio path'] td");
+                   const m = td && /\\(worklet\\).*received (\\d+)/.exec(td.textContent); return m && +m[1] >= 500; }""",
+        timeout=20_000, polling=200)
+    summary = w.locator(".rm-stats tr[data-key='audio path'] td").inner_text()
+    assert summary.startswith("data channel, pcm16 48000 Hz (worklet) / back 48000 Hz (open)"), summary
+    assert "(lost 0)" in summary and "(dropped 0)" in summary, summary
