@@ -43,6 +43,9 @@ LOOPBACK_JITTER_BUFFER_MS = 0.0
 #: adaptive receive buffer short (irregularly spaced packets made it hold 40-55 ms instead of ~20).
 BROWSER_AUDIO: dict[str, Any] = {"audio_ptime_ms": 10, "audio_out_frame_ms": 10, "audio_out_pacing": "smooth"}
 
+#: ``stream(audio_transport=...)`` values (see :func:`stream`)
+AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
+
 OutputCallback = Callable[[RuntimeData], Any]
 
 _live: dict[str, StreamHandle] = {}
@@ -276,7 +279,8 @@ class StreamHandle:
             "webrtc_timeout_s": getattr(w, "webrtc_timeout_s", None),
             "path": (peers[-1]["path"] if peers else None) or getattr(w, "path", "") or None,
             "reason": getattr(w, "path_reason", "") or None,
-            "audio": getattr(w, "audio_transport", None),
+            "audio_setting": getattr(w, "audio_transport", None),
+            "audio": (getattr(w, "browser_stats", None) or {}).get("audio_transport"),
         }
         return {
             "session_id": self.session_id,
@@ -454,7 +458,7 @@ def stream(
     transport: str = "auto",
     webrtc_timeout_s: float = 5.0,
     ice_transport_policy: str = "all",
-    audio_transport: str = "rtp",
+    audio_transport: str = "auto",
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
@@ -476,8 +480,10 @@ def stream(
     ``audio_transport``: ``"rtp"`` sends the mic and the returned audio as Opus media tracks (the
     browser's encoder and jitter buffer: robust on any network); ``"datachannel"`` sends 16-bit PCM on an
     unreliable data channel and plays the returned audio from the widget's own adaptive buffer (about
-    10 ms less on the way in and 30-60 ms less on the way back; 768 kbit/s each way, no loss concealment:
-    for loopback and LANs, see :mod:`~.transport.dcaudio`). Video stays on RTP either way.
+    6 ms less on the way in and 40 ms less on the way back; 768 kbit/s each way, no loss concealment:
+    for loopback and LANs, see :mod:`~.transport.dcaudio`); ``"auto"`` (default) picks the data channel
+    when the kernel is on the browser's machine (``loopback_only``, or Jupyter opened via localhost) and
+    RTP otherwise. Pass ``"rtp"`` when localhost is an SSH tunnel to a distant server. Video stays on RTP.
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -486,6 +492,8 @@ def stream(
     from .kernel.serve import serve
     from .widget import StreamWidget
 
+    if audio_transport not in AUDIO_TRANSPORTS:
+        raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {audio_transport!r}")
     key = key or _cell_key()
     if key is not None:
         with _live_lock:

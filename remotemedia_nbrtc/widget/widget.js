@@ -75,6 +75,20 @@ export function signalingUrl(cfg, wsPath, loc = window.location) {
 }
 
 // Keep only loopback candidates (tests / hermetic CI); returns null to drop the candidate.
+/** True for a page served from this machine (localhost, 127.x.x.x, ::1): the kernel is then on this host too. */
+export function isLoopbackHost(hostname) {
+  const h = String(hostname || "").toLowerCase();
+  return h === "localhost" || h.endsWith(".localhost") || /^127\.\d+\.\d+\.\d+$/.test(h) || h === "[::1]" || h === "::1";
+}
+
+/** "rtp" | "datachannel" for a stream's `audio_transport` setting: "auto" picks the data channel when the
+ *  kernel is on this machine (loopback_only, or a page served from localhost), where it is lowest latency and
+ *  nothing gets lost, and RTP (Opus, loss concealment, congestion control) across networks. */
+export function resolveAudioTransport(setting, loopbackOnly, hostname) {
+  if (setting === "rtp" || setting === "datachannel") return setting;
+  return loopbackOnly || isLoopbackHost(hostname) ? "datachannel" : "rtp";
+}
+
 export function keepCandidate(candidateLine, loopbackOnly) {
   if (!loopbackOnly || !candidateLine) return true;
   return / 127\.\d+\.\d+\.\d+ /.test(candidateLine);
@@ -1131,7 +1145,8 @@ class StreamView {
     const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
     const pc = new RTCPeerConnection({ iceServers: loopback ? [] : this.model.get("ice_servers") || [], iceTransportPolicy: policy });
     this.pc = pc;
-    const audioOnDc = this.model.get("audio_transport") === "datachannel" && this.stream.getAudioTracks().length > 0;
+    this.audioTransport = resolveAudioTransport(this.model.get("audio_transport"), loopback, window.location.hostname);
+    const audioOnDc = this.audioTransport === "datachannel" && this.stream.getAudioTracks().length > 0;
     for (const track of this.stream.getTracks()) {
       if (!(audioOnDc && track.kind === "audio")) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
     }
@@ -1402,7 +1417,7 @@ class StreamView {
     const latency = median(this.rtts);
     this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
       transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null,
-      dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
+      audio_transport: this.wsm ? "websocket" : this.audioTransport || null, dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
       pings_answered: this.rtts.length, host: this.host, secure_context: window.isSecureContext,
       permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
     this.model.save_changes();
@@ -1428,7 +1443,8 @@ class StreamView {
       ["audio out", s.audio_out ? s.audio_out.packets + " pkts" + (s.audio_out.lost != null ? ", lost " + s.audio_out.lost : "") : "–"],
       ["audio in", s.audio_in ? s.audio_in.packets + " pkts, lost " + s.audio_in.lost + ", jitter " + fmt(s.audio_in.jitter_ms, " ms") : "–"],
       ["video in", s.video_in ? s.video_in.packets + " pkts, lost " + s.video_in.lost : "–"],
-      ...(this.dca ? [["audio path", dcAudioSummary(this.dca.stats())]] : []),
+      ["audio path", this.dca ? dcAudioSummary(this.dca.stats()) : this.wsm ? "WebSocket media"
+        : this.pc && this.audioTransport === "rtp" ? "RTP (Opus media tracks)" : "–"],
       ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? (this.ended ? "–" : "measuring…") : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
     if (this.wsm) {
@@ -1490,6 +1506,7 @@ class StreamView {
     if (this.dca) { this.dca.close(); this.dca = null; }
     if (this.path) this.reportPath(null, "");
     this.localCandidates = 0;
+    this.audioTransport = null;
     if (this.dc) { try { this.dc.close(); } catch (e) {} this.dc = null; }
     if (this.pc) { try { this.pc.close(); } catch (e) {} this.pc = null; }
     if (this.rpc) { this.rpc.close(); this.rpc = null; }

@@ -36,9 +36,11 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     #: media path: "auto" (WebRTC, then the WebSocket fallback after ``webrtc_timeout_s``), "webrtc", "websocket"
     transport = traitlets.Enum(["auto", "webrtc", "websocket"], "auto").tag(sync=True)
     webrtc_timeout_s = traitlets.Float(5.0).tag(sync=True)
-    #: how WebRTC carries the mic and the returned audio: "rtp" (Opus media tracks) or "datachannel" (pcm16 on the
+    #: how WebRTC carries the mic and the returned audio: "rtp" (Opus media tracks), "datachannel" (pcm16 on the
     #: unreliable ``rm-audio`` data channel, played from the widget's own buffer: lowest latency on loopback/LAN)
-    audio_transport = traitlets.Enum(["rtp", "datachannel"], "rtp").tag(sync=True)
+    #: or "auto" (the data channel when the kernel is on the browser's machine: ``loopback_only`` or a page
+    #: served from localhost; RTP otherwise)
+    audio_transport = traitlets.Enum(["auto", "rtp", "datachannel"], "auto").tag(sync=True)
     #: the browser's RTCPeerConnection ``iceTransportPolicy``: "all", or "relay" (TURN only)
     ice_transport_policy = traitlets.Enum(["all", "relay"], "all").tag(sync=True)
     #: WebSocket media formats: audio "auto" (Opus via WebCodecs if the browser has it, else pcm16), "opus",

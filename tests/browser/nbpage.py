@@ -66,6 +66,25 @@ def notebook_page(browser: Any, server: JupyterServer, name: str, cells: list[st
         page.context.close()
 
 
+@contextlib.contextmanager
+def own_chromium_notebook(playwright_instance: Any, server: JupyterServer, name: str, cells: list[str], *,
+                          extra_args: list[str], console_log: str, close_cell: int) -> Iterator[Any]:
+    """Like :func:`notebook_page` in a Chromium of its own (``extra_args``: e.g. its fake mic/camera files);
+    on exit cell ``close_cell`` is run (best effort) so the kernel's peer goes away with the page."""
+    from .conftest import CHROMIUM, CHROMIUM_ARGS
+
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+    try:
+        with notebook_page(browser, server, name, cells, console_log=console_log) as page:
+            try:
+                yield page
+            finally:
+                with contextlib.suppress(Exception):  # the server stops the kernel anyway
+                    run_cell(page, close_cell)
+    finally:
+        browser.close()
+
+
 def wait_kernel_idle(page: Any, timeout: float = 20_000) -> None:
     page.wait_for_function(
         """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;

@@ -66,7 +66,8 @@ h
 CHECK = """\
 import statistics
 m = h.metrics()
-frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) for peer in m["peers"])
+frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) + (peer.get("dc_audio") or {}).get("frames_in", 0)
+             for peer in m["peers"])
 outs = [o.value for o in list(h.outputs) if hasattr(o, "value") and isinstance(o.value, dict)]
 rms = [v["rms_dbfs"] for v in outs if v.get("kind") == "level"][-20:]
 hz = [v["hz"] for v in outs if v.get("kind") == "pitch"][-20:]
@@ -108,6 +109,9 @@ def test_firefox_widget_in_jupyterlab_streams_the_fake_mic(lab: JupyterServer) -
     assert w["plot_frames"] >= 3, w
     assert "127.0.0.1" in w["selected_pair"], w
     assert re.match(r"\d+(\.\d+)? ms", w["e2e_rtt"]), w
+    # audio_transport="auto" on 127.0.0.1: the data channel; Firefox has no MediaStreamTrackProcessor, so the
+    # widget captures with an AudioWorklet at its AudioContext's rate
+    assert w["audio_path"].startswith("data channel, pcm16 48000 Hz (worklet) / back 48000 Hz (open)"), w
 
     # the kernel received Firefox's fake mic: a loud 1 kHz sine
     check = json.loads(re.search(r"FF_CHECK (\{.*\})", result["check"]).group(1))  # type: ignore[union-attr]

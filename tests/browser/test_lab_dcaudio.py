@@ -4,7 +4,6 @@ counters must agree that every frame arrived, and the played-back audio must car
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ from typing import Any
 import pytest
 
 from .cells import CLOSE, GREY_FLIP_GAIN, SETUP_OK
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
-from .nbpage import notebook_page, run_cell, wait_connected, wait_output, widget
+from .conftest import ARTIFACTS, JupyterServer
+from .nbpage import own_chromium_notebook, run_cell, wait_connected, wait_output, widget
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,25 +29,18 @@ m = h.metrics()
 peer = m["peers"][0]
 print("DC " + json.dumps({"kernel": peer.get("dc_audio"), "rtp_audio_in": peer["frames_in"].get("audio"),
                           "rtp_audio_out": peer.get("audio_out"), "browser": m["browser"].get("dc_audio"),
-                          "audio_setting": m["transport"]["audio"]}))
+                          "audio": m["transport"]["audio"], "audio_setting": m["transport"]["audio_setting"]}))
 """
 
 
 @pytest.fixture(scope="module")
 def dc_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path) -> Iterator[Any]:
     """A Chromium of its own whose fake mic loops the speech WAV, with the notebook open."""
-    browser = playwright_instance.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"])
-    try:
-        with notebook_page(browser, lab, "dcaudio.ipynb", [GREY_FLIP_GAIN + SETUP_OK, STREAM, CHECK, CLOSE],
-                           console_log="dcaudio-console.log") as page:
-            try:
-                yield page
-            finally:
-                with contextlib.suppress(Exception):
-                    run_cell(page, 3)
-    finally:
-        browser.close()
+    with own_chromium_notebook(
+        playwright_instance, lab, "dcaudio.ipynb", [GREY_FLIP_GAIN + SETUP_OK, STREAM, CHECK, CLOSE],
+        console_log="dcaudio-console.log", extra_args=[f"--use-file-for-fake-audio-capture={speech_wav}"], close_cell=3,
+    ) as page:
+        yield page
 
 
 def test_datachannel_audio_round_trip_through_the_kernel(dc_page: Any) -> None:
@@ -75,7 +67,7 @@ def test_datachannel_audio_round_trip_through_the_kernel(dc_page: Any) -> None:
         time.sleep(0.5)
     print(got)
     k, b = got["kernel"], got["browser"]
-    assert got["audio_setting"] == "datachannel"
+    assert got["audio_setting"] == "datachannel" and got["audio"] == "datachannel"
     assert got["rtp_audio_in"] is None and got["rtp_audio_out"] is None  # no RTP audio line was negotiated
     assert k["state"] == "open" and k["rate"] == b["rate"] and k["out_rate"] == 48000, got
     assert k["frames_in"] >= 200 and k["frames_out"] >= 200, k

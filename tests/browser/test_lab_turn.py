@@ -51,7 +51,8 @@ h
 
 CHECK = """\
 m = h.metrics()
-frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) for peer in m["peers"])
+frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) + (peer.get("dc_audio") or {}).get("frames_in", 0)
+             for peer in m["peers"])
 print("PATH", m["path"], "FRAMES", frames, "LEVELS", m["nodes"]["level"]["frames_out"], "END")
 """
 

@@ -8,7 +8,6 @@ with the local preview, and the returned audio track must be audible (WebAudio A
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from .cells import CLOSE, GREY_FLIP_GAIN, SETUP_OK
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
-from .nbpage import notebook_page, run_cell, wait_connected, wait_output, widget
+from .conftest import ARTIFACTS, JupyterServer
+from .nbpage import own_chromium_notebook, run_cell, wait_connected, wait_output, widget
 from .probes import AUDIO_LEVEL_JS, VIDEO_HALVES_JS
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 SETUP = GREY_FLIP_GAIN + SETUP_OK
 
 STREAM = """\
-h = stream(p, audio=True, video=True, plot=False, loopback_only=True)
+h = stream(p, audio=True, video=True, plot=False, loopback_only=True, audio_transport="rtp")  # the RTP audio track
 h
 """
 
@@ -42,21 +41,12 @@ print("VIDEO_IN", peer["frames_in"].get("video", {}).get("frames", 0),
 @pytest.fixture(scope="module")
 def av_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_tone_y4m: Path) -> Iterator[Any]:
     """A Chromium of its own (fake camera = the y4m, fake mic = the WAV, looping) with the notebook open."""
-    browser = playwright_instance.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}",
-              f"--use-file-for-fake-video-capture={two_tone_y4m}"],
-    )
-    try:
-        with notebook_page(browser, lab, "video.ipynb", [SETUP, STREAM, CHECK, CLOSE],
-                           console_log="video-console.log") as page:
-            try:
-                yield page
-            finally:
-                with contextlib.suppress(Exception):  # best effort: the server stops the kernel anyway
-                    run_cell(page, 3)  # close the stream so the kernel's peer goes away with the page
-    finally:
-        browser.close()
+    with own_chromium_notebook(
+        playwright_instance, lab, "video.ipynb", [SETUP, STREAM, CHECK, CLOSE], console_log="video-console.log",
+        extra_args=[f"--use-file-for-fake-audio-capture={speech_wav}", f"--use-file-for-fake-video-capture={two_tone_y4m}"],
+        close_cell=3,
+    ) as page:
+        yield page
 
 
 def test_processed_video_and_audio_are_played_back_in_the_widget(av_page: Any) -> None:

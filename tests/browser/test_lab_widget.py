@@ -29,7 +29,8 @@ h
 
 CHECK_AUDIO = """\
 m = h.metrics()
-frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) for peer in m["peers"])
+frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) + (peer.get("dc_audio") or {}).get("frames_in", 0)
+             for peer in m["peers"])
 levels = m["nodes"]["level"]["frames_out"]
 print("AUDIO_OK" if frames >= 50 and levels >= 10 else f"AUDIO_LOW frames={frames} levels={levels}")
 print("KERNEL_TEXT", [o.text for o in list(h.outputs) if hasattr(o, "text")][:3])
@@ -98,6 +99,12 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
     assert "127.0.0.1" in w.locator(".rm-stats tr[data-key='selected pair'] td").inner_text()
     assert w.locator(".rm-stats tr[data-key='secure context'] td").inner_text() == "true"
     assert w.locator(".rm-stats tr[data-key='host'] td").inner_text() == "jupyterlab"
+    # the default audio_transport="auto" on a page served from 127.0.0.1: audio rides the rm-audio data channel
+    page.wait_for_function(
+        """() => { const td = document.querySelector(".rm-stats tr[data-key='audio path'] td");
+                   return td && /received [1-9]/.test(td.textContent); }""", timeout=10_000, polling=200)
+    audio_path = w.locator(".rm-stats tr[data-key='audio path'] td").inner_text()
+    assert audio_path.startswith("data channel, pcm16 ") and "(track-processor)" in audio_path, audio_path
     w.screenshot(path=str(ARTIFACTS / "e2e-widget.png"))
 
     # the kernel received the fake mic's audio, its tap saw the text outputs, and the browser reported the

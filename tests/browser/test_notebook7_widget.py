@@ -34,7 +34,8 @@ CHECK = """\
 import time
 for _ in range(50):
     m = h.metrics()
-    frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) for peer in m["peers"])
+    frames = sum(peer["frames_in"].get("audio", {}).get("frames", 0) + (peer.get("dc_audio") or {}).get("frames_in", 0)
+             for peer in m["peers"])
     if frames >= 50 and m["nodes"]["level"]["frames_out"] >= 10:
         break
     time.sleep(0.1)

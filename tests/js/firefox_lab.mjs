@@ -105,7 +105,7 @@ async function main() {
       const row = (k) => { const td = root.querySelector(`.rm-stats tr[data-key='${k}'] td`); return td ? td.textContent : null; };
       return { state: root.dataset.state, lines: [...root.querySelectorAll(".rm-text .rm-line")].map((e) => e.textContent).slice(0, 5),
         plot_frames: +root.querySelector("img.rm-plot").dataset.frames, host: row("host"), e2e_rtt: row("end-to-end RTT"),
-        selected_pair: row("selected pair"), mic: root.querySelector("select.rm-mic").selectedOptions[0]?.textContent || null };
+        selected_pair: row("selected pair"), audio_path: row("audio path"), mic: root.querySelector("select.rm-mic").selectedOptions[0]?.textContent || null };
     }, sel(".rm-widget"));
     await new Promise((r) => setTimeout(r, 1200));  // the browser reports its stats to the kernel once a second
     await runCell(page, cfg.check_cell);

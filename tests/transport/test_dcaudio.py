@@ -53,6 +53,22 @@ class AudioChannelClient(Client):
         return np.frombuffer(b"".join(p for _, _, p in self.returned), "<i2").astype(np.float64) / 32768.0
 
 
+async def session(node: tuple[str, str, dict[str, Any]], body: Any, protocol: str = f"pcm16/{RATE}",
+                  *, wait_open: bool = True) -> tuple[AudioChannelClient, dict[str, Any]]:
+    """Connect an :class:`AudioChannelClient` to a one-node pipeline, run ``await body(client)``, return the
+    client and the server peer's stats taken before both close."""
+    client = AudioChannelClient(protocol=protocol)
+    peer, _ = await connect(manifest(node), client)
+    try:
+        if wait_open:
+            await client.wait_open()
+        await body(client)
+        return client, peer.stats()
+    finally:
+        await client.close()
+        await peer.close()
+
+
 def test_protocol_parsing() -> None:
     assert parse_protocol("pcm16/48000") == (48000, 48000)
     assert parse_protocol("pcm16/22050/48000") == (22050, 48000)
@@ -64,21 +80,13 @@ def test_protocol_parsing() -> None:
 def test_gain_processed_audio_returns_on_the_audio_channel(rtc: LoopThread) -> None:
     """128-sample pcm16 quanta -> Gain -6 dB -> back on the same channel, 6 dB lower, no RTP audio at all."""
 
-    async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
-        client = AudioChannelClient()
-        peer, _ = await connect(manifest(("gain", "Gain", {"gain_db": -6.0})), client)
-        try:
-            await client.wait_open()
-            for i in range(300):  # 0.8 s, paced in real time
-                client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
-                await asyncio.sleep(QUANTUM / RATE)
-            await client.wait_for(lambda: len(client.returned) >= 300, 10)
-            return client, peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        for i in range(300):  # 0.8 s, paced in real time
+            client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
+            await asyncio.sleep(QUANTUM / RATE)
+        await client.wait_for(lambda: len(client.returned) >= 300, 10)
 
-    client, stats = rtc.run(scenario(), timeout=40)
+    client, stats = rtc.run(session(("gain", "Gain", {"gain_db": -6.0}), body), timeout=40)
     got = client.returned_samples()
     assert got.size == 300 * QUANTUM  # every sample came back, none invented
     rms = math.sqrt(float(np.mean(got[QUANTUM * 10:] ** 2)))
@@ -94,21 +102,13 @@ def test_gain_processed_audio_returns_on_the_audio_channel(rtc: LoopThread) -> N
 def test_level_results_and_gap_filled_with_silence(rtc: LoopThread) -> None:
     """Each quantum gives a level result on the data channel; lost frames become silence of their length."""
 
-    async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
-        client = AudioChannelClient()
-        peer, _ = await connect(manifest(("level", "AudioLevelNode", {})), client)
-        try:
-            await client.wait_open()
-            for i in range(20):
-                client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM), skip=3 if i == 10 else 0)
-                await asyncio.sleep(0.003)
-            await client.wait_for(lambda: len(json_messages(client)) >= 21, 10)
-            return client, peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        for i in range(20):
+            client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM), skip=3 if i == 10 else 0)
+            await asyncio.sleep(0.003)
+        await client.wait_for(lambda: len(json_messages(client)) >= 21, 10)
 
-    client, stats = rtc.run(scenario(), timeout=40)
+    client, stats = rtc.run(session(("level", "AudioLevelNode", {}), body), timeout=40)
     levels = [m["value"]["rms_dbfs"] for m in json_messages(client)]
     assert len(levels) == 21  # 20 frames + one of silence as long as the 3 lost ones
     assert sum(1 for v in levels if v < -60) == 1
@@ -118,59 +118,35 @@ def test_level_results_and_gap_filled_with_silence(rtc: LoopThread) -> None:
 
 
 def test_bad_frames_are_counted_and_the_stream_goes_on(rtc: LoopThread) -> None:
-    async def scenario() -> dict[str, Any]:
-        client = AudioChannelClient()
-        peer, _ = await connect(manifest(("level", "AudioLevelNode", {})), client)
-        try:
-            await client.wait_open()
-            client.audio.send(b"short")
-            client.audio.send("text is not audio")
-            client.audio.send(pack_frame(KIND_VIDEO, 0, wall_us(), b"\xff\xd8"))
-            for i in range(5):
-                client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
-            await client.wait_for(lambda: len(json_messages(client)) >= 5, 10)
-            return peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        client.audio.send(b"short")
+        client.audio.send("text is not audio")
+        client.audio.send(pack_frame(KIND_VIDEO, 0, wall_us(), b"\xff\xd8"))
+        for i in range(5):
+            client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
+        await client.wait_for(lambda: len(json_messages(client)) >= 5, 10)
 
-    a = rtc.run(scenario(), timeout=40)["dc_audio"]
+    a = rtc.run(session(("level", "AudioLevelNode", {}), body), timeout=40)[1]["dc_audio"]
     assert a["bad_frames"] == 3 and a["frames_in"] == 5
 
 
 def test_unusable_protocol_is_refused_and_reported(rtc: LoopThread) -> None:
-    async def scenario() -> tuple[str, dict[str, Any]]:
-        client = AudioChannelClient(protocol="opus/48000")
-        peer, _ = await connect(manifest(("level", "AudioLevelNode", {})), client)
-        try:
-            await client.wait_for(lambda: client.audio.readyState == "closed", 10)
-            return client.audio.readyState, peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        await client.wait_for(lambda: client.audio.readyState == "closed", 10)
 
-    state, stats = rtc.run(scenario(), timeout=40)
-    assert state == "closed"
+    _, stats = rtc.run(session(("level", "AudioLevelNode", {}), body, "opus/48000", wait_open=False), timeout=40)
     assert "opus/48000" in stats["dc_audio"]["error"]
 
 
 def test_returned_audio_is_released_in_real_time(rtc: LoopThread) -> None:
     """A pipeline that returns 1 s of audio at once: the first ~40 ms leave at once, the rest paced, none lost."""
 
-    async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
-        client = AudioChannelClient()
-        peer, _ = await connect(manifest(("pass", "PassThrough", {})), client)
-        try:
-            await client.wait_open()
-            for i in range(375):  # 1 s of audio in one go
-                client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
-            await client.wait_for(lambda: len(client.returned) >= 375, 10)
-            return client, peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        for i in range(375):  # 1 s of audio in one go
+            client.send_pcm(tone_pcm(QUANTUM, i * QUANTUM))
+        await client.wait_for(lambda: len(client.returned) >= 375, 10)
 
-    client, stats = rtc.run(scenario(), timeout=40)
+    client, stats = rtc.run(session(("pass", "PassThrough", {}), body), timeout=40)
     times = [t for t, _, _ in client.returned]
     span = times[-1] - times[0]
     assert 0.9 < span < 1.3, span  # paced at the audio's rate, not dumped
@@ -233,26 +209,17 @@ def test_unit_out_queue_is_bounded() -> None:
     assert stats["out_drops"] == 1 and stats["frames_out"] == 0
 
 
-
 def test_mic_rate_in_and_context_rate_back(rtc: LoopThread) -> None:
     """pcm16/16000/48000: 16 kHz from the browser, 48 kHz back (the kernel resamples with PyAV)."""
 
-    async def scenario() -> tuple[AudioChannelClient, dict[str, Any]]:
-        client = AudioChannelClient(protocol="pcm16/16000/48000")
-        peer, _ = await connect(manifest(("gain", "Gain", {"gain_db": 0.0})), client)
-        try:
-            await client.wait_open()
-            for i in range(100):  # 1 s of 10 ms chunks at 16 kHz
-                t = (np.arange(160) + i * 160) / 16000
-                client.send_pcm((np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype("<i2").tobytes())
-                await asyncio.sleep(0.01)
-            await client.wait_for(lambda: client.returned_samples().size >= 47000, 10)
-            return client, peer.stats()
-        finally:
-            await client.close()
-            await peer.close()
+    async def body(client: AudioChannelClient) -> None:
+        for i in range(100):  # 1 s of 10 ms chunks at 16 kHz
+            t = (np.arange(160) + i * 160) / 16000
+            client.send_pcm((np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype("<i2").tobytes())
+            await asyncio.sleep(0.01)
+        await client.wait_for(lambda: client.returned_samples().size >= 47000, 10)
 
-    client, stats = rtc.run(scenario(), timeout=40)
+    client, stats = rtc.run(session(("gain", "Gain", {"gain_db": 0.0}), body, "pcm16/16000/48000"), timeout=40)
     got = client.returned_samples()
     assert 47000 <= got.size <= 48000, got.size  # 1 s at 48 kHz, less the resamplers' delay
     spectrum = np.abs(np.fft.rfft(got[4800:43200]))

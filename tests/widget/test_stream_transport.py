@@ -1,4 +1,4 @@
-"""stream(transport=...): the media path setting reaches the kernel peer config and the widget; the widget's
+"""stream(transport=..., audio_transport=...): the media path settings reach the kernel peer config and the widget; the widget's
 13-byte WebSocket media header is byte-identical to the kernel's (checked by running widget.js in node)."""
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:
         assert h.widget.ws_audio_codec == "auto" and h.widget.ws_pcm_rate == 48000
         m = h.metrics()
         assert m["path"] is None and m["transport"] == {"setting": "auto", "webrtc_timeout_s": 5.0, "path": None,
-                                                        "reason": None}
+                                                        "reason": None, "audio_setting": "auto", "audio": None}
+        assert h.widget.audio_transport == "auto"
     finally:
         h.close()
 
@@ -69,6 +70,50 @@ def test_a_given_peer_config_decides_the_widget_setting() -> None:
 def test_an_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="transport"):
         stream(level_vad_pipeline(), transport="udp", _serve=FakeServe(), key="t3")
+    with pytest.raises(ValueError, match="audio_transport"):
+        stream(level_vad_pipeline(), audio_transport="sctp", _serve=FakeServe(), key="t3")
+
+
+def test_audio_transport_setting_and_what_the_browser_chose() -> None:
+    h = stream(level_vad_pipeline(), audio_transport="datachannel", _serve=FakeServe(), key="t4")
+    try:
+        assert h.widget.audio_transport == "datachannel"
+        h.widget.browser_stats = {"audio_transport": "datachannel"}
+        assert (h.metrics()["transport"]["audio_setting"], h.metrics()["transport"]["audio"]) == ("datachannel",) * 2
+    finally:
+        h.close()
+
+
+def node_or_fail() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed to run widget.js (apt-get install nodejs)", pytrace=False)
+    return node
+
+
+JS_AUDIO_TRANSPORT = """
+const m = await import(process.argv[1]);
+const out = {};
+for (const [setting, loopback, host] of JSON.parse(process.argv[2])) out[[setting, loopback, host].join("|")] =
+  m.resolveAudioTransport(setting, loopback, host);
+console.log(JSON.stringify(out));
+"""
+
+
+def test_auto_audio_transport_picks_the_data_channel_only_on_this_machine(tmp_path: Path) -> None:
+    module = tmp_path / "widget.mjs"
+    shutil.copy(WIDGET_JS, module)
+    cases = {("auto", False, "localhost"): "datachannel", ("auto", False, "127.0.0.1"): "datachannel",
+             ("auto", False, "[::1]"): "datachannel", ("auto", False, "lab.localhost"): "datachannel",
+             ("auto", True, "hub.example.org"): "datachannel", ("auto", False, "hub.example.org"): "rtp",
+             ("auto", False, "127.0.0.1.example.org"): "rtp", ("auto", False, "10.0.0.5"): "rtp",
+             ("rtp", True, "localhost"): "rtp", ("datachannel", False, "hub.example.org"): "datachannel"}
+    run = subprocess.run([node_or_fail(), "--input-type=module", "-e", JS_AUDIO_TRANSPORT, str(module),
+                          json.dumps([list(k) for k in cases])], capture_output=True, text=True, timeout=20, check=True)
+    got = json.loads(run.stdout)
+    for (setting, loopback, host), expected in cases.items():
+        key = "|".join([setting, "true" if loopback else "false", host])
+        assert got[key] == expected, (setting, loopback, host, got[key])
 
 
 JS_FRAMES = """
@@ -84,9 +129,7 @@ console.log(JSON.stringify(out));
 
 
 def test_the_widget_header_matches_the_kernel_header(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is needed to run widget.js (apt-get install nodejs)", pytrace=False)
+    node = node_or_fail()
     module = tmp_path / "widget.mjs"
     shutil.copy(WIDGET_JS, module)
     cases = [[1, 0, 0, []], [2, 7, 1_700_000_000_123_456, [255, 0, 1]], [3, 2**32 + 5, 2**52, [1, 2, 3, 4]],
