@@ -102,7 +102,7 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
     # the default audio_transport="auto" on a page served from 127.0.0.1: audio rides the rm-audio data channel
     page.wait_for_function(
         """() => { const td = document.querySelector(".rm-stats tr[data-key='audio path'] td");
-                   return td && /received [1-9]/.test(td.textContent); }""", timeout=10_000, polling=200)
+                   return td && /sent [1-9]/.test(td.textContent); }""", timeout=10_000, polling=200)
     audio_path = w.locator(".rm-stats tr[data-key='audio path'] td").inner_text()
     assert audio_path.startswith("data channel, pcm16 ") and "(track-processor)" in audio_path, audio_path
     w.screenshot(path=str(ARTIFACTS / "e2e-widget.png"))
