@@ -133,7 +133,9 @@ pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
 h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT)
 h''',
-    "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern()}, default=str))",
+    "_cpu0 = (time.process_time(), time.monotonic()); print('CPU_MARK')",
+    "_cpu = 100 * (time.process_time() - _cpu0[0]) / (time.monotonic() - _cpu0[1])\n"
+    "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern(), 'kernel_cpu_pct': _cpu}, default=str))",
     "h.close(); print('closed')",
 ]
 
@@ -317,6 +319,7 @@ def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitt
         open_notebook(page, server, "bench.ipynb")
         run_cell(page, 0)
         wait_results(page, 30_000)
+        run_cell(page, 1)  # CPU mark: the kernel's CPU time from here to the metrics cell
         off, data = measure_on_page(page, res, n_bursts)
         if data.get("first_wall_us"):
             res.connect_ms.append(data["first_wall_us"][1] / 1000 - off - data["marks"]["create_offer"])
@@ -332,11 +335,11 @@ def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitt
             data = page.evaluate("() => window.__rmBench.take()")
             res.connect_marks.append(_rel_marks(data["marks"]))
             res.connect_ms.append(data["first_wall_us"][1] / 1000 - off - data["marks"]["create_offer"])
-        run_cell(page, 1)
-        text = output_text(page, 1)
+        run_cell(page, 2)
+        text = output_text(page, 2)
         if "METRICS" in text:
             res.server = json.loads(text.split("METRICS", 1)[1].strip().splitlines()[0])
-        run_cell(page, 2)
+        run_cell(page, 3)
     except Exception as exc:
         res.error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
@@ -445,6 +448,9 @@ def table(runs: list[Result], base: Result) -> str:
          _connect(base), target(TARGETS["connect"], connect_p50), REFERENCE["connect"]),
         ("- createOffer -> answer applied / ICE connected / data channel open, ms (median)",
          [marks(r) for r in runs], marks(base) + f" (complete gathering at {_mark(base, 'gathered')})", "", ""),
+        ("kernel process CPU while measuring and reconnecting, % of one core (whole kernel: transport, pipeline, "
+         "ipykernel)", [_f((r.server or {}).get("kernel_cpu_pct")) if isinstance(r.server, dict) else "-" for r in runs],
+         "-", "", ""),
         ("browser receive jitter buffer: target set / avg delay ms / emitted", [jb(r) for r in runs], jb(base), "",
          "Chrome held about 34 ms"),
         ("clock alignment: best ping RTT / drift over the run, ms",
@@ -545,7 +551,8 @@ def main() -> int:
         f"{jitter}, audio_transport=...)`, pipeline `AudioLevelNode(passthrough=True)` + server wall-clock stamps "
         "(level results on the data channel, the audio back), the widget's own signaling (trickle ICE) and "
         "Stop/Start for reconnects; one run per audio transport: `'rtp'` (the default: Opus media tracks both "
-        "ways, the browser's encoder and receive buffer) and `'datachannel'` (the widget reads the burst track's "
+        "ways, the browser's encoder and receive buffer; what `'auto'` picks across networks) and `'datachannel'` "
+        "(what the default `'auto'` picks when Jupyter is opened via localhost: the widget reads the burst track's "
         "10 ms chunks with MediaStreamTrackProcessor, sends pcm16 on the unreliable `rm-audio` data channel, and "
         "plays the returned pcm16 from its own adaptive AudioWorklet buffer in the page's AudioContext; the "
         "bench's onset detector listens to that worklet's output). **plain aiortc**: `baseline_aiortc.py serve --workload audio_echo` (aiortc's "

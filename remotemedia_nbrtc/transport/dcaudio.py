@@ -17,9 +17,12 @@ then little-endian pcm16 samples. Messages of another kind or with a bad header 
 
 Inbound, a sequence gap of up to :data:`MAX_GAP_FILL_FRAMES` frames becomes silence of the same length
 (the pipeline's timeline stays intact; ``lost_frames``), and a frame older than one already passed on is
-dropped (``late_frames``). Outbound, returned audio is queued (at most :data:`OUT_QUEUE_MAX_S`, oldest
-dropped and counted) and released in real time with at most :data:`OUT_LEAD_S` sent ahead, so a
-pipeline that produces seconds of audio at once (TTS) does not overflow the browser's buffer.
+dropped (``late_frames``). Outbound, returned audio goes through the same :class:`~.tracks.PipelineAudioTrack`
+as the RTP path, in 10 ms frames with ``pacing="immediate"``: released as soon as it is delivered but
+never more than 40 ms ahead of real time (a TTS burst is paced, not dumped into the browser's buffer),
+silence when the pipeline is late, a standing backlog left by a stall trimmed and counted. The frames
+stream from the first returned audio on; frames the channel cannot take (over :data:`OUT_BUFFERED_MAX`
+unsent bytes) are dropped and counted (``out_drops``).
 """
 
 from __future__ import annotations
@@ -27,22 +30,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import AudioData, AudioFormat, now_us
-from .tracks import AudioNormalizer
-from .wsmedia import (
-    KIND_AUDIO,
-    MAX_PCM_RATE,
-    MIN_PCM_RATE,
-    PayloadAudioDecoder,
-    Pcm16Encoder,
-    pack_frame,
-    unpack_frame,
-    wall_us,
-)
+from aiortc.mediastreams import MediaStreamError
+
+from ..runtime import AudioData, AudioFormat
+from .tracks import AudioNormalizer, PipelineAudioTrack
+from .wsmedia import KIND_AUDIO, MAX_PCM_RATE, MIN_PCM_RATE, PayloadAudioDecoder, pack_frame, unpack_frame, wall_us
 
 __all__ = ["LABEL", "DataChannelAudio", "parse_protocol"]
 
@@ -50,8 +45,7 @@ log = logging.getLogger(__name__)
 
 LABEL = "rm-audio"
 MAX_GAP_FILL_FRAMES = 10
-OUT_LEAD_S = 0.04
-OUT_QUEUE_MAX_S = 2.0
+OUT_FRAME_MS = 10
 OUT_BUFFERED_MAX = 64 * 1024  # bytes waiting in the channel (SCTP) before frames are dropped
 _PROTOCOL = re.compile(r"^pcm16/(\d+)(?:/(\d+))?$")
 
@@ -81,19 +75,17 @@ class DataChannelAudio:
         self.channel: Any = None
         self.rate: int | None = None
         self.error: str | None = None
+        self.out_rate: int | None = None
         self._decoder: PayloadAudioDecoder | None = None
         self._normalizer: AudioNormalizer | None = None
-        self._encoder: Pcm16Encoder | None = None
         self._next_seq: int | None = None
         self._last_samples = 0
-        self._out: deque[bytes] = deque()
-        self._out_samples = 0
+        self._out_track: PipelineAudioTrack | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._out_seq = 0
-        self._clock_us = 0  # when the audio sent so far has played out (monotonic us)
-        self._pump_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.counters = {"frames_in": 0, "bad_frames": 0, "lost_frames": 0, "late_frames": 0, "frames_out": 0,
-                         "out_drops": 0, "out_delayed": 0}
+                         "out_drops": 0}
 
     @property
     def active(self) -> bool:
@@ -111,10 +103,9 @@ class DataChannelAudio:
             return False
         if self.channel is not None:
             self.channel.close()
-        self.channel, self.rate = channel, rate
+        self.channel, self.rate, self.out_rate = channel, rate, out_rate
         self._decoder = PayloadAudioDecoder({"codec": "pcm16", "sample_rate": rate, "channels": 1})
         self._normalizer = AudioNormalizer(self._audio_format)
-        self._encoder = Pcm16Encoder(out_rate)
         self._next_seq = None
         channel.on("message", lambda message, ch=channel: self._on_message(ch, message))
         return True
@@ -157,58 +148,42 @@ class DataChannelAudio:
 
     # -- outbound --------------------------------------------------------------------------------
     def push(self, data: AudioData) -> None:
-        """Queue one returned-audio frame; it leaves at once unless more than ``OUT_LEAD_S`` is ahead."""
-        if not self.active or self._encoder is None:
+        """Queue returned audio; frames leave paced by the outgoing track (see the module docstring)."""
+        if not self.active or self.out_rate is None:
             return
-        pcm = self._encoder.encode(data)
-        if not pcm:
-            return
-        self._out.append(pcm)
-        self._out_samples += len(pcm) // 2
-        while self._out_samples > OUT_QUEUE_MAX_S * self._encoder.rate and len(self._out) > 1:
-            self._out_samples -= len(self._out.popleft()) // 2
-            self.counters["out_drops"] += 1
-        if self._pump_handle is None:  # else the pending timer sends it in turn
-            self._pump()
+        if self._out_track is None:
+            self._out_track = PipelineAudioTrack(self.out_rate, frame_ms=OUT_FRAME_MS, pacing="immediate")
+            self._sender = asyncio.get_running_loop().create_task(self._send_frames(self._out_track),
+                                                                  name="rm-dc-audio-out")
+        self._out_track.push(data)
 
-    def _pump(self) -> None:
-        self._pump_handle = None
-        if not self.active or self._encoder is None:
-            return
-        rate = self._encoder.rate
-        while self._out:
-            now = now_us()
-            self._clock_us = max(self._clock_us, now)
-            ahead = self._clock_us - now
-            if ahead > OUT_LEAD_S * 1e6:
-                self.counters["out_delayed"] += 1
-                self._pump_handle = asyncio.get_running_loop().call_later((ahead - OUT_LEAD_S * 1e6) / 1e6, self._pump)
-                return
-            pcm = self._out.popleft()
-            samples = len(pcm) // 2
-            self._out_samples -= samples
-            self._clock_us += samples * 1_000_000 // rate
-            if self.channel.bufferedAmount > OUT_BUFFERED_MAX:
-                self.counters["out_drops"] += 1
-                continue
-            try:
-                self.channel.send(pack_frame(KIND_AUDIO, self._out_seq, wall_us(), pcm))
-            except Exception as exc:  # noqa: BLE001 - the channel closed under us
-                log.debug("data-channel audio send failed: %r", exc)
-                self.counters["out_drops"] += 1
-                continue
-            self._out_seq = (self._out_seq + 1) & 0xFFFFFFFF
-            self.counters["frames_out"] += 1
+    async def _send_frames(self, track: PipelineAudioTrack) -> None:
+        try:
+            while self.active:
+                frame = await track.recv()
+                pcm = frame.to_ndarray()[0, :: len(frame.layout.channels)]  # equal channels: keep the first
+                if self.channel.bufferedAmount > OUT_BUFFERED_MAX:
+                    self.counters["out_drops"] += 1
+                    continue
+                try:
+                    self.channel.send(pack_frame(KIND_AUDIO, self._out_seq, wall_us(), pcm.astype("<i2").tobytes()))
+                except Exception as exc:  # noqa: BLE001 - the channel closed under us
+                    log.debug("data-channel audio send failed: %r", exc)
+                    self.counters["out_drops"] += 1
+                    continue
+                self._out_seq = (self._out_seq + 1) & 0xFFFFFFFF
+                self.counters["frames_out"] += 1
+        except MediaStreamError:
+            pass
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop sending (queued audio is dropped) and close the channel. Idempotent."""
         self._closed = True
-        if self._pump_handle is not None:
-            self._pump_handle.cancel()
-            self._pump_handle = None
-        self._out.clear()
-        self._out_samples = 0
+        if self._out_track is not None:
+            self._out_track.stop()
+        if self._sender is not None:
+            self._sender.cancel()
         if self.channel is not None:
             try:
                 self.channel.close()
@@ -216,10 +191,8 @@ class DataChannelAudio:
                 pass
 
     def stats(self) -> dict[str, Any]:
-        """Counters, the rate in use, and the returned audio still queued (ms)."""
-        rate = self.rate or 48000
-        out_rate = self._encoder.rate if self._encoder is not None else None
-        return {"label": LABEL, "rate": self.rate, "out_rate": out_rate, "error": self.error, **self.counters,
-                "out_queued_ms": round(1000 * self._out_samples / rate, 1),
+        """Counters, the rates in use, and the outgoing track's (``out``: see :meth:`PipelineAudioTrack.stats`)."""
+        return {"label": LABEL, "rate": self.rate, "out_rate": self.out_rate, "error": self.error, **self.counters,
+                "out": None if self._out_track is None else self._out_track.stats(),
                 "state": None if self.channel is None else self.channel.readyState}
 
