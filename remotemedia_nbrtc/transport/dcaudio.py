@@ -19,7 +19,8 @@ Inbound, a sequence gap of up to :data:`MAX_GAP_FILL_FRAMES` frames becomes sile
 (the pipeline's timeline stays intact; ``lost_frames``), and a frame older than one already passed on is
 dropped (``late_frames``). Outbound, returned audio goes through the same :class:`~.tracks.PipelineAudioTrack`
 as the RTP path, in 10 ms frames with ``pacing="immediate"``: released as soon as it is delivered but
-never more than 40 ms ahead of real time (a TTS burst is paced, not dumped into the browser's buffer),
+never more than :data:`OUT_LEAD_MS` ahead of real time (a TTS burst is paced, not dumped into the browser's
+buffer, which skips a standing backlog more than 15 ms above its margin),
 silence when the pipeline is late, a standing backlog left by a stall trimmed and counted. The frames
 stream from the first returned audio on; frames the channel cannot take (over :data:`OUT_BUFFERED_MAX`
 unsent bytes) are dropped and counted (``out_drops``).
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 LABEL = "rm-audio"
 MAX_GAP_FILL_FRAMES = 10
 OUT_FRAME_MS = 10
+OUT_LEAD_MS = 10.0  # small: the browser's playout buffer, not the network, absorbs jitter here
 OUT_BUFFERED_MAX = 64 * 1024  # bytes waiting in the channel (SCTP) before frames are dropped
 _PROTOCOL = re.compile(r"^pcm16/(\d+)(?:/(\d+))?$")
 
@@ -152,7 +154,8 @@ class DataChannelAudio:
         if not self.active or self.out_rate is None:
             return
         if self._out_track is None:
-            self._out_track = PipelineAudioTrack(self.out_rate, frame_ms=OUT_FRAME_MS, pacing="immediate")
+            self._out_track = PipelineAudioTrack(self.out_rate, frame_ms=OUT_FRAME_MS, pacing="immediate",
+                                                 max_lead_ms=OUT_LEAD_MS)
             self._sender = asyncio.get_running_loop().create_task(self._send_frames(self._out_track),
                                                                   name="rm-dc-audio-out")
         self._out_track.push(data)

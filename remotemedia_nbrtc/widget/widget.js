@@ -510,11 +510,17 @@ class WsMediaLink {
 const DC_AUDIO_LABEL = "rm-audio";
 const DC_AUDIO_RATE = 48000;
 const DC_AUDIO_HIGH_WATER = 64 * 1024;  // bytes the channel may hold unsent; beyond it captured frames are dropped, counted
-const DC_PLAYOUT_TRIM_ABOVE_MS = 30;    // a standing backlog this far above the margin for 1 s is skipped (counted)
+const DC_PLAYOUT_TRIM_ABOVE_MS = 15;    // a standing backlog this far above the margin for 1 s is skipped (counted);
+                                        // above the kernel's 10 ms pacing lead, so paced TTS is never cut
 
-// Plays returned pcm16 from a ring buffer with the smallest margin that does not run dry: it starts with
-// `marginMs`, grows by one render quantum at each underrun (up to 100 ms) and shrinks back after 10 calm
-// seconds; a backlog that never drained for a whole second is skipped (a stall upstream, or clock drift).
+// Plays returned pcm16 from a ring buffer at a small, adaptive latency. The kernel sends a continuous stream
+// (silence when its pipeline has none), so a quantum that finds too little is jitter or a stall: it plays
+// silence, and that much of the late audio is skipped when it arrives (the latency stays where it was),
+// while the margin kept in the buffer grows by one render quantum per such event (up to 100 ms). After
+// 10 calm seconds the margin shrinks by a quantum. Every half second the buffer's lowest level is checked:
+// a standing backlog more than `trimAboveMs` above the margin (drift, a burst after a long stall) is
+// skipped; a smaller one a quantum per half second after a calm second. Over 200 ms of silence is a gap, not
+// jitter: playback starts over once the margin is buffered again.
 const PLAYOUT_WORKLET = `
 class RmPlayout extends AudioWorkletProcessor {
   constructor(options) {
@@ -528,22 +534,36 @@ class RmPlayout extends AudioWorkletProcessor {
     this.margin = this.floor;
     this.maxMargin = Math.round(sampleRate * 0.1);
     this.trimAbove = Math.round(sampleRate * o.trimAboveMs / 1000);
+    this.maxDeficit = Math.round(sampleRate * 0.2);
     this.playing = false;
+    this.dry = false;
+    this.deficit = 0;
     this.minLevel = Infinity;
-    this.windowLeft = sampleRate;
-    this.reportLeft = sampleRate / 4;
+    this.windowLeft = sampleRate / 2;
     this.calm = 0;
-    this.s = { received: 0, played: 0, underruns: 0, trimmed: 0, overflow: 0 };
+    this.reportLeft = sampleRate / 4;
     this.peak = 0;
+    this.s = { received: 0, played: 0, underruns: 0, late: 0, trimmed: 0, overflow: 0 };
     this.port.onmessage = (e) => this.push(e.data);
   }
   push(pcm) {
     this.s.received += pcm.length;
-    for (let i = 0; i < pcm.length; i++) {
+    let i = 0;
+    if (this.deficit > 0) {
+      i = Math.min(this.deficit, pcm.length);
+      this.deficit -= i;
+      this.s.late += i;
+    }
+    for (; i < pcm.length; i++) {
       if (this.n === this.cap) { this.r = (this.r + 1) % this.cap; this.n--; this.s.overflow++; }
       this.ring[(this.r + this.n) % this.cap] = pcm[i] / 32768;
       this.n++;
     }
+  }
+  skip(k) {
+    this.r = (this.r + k) % this.cap;
+    this.n -= k;
+    this.s.trimmed += k;
   }
   process(inputs, outputs) {
     const out = outputs[0][0], len = out.length;
@@ -559,22 +579,25 @@ class RmPlayout extends AudioWorkletProcessor {
       this.n -= k;
       this.s.played += k;
       if (k < len) {
-        this.s.underruns++;
-        this.playing = false;
-        this.calm = 0;
-        this.margin = Math.min(this.maxMargin, this.margin + len);
-      }
+        this.deficit += len - k;
+        if (!this.dry) {
+          this.dry = true;
+          this.s.underruns++;
+          this.calm = 0;
+          const grow = Math.min(len, this.maxMargin - this.margin);
+          this.margin += grow;
+          this.deficit = Math.max(0, this.deficit - grow);
+        }
+        if (this.deficit > this.maxDeficit) { this.deficit = 0; this.playing = false; }
+      } else this.dry = false;
     }
     if ((this.windowLeft -= len) <= 0) {
-      this.windowLeft = sampleRate;
+      this.windowLeft = sampleRate / 2;
       const excess = this.minLevel - len - this.margin;
-      if (this.playing && excess > this.trimAbove) {
-        this.r = (this.r + excess) % this.cap;
-        this.n -= excess;
-        this.s.trimmed += excess;
-      }
+      if (this.playing && excess > this.trimAbove) this.skip(excess);
+      else if (this.playing && this.calm >= 2 && excess >= len) this.skip(len);
       this.minLevel = Infinity;
-      if (++this.calm >= 10 && this.margin > this.floor) { this.margin = Math.max(this.floor, this.margin - len); this.calm = 0; }
+      if (++this.calm >= 20 && this.margin > this.floor) { this.margin = Math.max(this.floor, this.margin - len); this.calm = 0; }
     }
     if ((this.reportLeft -= len) <= 0) {
       this.reportLeft = sampleRate / 4;
@@ -720,7 +743,7 @@ class DcAudioLink {
       capture: this.capture,
       audio_context: this.ctx ? this.ctx.state : null, buffered_bytes: this.channel.bufferedAmount,
       playout: { level_ms: ms(p.level), margin_ms: ms(p.margin), underruns: p.underruns ?? 0, trimmed_ms: ms(p.trimmed),
-        overflow_ms: ms(p.overflow), played_ms: ms(p.played), playing: !!p.playing, peak: p.peak ?? 0 } };
+        overflow_ms: ms(p.overflow), late_ms: ms(p.late), played_ms: ms(p.played), playing: !!p.playing, peak: p.peak ?? 0 } };
   }
 
   close() {
@@ -745,7 +768,7 @@ function dcAudioSummary(d) {
   return "data channel, pcm16 " + d.rate + " Hz (" + d.capture + ") / back " + d.out_rate + " Hz (" + d.channel + "): sent " +
     d.frames_sent + " frames (dropped " + d.send_drops +
     "), received " + d.frames_received + " (lost " + d.lost + "); playout buffer " + fmt(p.level_ms, " ms") + ", margin " +
-    fmt(p.margin_ms, " ms") + ", underruns " + p.underruns + ", skipped " + fmt(p.trimmed_ms, " ms");
+    fmt(p.margin_ms, " ms") + ", underruns " + p.underruns + ", skipped " + fmt(p.trimmed_ms, " ms") + " + late " + fmt(p.late_ms, " ms");
 }
 
 function floatToPcm16(samples) {

@@ -155,7 +155,7 @@ def test_unusable_protocol_is_refused_and_reported(rtc: LoopThread) -> None:
 
 
 def test_returned_audio_is_released_in_real_time(rtc: LoopThread) -> None:
-    """A pipeline that returns 1 s of audio at once: about 40 ms leave at once, the rest is paced, none is trimmed."""
+    """A pipeline that returns 1 s of audio at once: about 10 ms leave at once, the rest is paced, none is trimmed."""
 
     async def body(client: AudioChannelClient) -> None:
         for i in range(375):  # 1 s of audio in one go
@@ -167,7 +167,7 @@ def test_returned_audio_is_released_in_real_time(rtc: LoopThread) -> None:
     span = times[-1] - times[0]
     assert 0.9 < span < 1.2, span  # paced at the audio's rate, not dumped
     early = sum(1 for t in times if t - times[0] < 0.01)
-    assert early <= 6, early  # 40 ms of lead: 5 frames of 10 ms (+1 for timing)
+    assert early <= 3, early  # 10 ms of lead: 2 frames of 10 ms (+1 for timing)
     out = stats["dc_audio"]["out"]
     assert out["samples_in"] == RATE and out["trimmed_samples"] == 0 and accounted(out), out
     assert stats["dc_audio"]["out_drops"] == 0
