@@ -515,8 +515,9 @@ const DC_PLAYOUT_TRIM_ABOVE_MS = 15;    // a standing backlog this far above the
 
 // Plays returned pcm16 from a ring buffer at a small, adaptive latency. The kernel sends a continuous stream
 // (silence when its pipeline has none), so a quantum that finds too little is jitter or a stall: it plays
-// silence, and that much of the late audio is skipped when it arrives (the latency stays where it was),
-// while the margin kept in the buffer grows by one render quantum per such event (up to 100 ms). After
+// silence, and that much of the late audio is skipped when it arrives (the latency stays where it was);
+// when such events come within 2 s of each other the margin kept in the buffer grows by one render
+// quantum each time (up to 100 ms). After
 // 10 calm seconds the margin shrinks by a quantum. Every half second the buffer's lowest level is checked:
 // a standing backlog more than `trimAboveMs` above the margin (drift, a burst after a long stall) is
 // skipped; a smaller one a quantum per half second after a calm second. Over 200 ms of silence is a gap, not
@@ -537,6 +538,7 @@ class RmPlayout extends AudioWorkletProcessor {
     this.maxDeficit = Math.round(sampleRate * 0.2);
     this.playing = false;
     this.dry = false;
+    this.lastDry = -Infinity;
     this.deficit = 0;
     this.minLevel = Infinity;
     this.windowLeft = sampleRate / 2;
@@ -584,9 +586,12 @@ class RmPlayout extends AudioWorkletProcessor {
           this.dry = true;
           this.s.underruns++;
           this.calm = 0;
-          const grow = Math.min(len, this.maxMargin - this.margin);
-          this.margin += grow;
-          this.deficit = Math.max(0, this.deficit - grow);
+          if (currentFrame - this.lastDry < 2 * sampleRate) {  // repeated: the margin is too small (one-offs pass)
+            const grow = Math.min(len, this.maxMargin - this.margin);
+            this.margin += grow;
+            this.deficit = Math.max(0, this.deficit - grow);
+          }
+          this.lastDry = currentFrame;
         }
         if (this.deficit > this.maxDeficit) { this.deficit = 0; this.playing = false; }
       } else this.dry = false;
