@@ -2,11 +2,13 @@
 
 A browser's RTP audio costs latency the page cannot remove: its Opus encoder fills 10-20 ms frames and
 looks 6.5 ms ahead, and its receive buffer (NetEq) holds about 30 ms even with ``jitterBufferTarget``
-0. With ``audio_transport="datachannel"`` the widget instead reads the mic track's PCM as it comes
-(MediaStreamTrackProcessor's 10 ms chunks, or 128-sample quanta from an AudioWorklet), sends it on a data channel labelled :data:`LABEL` (unordered, no retransmits), and plays
-the returned audio from its own small adaptive buffer in an AudioWorklet. Video (if any) stays on RTP.
-Good on loopback and LANs; over lossy or slow links RTP/Opus (the default) is the better choice: PCM
-costs 768 kbit/s at 48 kHz and a lost message is a gap (filled with silence, counted), not concealed.
+0. With ``audio_transport="datachannel"`` (what ``"auto"`` picks when the kernel is on the browser's
+machine) the widget instead reads the mic track's PCM as it comes (MediaStreamTrackProcessor's 10 ms
+chunks, or 128-sample quanta from an AudioWorklet), sends it on a data channel labelled :data:`LABEL`
+(unordered, no retransmits), and plays the returned audio from its own small adaptive buffer in an
+AudioWorklet. Video (if any) stays on RTP. Good on loopback and LANs; over lossy or slow links RTP/Opus
+is the better choice: PCM costs 768 kbit/s at 48 kHz and a lost message is a gap (filled with silence,
+counted), not concealed.
 
 Protocol: the channel's ``protocol`` string is ``"pcm16/<rate>"`` or ``"pcm16/<rate>/<out_rate>"``: mono
 pcm16 from the browser at ``rate``, returned audio at ``out_rate`` (default ``rate``), both 16000..48000
@@ -20,10 +22,10 @@ Inbound, a sequence gap of up to :data:`MAX_GAP_FILL_FRAMES` frames becomes sile
 dropped (``late_frames``). Outbound, returned audio goes through the same :class:`~.tracks.PipelineAudioTrack`
 as the RTP path, in 10 ms frames with ``pacing="immediate"``: released as soon as it is delivered but
 never more than :data:`OUT_LEAD_MS` ahead of real time (a TTS burst is paced, not dumped into the browser's
-buffer, which skips a standing backlog more than 15 ms above its margin),
-silence when the pipeline is late, a standing backlog left by a stall trimmed and counted. The frames
-stream from the first returned audio on; frames the channel cannot take (over :data:`OUT_BUFFERED_MAX`
-unsent bytes) are dropped and counted (``out_drops``).
+buffer, which skips a standing backlog more than 15 ms above its margin), silence when the pipeline is
+late, a standing backlog left by a stall trimmed and counted. The frames stream from the first returned
+audio on; frames the channel cannot take (over :data:`OUT_BUFFERED_MAX` unsent bytes) are dropped and
+counted (``out_drops``).
 """
 
 from __future__ import annotations
