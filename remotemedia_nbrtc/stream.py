@@ -244,7 +244,13 @@ class StreamHandle:
             pipeline_loop().run(apply(), 5.0)
 
     def metrics(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Per-node counters of the newest session, server-peer stats, browser stats, display counters."""
+        """Per-node counters of the newest session, server-peer stats, browser stats, display counters.
+
+        ``transport``: the media path settings and what the browser chose (``path``: webrtc / websocket,
+        ``audio``: rtp / datachannel / websocket, with the reason for a fallback); each entry of ``peers``
+        has the kernel peer's counters (``dc_audio`` for data-channel audio), ``browser`` the widget's
+        (``dc_audio.playout``: buffer level, margin, underruns, skipped audio).
+        """
         from .transport.loop_thread import pipeline_loop, rtc_loop
 
         sessions = self.sessions()
