@@ -502,6 +502,9 @@ def main() -> int:
     parser.add_argument("--opus-ptime", type=int, help="diagnostic: add a=ptime:N to the answers (both pages)")
     parser.add_argument("--audio-transport", nargs="+", default=["rtp", "datachannel"],
                         choices=["rtp", "datachannel"], help="widget runs, one per audio_transport (default: both)")
+    parser.add_argument("--worklet-capture", action="store_true",
+                        help="diagnostic: hide MediaStreamTrackProcessor (as in Firefox/Safari): data-channel audio "
+                        "is captured by the AudioWorklet")
     parser.add_argument("--skip-baseline", action="store_true", help="diagnostic: only the widget")
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch results.md")
     args = parser.parse_args()
@@ -521,6 +524,8 @@ def main() -> int:
         try:
             context = browser.new_context()
             context.add_init_script(path=str(PAGE_JS))
+            if args.worklet_capture:
+                context.add_init_script("delete window.MediaStreamTrackProcessor;")
             if args.opus_ptime:
                 context.add_init_script(f"window.__rmBench.ptime = {int(args.opus_ptime)};")
             print(f"baseline: plain aiortc + minimal page, {n_bursts} bursts, {n_connects} connects ...", flush=True)
@@ -571,7 +576,7 @@ def main() -> int:
         "server's receive path released on arrival).\n\n"
         + text + "\n\n### Details\n\n" + details(runs, base)
     )
-    diagnostic = args.track_kw or args.peer_kw or args.opus_ptime or args.skip_baseline
+    diagnostic = args.track_kw or args.peer_kw or args.opus_ptime or args.skip_baseline or args.worklet_capture
     if not args.no_write and not diagnostic and not any(r.error and not r.burst_ms for r in runs):
         cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python bench/browser_latency.py"
                + (" --quick" if args.quick else ""))

@@ -683,7 +683,7 @@ class DcAudioLink {
     this.capture = "worklet";
     const src = this.ctx.createMediaStreamSource(new MediaStream(this.stream.getAudioTracks()));
     const capture = new AudioWorkletNode(this.ctx, "rm-capture", { numberOfInputs: 1, numberOfOutputs: 0,
-      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame: 128 } });
+      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame: DC_AUDIO_RATE / 100 } });  // 10 ms, as the track gives
     capture.port.onmessage = (ev) => this.onCapture(ev.data);
     src.connect(capture);
     this.nodes.push(src, capture);
