@@ -508,7 +508,7 @@ class WsMediaLink {
 // ---------------------------------------------------------------------------------------------
 
 const DC_AUDIO_LABEL = "rm-audio";
-const DC_AUDIO_RATE = 48000;
+const DC_MIN_RATE = 16000, DC_MAX_RATE = 48000;  // what the kernel accepts (transport/dcaudio.py)
 const DC_AUDIO_HIGH_WATER = 64 * 1024;  // bytes the channel may hold unsent; beyond it captured frames are dropped, counted
 const DC_PLAYOUT_TRIM_ABOVE_MS = 15;    // a standing backlog this far above the margin for 1 s is skipped (counted);
                                         // above the kernel's 10 ms pacing lead, so paced TTS is never cut
@@ -634,19 +634,20 @@ class DcAudioLink {
   constructor(pc, stream, opts) {
     this.stream = stream;
     this.opts = opts;  // {marginMs, ctx (shared AudioContext or null), onPlayout}
-    // The track's own chunks at its own rate when the browser can read them (the kernel resamples), else
-    // worklet quanta at the AudioContext's rate; the returned audio always comes at the context's rate.
+    // The AudioContext runs at the device's own rate (Firefox cannot feed a mic into a context at another
+    // rate); the returned audio comes at that rate. The mic goes at its track's own rate when the browser
+    // can read the track's chunks (the kernel resamples), else as worklet frames at the context's rate.
+    this.ctx = opts.ctx || newAudioContext();
+    this.ownsCtx = !opts.ctx;
+    this.outRate = this.ctx.sampleRate;
     const track = stream.getAudioTracks()[0];
     const trackRate = (track.getSettings ? track.getSettings() : {}).sampleRate;
-    this.captureRate = typeof MediaStreamTrackProcessor === "function" && trackRate >= 16000 && trackRate <= 48000
-      ? trackRate : DC_AUDIO_RATE;
-    this.readChunks = this.captureRate === trackRate && typeof MediaStreamTrackProcessor === "function";
+    this.readChunks = typeof MediaStreamTrackProcessor === "function" && trackRate >= DC_MIN_RATE && trackRate <= DC_MAX_RATE;
+    this.captureRate = this.readChunks ? trackRate : this.outRate;
     this.channel = pc.createDataChannel(DC_AUDIO_LABEL, { ordered: false, maxRetransmits: 0,
-      protocol: "pcm16/" + this.captureRate + "/" + DC_AUDIO_RATE });
+      protocol: "pcm16/" + this.captureRate + "/" + this.outRate });
     this.channel.binaryType = "arraybuffer";
     this.channel.onmessage = (ev) => this.onMessage(ev.data);
-    this.ctx = null;
-    this.ownsCtx = false;
     this.nodes = [];
     this.playout = null;
     this.seq = 0;
@@ -660,9 +661,6 @@ class DcAudioLink {
   }
 
   async start() {
-    this.ctx = this.opts.ctx || new AudioContext({ latencyHint: "interactive", sampleRate: DC_AUDIO_RATE });
-    this.ownsCtx = !this.opts.ctx;
-    if (this.ctx.sampleRate !== DC_AUDIO_RATE) throw new Error("the browser would not run audio at " + DC_AUDIO_RATE + " Hz");
     if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
     await addWorklet(this.ctx, CAPTURE_WORKLET);
     await addWorklet(this.ctx, PLAYOUT_WORKLET);
@@ -683,7 +681,7 @@ class DcAudioLink {
     this.capture = "worklet";
     const src = this.ctx.createMediaStreamSource(new MediaStream(this.stream.getAudioTracks()));
     const capture = new AudioWorkletNode(this.ctx, "rm-capture", { numberOfInputs: 1, numberOfOutputs: 0,
-      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame: DC_AUDIO_RATE / 100 } });  // 10 ms, as the track gives
+      channelCount: 1, channelCountMode: "explicit", processorOptions: { frame: Math.round(this.outRate / 100) } });  // 10 ms, as a track gives
     capture.port.onmessage = (ev) => this.onCapture(ev.data);
     src.connect(capture);
     this.nodes.push(src, capture);
@@ -743,8 +741,8 @@ class DcAudioLink {
 
   stats() {
     const p = this.play || {};
-    const ms = (n) => (n === undefined ? null : Math.round((n * 10000) / DC_AUDIO_RATE) / 10);
-    return { ...this.counters, channel: this.channel.readyState, rate: this.captureRate, out_rate: DC_AUDIO_RATE,
+    const ms = (n) => (n === undefined ? null : Math.round((n * 10000) / this.outRate) / 10);
+    return { ...this.counters, channel: this.channel.readyState, rate: this.captureRate, out_rate: this.outRate,
       capture: this.capture,
       audio_context: this.ctx ? this.ctx.state : null, buffered_bytes: this.channel.bufferedAmount,
       playout: { level_ms: ms(p.level), margin_ms: ms(p.margin), underruns: p.underruns ?? 0, trimmed_ms: ms(p.trimmed),
@@ -766,6 +764,14 @@ class DcAudioLink {
     if (this.ownsCtx && this.ctx) this.ctx.close().catch(() => {});
     this.ctx = null;
   }
+}
+
+// The device's own rate if the kernel takes it (16-48 kHz), else 48 kHz.
+function newAudioContext() {
+  const ctx = new AudioContext({ latencyHint: "interactive" });
+  if (ctx.sampleRate >= DC_MIN_RATE && ctx.sampleRate <= DC_MAX_RATE) return ctx;
+  ctx.close().catch(() => {});
+  return new AudioContext({ latencyHint: "interactive", sampleRate: DC_MAX_RATE });
 }
 
 function dcAudioSummary(d) {
