@@ -396,14 +396,19 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
         run.error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.close(), 15)
-            except Exception as exc:
-                run.error = (run.error or "") + f" (client close: {exc!r})"
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+        await close_run(run, client, server)
     return run
+
+
+async def close_run(run: Run, client: Any, server: Any) -> None:
+    """Close a workload's client (a failure is added to ``run.error``) and stop its server process."""
+    if client is not None:
+        try:
+            await asyncio.wait_for(client.close(), 15)
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            run.error = (run.error or "") + f" (client close: {exc!r})"
+    if server is not None:
+        await asyncio.to_thread(server.stop)
 
 
 def _server_trace(stats: Any) -> dict[str, Any]:

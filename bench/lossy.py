@@ -36,7 +36,7 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_aiortc import PlainClient
-from latency import ICE, LEVEL_THRESHOLD_DBFS, Run, _collect_ours, _cpu, _lat, _ms, burst_latencies
+from latency import ICE, LEVEL_THRESHOLD_DBFS, Run, _collect_ours, _cpu, _lat, _ms, burst_latencies, close_run
 from procstat import ProcSampler
 from report import write_section
 from servers import ServerProc
@@ -343,13 +343,7 @@ async def run_one(impl: str, profile: Profile, duration: float, seed: int, log_d
         run.error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.close(), 15)
-            except Exception as exc:  # noqa: BLE001
-                run.error = (run.error or "") + f" (client close: {exc!r})"
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+        await close_run(run, client, server)
     return out
 
 
