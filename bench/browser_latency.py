@@ -177,6 +177,7 @@ async function connectBaseline(jitterMs) {
 @dataclass
 class Result:
     impl: str
+    audio_transport: str = "rtp"  # the widget's setting for this run (the baseline: RTP)
     burst_ms: list[float] = field(default_factory=list)
     up_ms: list[float] = field(default_factory=list)  # page (burst rendered) -> server receive
     pipe_ms: list[float] = field(default_factory=list)  # server receive -> result encoded for the data channel
@@ -307,7 +308,7 @@ def run_baseline(context: Any, log_dir: Path, n_bursts: int, n_connects: int, ji
 def run_widget(context: Any, log_dir: Path, n_bursts: int, n_connects: int, jitter_ms: float | None,
                track_kw: dict[str, Any] | None = None, peer_kw: dict[str, Any] | None = None,
                audio_transport: str = "rtp") -> Result:
-    res = Result("ours" if audio_transport == "rtp" else f"ours ({audio_transport})")
+    res = Result("ours" if audio_transport == "rtp" else f"ours ({audio_transport})", audio_transport)
     root = Path(tempfile.mkdtemp(prefix="rm-browser-bench-", dir=log_dir))
     cells = [NOTEBOOK_CELLS[0].replace("JITTER", repr(jitter_ms)).replace("TRACKKW", repr(track_kw))
              .replace("PEERKW", repr(peer_kw or {})).replace("AUDIOTRANSPORT", repr(audio_transport)),
@@ -406,10 +407,6 @@ def verdict(value: float | None, target: float) -> str:
     return "-" if value is None else ("met" if value <= target else "missed")
 
 
-def _short(r: Result) -> str:
-    return r.impl.split("(")[1].rstrip(")") if "(" in r.impl else "rtp"
-
-
 def table(runs: list[Result], base: Result) -> str:
     """One column per widget run (RTP audio, data-channel audio), then plain aiortc, target, reference."""
 
@@ -418,7 +415,7 @@ def table(runs: list[Result], base: Result) -> str:
         return f" ({m}/{r.bursts} missed)" if m else ""
 
     def target(limit: float, value: Any) -> str:
-        return f"<= {limit:.0f} (" + ", ".join(f"{_short(r)} {verdict(value(r), limit)}" for r in runs) + ")"
+        return f"<= {limit:.0f} (" + ", ".join(f"{r.audio_transport} {verdict(value(r), limit)}" for r in runs) + ")"
 
     def connect_p50(r: Result) -> float | None:
         return _med(r.connect_ms[1:] or r.connect_ms)
@@ -426,7 +423,7 @@ def table(runs: list[Result], base: Result) -> str:
     def jb(x: Result) -> str:
         rs = x.receiver or {}
         if not rs.get("jb_emitted"):
-            return "- (no RTP audio received)" if _short(x) == "datachannel" else "-"
+            return "- (no RTP audio received)" if x.audio_transport == "datachannel" else "-"
         return f"{rs.get('jitter_buffer_target')} / {1000 * rs['jb_delay_s'] / rs['jb_emitted']:.1f} / {rs['jb_emitted']}"
 
     def marks(r: Result) -> str:
@@ -457,7 +454,7 @@ def table(runs: list[Result], base: Result) -> str:
          [f"{_f(r.clock.get('best_rtt_ms'))} / {_f(r.clock.get('drift_ms'))}" for r in runs],
          f"{_f(base.clock.get('best_rtt_ms'))} / {_f(base.clock.get('drift_ms'))}", "", ""),
     ]
-    heads = " | ".join(f"ours: widget in JupyterLab + kernel, audio_transport={_short(r)!r}" for r in runs)
+    heads = " | ".join(f"ours: widget in JupyterLab + kernel, audio_transport={r.audio_transport!r}" for r in runs)
     lines = [f"| figure | {heads} | plain aiortc + minimal page (same run) | target | reference (plain aiortc, elsewhere) |",
              "|---" * (4 + len(runs)) + "|"]
     lines += [f"| {a} | {' | '.join(b)} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
