@@ -435,7 +435,8 @@ class SignalingEndpoint:
             self._pending_candidates.append(candidate)
             return {"success": True, "to_peer_id": to, "buffered": True}
         await self._apply_candidate(candidate)
-        return {"success": True, "to_peer_id": to, "buffered": False}
+        # upstream's answer for an applied candidate; it adds buffered=false only when it drops one
+        return {"success": True, "to_peer_id": to}
 
     async def _apply_candidate(self, candidate: dict[str, Any] | None) -> None:
         try:

@@ -169,7 +169,9 @@ async def test_candidates_before_offer_are_queued_then_applied_in_order() -> Non
     assert state["peer_id"] == "alice" and state["connection_state"] == "connecting" and state["timestamp"] > 1e12
     # after the offer, candidates go straight to the peer; end-of-candidates becomes None
     await ep.handle_message(req("peer.ice_candidate", {"from": "alice", "to": SERVER, "candidate": ""}, "c3"))
-    assert reply(sent, "c3")["result"]["buffered"] is False and peer.calls[-1] == ("candidate", None)
+    # an applied candidate is answered as upstream does: no `buffered` (upstream's buffered=false means dropped)
+    assert reply(sent, "c3")["result"] == {"success": True, "to_peer_id": SERVER}
+    assert peer.calls[-1] == ("candidate", None)
     await ep.close()
     assert peer.closed
 
@@ -268,7 +270,7 @@ async def test_messages_processed_in_order_even_when_fired_concurrently() -> Non
         ep.handle_message(req("peer.offer", {"from": "alice", "to": SERVER, "sdp": SDP}, "o")),
         ep.handle_message(req("peer.ice_candidate", c, "c")),
     )
-    assert reply(sent, "c")["result"]["buffered"] is False
+    assert reply(sent, "c")["result"] == {"success": True, "to_peer_id": SERVER}
     assert [k for k, _ in FakePeer.instances[-1].calls] == ["offer", "candidate"]
     ids = [m.get("id") for m in sent if "id" in m]
     assert ids.index("o") < ids.index("c")
@@ -348,3 +350,49 @@ async def test_real_server_peer_with_candidates_before_offer() -> None:
     assert out["pc"] == "connected" and out["echo"]["type"] == "text" and out["echo"]["text"] == "ping"
     assert "connected" in out["states"]
     assert out["sent"] and out["sent"] <= out["remote"], out  # the queued candidates reached the server's ICE agent
+
+
+async def test_real_server_peer_trickled_candidates_answered_as_upstream() -> None:
+    """Candidates trickled after the offer are applied and answered `{success, to_peer_id}`, as upstream's server
+    does. The server used to add `buffered: false`, which upstream sends only for a candidate it drops, so a
+    client written to upstream's spec read every trickled candidate as lost."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from remotemedia_nbrtc.transport.client import split_candidates
+    from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+    from remotemedia_nbrtc.transport.loop_thread import rtc_loop
+    from remotemedia_nbrtc.transport.peer import PeerConfig
+
+    ice = IceConfig(loopback_only=True)
+    manifest = {"version": "v1", "metadata": {}, "nodes": [{"id": "echo", "node_type": "PassThrough"}],
+                "connections": []}
+
+    async def scenario() -> dict[str, Any]:
+        sent: list[dict[str, Any]] = []
+        ep = SignalingEndpoint(lambda text: sent.append(json.loads(text)), manifest, PeerConfig(ice=ice))
+        pc = RTCPeerConnection(ice.to_rtc_configuration())
+        dc = pc.createDataChannel("pipeline-data")
+        opened = asyncio.Event()
+        dc.on("open", opened.set)
+        try:
+            await ep.handle_message(req("peer.announce", {"peer_id": "up"}, 1))
+            prepare_peer_connection(pc, ice)
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp, candidates = split_candidates(pc.localDescription.sdp)
+            await ep.handle_message(req("peer.offer", {"from": "up", "to": SERVER, "sdp": sdp}, "o"))
+            answer = reply(sent, "o")["result"]
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            for i, c in enumerate(candidates):  # all of them AFTER the offer
+                params = {"from": "up", "to": SERVER, "candidate": c["candidate"], "sdp_mid": c["sdpMid"],
+                          "sdp_m_line_index": c["sdpMLineIndex"]}
+                await ep.handle_message(req("peer.ice_candidate", params, f"c{i}"))
+            await asyncio.wait_for(opened.wait(), 10)
+            return {"replies": [reply(sent, f"c{i}") for i in range(len(candidates))], "pc": pc.connectionState}
+        finally:
+            await pc.close()
+            await ep.close()
+
+    out = await asyncio.wrap_future(rtc_loop().submit(scenario()))
+    assert out["pc"] == "connected" and out["replies"]
+    for r in out["replies"]:
+        assert r["result"] == {"success": True, "to_peer_id": SERVER}, r
