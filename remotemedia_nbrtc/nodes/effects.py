@@ -7,6 +7,7 @@ channels)`` and starts afresh when that changes.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -75,6 +76,17 @@ class _StatefulEffect(Node):
 
     def __init__(self) -> None:
         self._states: dict[Any, Any] = {}
+
+    async def start(self) -> None:
+        # scipy.signal takes seconds to import on a cold machine; paid in the first process call, that stall
+        # became a standing backlog of returned audio (trimmed). Off the event loop, before the first frame.
+        await asyncio.to_thread(self._warm_up)
+
+    def _warm_up(self) -> None:
+        import scipy.signal  # noqa: F401
+
+        probe = AudioData(np.zeros((960, 1), np.float32), 48000)
+        self._apply(self._new_state(probe), probe)
 
     def _new_state(self, data: AudioData) -> Any:
         raise NotImplementedError

@@ -31,6 +31,7 @@ __all__ = ["StreamSession", "NodeState"]
 log = logging.getLogger(__name__)
 
 NodeState = Literal["enabled", "bypass", "disabled"]
+SLOW_FIRST_CALL_S = 0.5
 _END = object()
 
 
@@ -121,7 +122,13 @@ class _NodeRunner:
                 self.metrics.errors += 1
                 log.debug("node %s failed", self.id, exc_info=True)
                 await self.session._output(self.id, ErrorData(self.id, str(exc) or repr(exc), type(exc).__name__))
-            self.metrics.durations.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.durations.append(took)
+            if self.metrics.frames_in == 1 and took > SLOW_FIRST_CALL_S:
+                log.warning(
+                    "node %r took %.2f s on its first input: do heavy imports and warm-up in start(), which runs "
+                    "before media flows (a stall here leaves live audio late or trimmed)", self.id, took
+                )
 
     async def _call(self, fn: Callable[..., Any], arg: Any, is_async_gen: bool, is_coroutine: bool) -> None:
         args = () if arg is None else (arg,)

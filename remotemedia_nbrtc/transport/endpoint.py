@@ -720,7 +720,11 @@ class SignalingEndpoint:
         return {"sent": True}
 
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
-        stats: dict[str, Any] = self._media_peer().stats()
+        """The kernel peer's counters, for either media path (the doctor panel shows what the kernel trimmed)."""
+        if self.server_peer is None:
+            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
+        stats: dict[str, Any] = self.server_peer.stats()
+        stats.pop("trace", None)  # profiling only, and large
         return stats
 
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:

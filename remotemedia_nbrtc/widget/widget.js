@@ -774,6 +774,16 @@ function newAudioContext() {
   return new AudioContext({ latencyHint: "interactive", sampleRate: DC_MAX_RATE });
 }
 
+// The kernel's outgoing audio (RTP track or data-channel audio): every sample the pipeline returned is sent,
+// trimmed (a standing backlog after a stall, to keep the latency bounded) or dropped (overflow), and counted.
+function kernelAudioOutSummary(k) {
+  const o = k && (k.audio_out || (k.dc_audio && k.dc_audio.out));
+  if (!o) return "–";
+  return o.frames_sent + " frames (" + o.silent_frames + " silent, nothing to send); trimmed " + fmt(o.trimmed_ms, " ms") +
+    " of backlog after stalls" + (o.dropped_samples ? ", overflow dropped " + fmt(o.dropped_ms, " ms") : "") +
+    ", queued " + fmt(o.queued_ms, " ms");
+}
+
 function dcAudioSummary(d) {
   const p = d.playout;
   return "data channel, pcm16 " + d.rate + " Hz (" + d.capture + ") / back " + d.out_rate + " Hz (" + d.channel + "): sent " +
@@ -1446,6 +1456,10 @@ class StreamView {
   async pollStats() {
     if (this.pc) {
       try { this.lastStats = await collectStats(this.pc); } catch (e) { return; }
+      // the kernel side of the return path: what its latency policy trimmed, and the silence it sent
+      if (this.rpc && this.pc.connectionState === "connected") {
+        try { this.kernelStats = await this.rpc.call("media.stats", {}, 3000); } catch (e) { /* not yet offered */ }
+      }
     } else if (!this.wsm) return;
     this.renderStats();
     const latency = median(this.rtts);
@@ -1479,6 +1493,7 @@ class StreamView {
       ["video in", s.video_in ? s.video_in.packets + " pkts, lost " + s.video_in.lost : "–"],
       ["audio path", this.dca ? dcAudioSummary(this.dca.stats()) : this.wsm ? "WebSocket media"
         : this.pc && this.audioTransport === "rtp" ? "RTP (Opus media tracks)" : "–"],
+      ["kernel audio out", kernelAudioOutSummary(this.kernelStats)],
       ["end-to-end RTT", latency === null ? (this.model.get("latency_probe") ? (this.ended ? "–" : "measuring…") : "off") : latency.toFixed(1) + " ms (browser → kernel pipeline → browser)"],
     ];
     if (this.wsm) {
@@ -1547,7 +1562,7 @@ class StreamView {
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
     this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
     this.pings.clear();
-    this.rtts = []; this.lastStats = null;
+    this.rtts = []; this.lastStats = null; this.kernelStats = null;
     const ui = this.ui;
     ui.start.disabled = false; ui.stop.disabled = true; ui.mute.disabled = true;
     ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null; ui.remoteFrame.hidden = true;

@@ -59,6 +59,14 @@ def test_datachannel_audio_round_trip_through_the_kernel(dc_page: Any) -> None:
     # back at the rate of the widget's AudioContext (the output device's)
     assert re.match(r"data channel, pcm16 \d+ Hz \(track-processor\) / back \d+ Hz \(open\)", summary), summary
     w.screenshot(path=str(ARTIFACTS / "dcaudio-widget.png"))
+    # the doctor panel shows the kernel's side of the return path: frames sent, silence, what was trimmed
+    page.wait_for_function(
+        """() => { const td = document.querySelector(".rm-stats tr[data-key='kernel audio out'] td");
+                   const m = td && /^(\\d+) frames/.exec(td.textContent); return m && +m[1] >= 100; }""",
+        timeout=10_000, polling=200)
+    kernel_out = w.locator(".rm-stats tr[data-key='kernel audio out'] td").inner_text()
+    assert re.match(r"\d+ frames \(\d+ silent, nothing to send\); trimmed [\d.]+ ms of backlog after stalls, "
+                    r"queued [\d.]+ ms$", kernel_out), kernel_out
 
     deadline = time.monotonic() + 15
     while True:  # the widget's counters reach the kernel once a second

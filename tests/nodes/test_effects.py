@@ -182,3 +182,28 @@ def test_bad_params_are_rejected():
         Compressor(ratio=0.5)
     with pytest.raises(ValueError):
         PitchShift(semitones=30)
+
+
+def test_effects_import_scipy_and_warm_up_in_start_not_in_the_first_frame():
+    """PitchShift used to import scipy.signal in its first process call: 2 s on a cold machine, which became a
+    2 s standing backlog of returned audio. In a fresh interpreter, start() must import it and the first frame
+    must import nothing."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, sys
+import numpy as np
+from remotemedia_nbrtc import AudioData
+from remotemedia_nbrtc.nodes.effects import BiquadFilter, PitchShift
+assert "scipy.signal" not in sys.modules
+for node in (PitchShift(semitones=4), BiquadFilter()):
+    asyncio.run(node.start())
+    assert "scipy.signal" in sys.modules
+    before = set(sys.modules)
+    node.process(AudioData(np.zeros((960, 1), np.float32), 48000))
+    assert set(sys.modules) == before, sorted(set(sys.modules) - before)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -264,3 +264,26 @@ async def test_json_outputs_and_metrics_shape():
     m = session.metrics()["lvl"]
     assert set(m) >= {"frames_in", "frames_out", "drops", "queue_depth", "p50_ms", "p95_ms"}
     await session.close()
+
+
+async def test_a_slow_first_call_is_named_in_a_warning(caplog):
+    """A node that stalls on its first input leaves live audio late or trimmed: the log says which node and
+    where the work belongs (start())."""
+
+    @node("SlowFirstCallTest")
+    def slow_first(data):
+        if not slow_first.called:
+            slow_first.called = True
+            time.sleep(0.6)
+        return data
+
+    slow_first.called = False
+    p = Pipeline("slow")
+    p.add("slow", slow_first())
+    with caplog.at_level("WARNING", logger="remotemedia_nbrtc.runtime.session"):
+        async with await PipelineRunner().create_stream_session(p) as session:
+            for i in range(2):
+                await session.send_input(tone(i))
+                assert isinstance(await session.receive_output(timeout=5), AudioData)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "'slow'" in warnings[0] and "start()" in warnings[0], warnings
