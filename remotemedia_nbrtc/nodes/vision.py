@@ -7,6 +7,7 @@ can be changed while streaming.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -230,8 +231,12 @@ class Overlay(Node):
         self._font: Any = None
         self._font_size = -1
 
+    async def start(self) -> None:
+        # Pillow's drawing modules and the scalable default font load in tens to hundreds of ms on a cold disk
+        await asyncio.to_thread(self._get_font)
+
     def _get_font(self) -> Any:
-        from PIL import ImageFont
+        from PIL import ImageDraw, ImageFont  # noqa: F401 - ImageDraw: loaded before the first frame too
 
         if self._font is None or self._font_size != self.font_size:
             try:
