@@ -86,6 +86,27 @@ def _decode_frame_number(yuv: np.ndarray) -> int:
 
 
 # -- server ----------------------------------------------------------------------------------------
+class StallOnceTrack(MediaStreamTrack):
+    """Relays audio; once ``after_s`` of it has gone through, its processing pauses for ``stall_s`` while the
+    transport keeps receiving (the plain-aiortc counterpart of the bench's BenchStallOnceNode)."""
+
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack, after_s: float = 3.0, stall_s: float = 5.0) -> None:
+        super().__init__()
+        self.source, self.after_s, self.stall_s = source, after_s, stall_s
+        self.seen_s = 0.0
+        self.stalled = False
+
+    async def recv(self) -> Any:
+        frame = await self.source.recv()
+        self.seen_s += frame.samples / frame.sample_rate
+        if not self.stalled and self.seen_s >= self.after_s:
+            self.stalled = True
+            await asyncio.sleep(self.stall_s)
+        return frame
+
+
 class BaselineServer:
     def __init__(self, workload: str) -> None:
         self.workload = workload
@@ -118,6 +139,9 @@ class BaselineServer:
         def on_track(track: MediaStreamTrack) -> None:
             if self.workload in ("echo", "audio_echo") and track.kind == "audio":
                 pc.addTrack(self.relay.subscribe(track))
+            if self.workload == "echo_stall" and track.kind == "audio":
+                pc.addTrack(StallOnceTrack(self.relay.subscribe(track)))
+                return
             if self.workload != "echo" or track.kind != "audio":
                 self._spawn(self._consume(self.relay.subscribe(track) if self.workload == "audio_echo" else track,
                                           channel))
@@ -222,21 +246,25 @@ async def serve(workload: str, port: int) -> None:
 class PlainClient:
     """Plain aiortc client: whole-SDP offer by HTTP POST, results from the data channel.
 
-    ``outputs``: ``(recv_us, message dict)``; ``audio_chunks``: ``(recv_us, peak)`` of received audio.
+    ``outputs``: ``(recv_us, message dict)``; ``audio_chunks``: ``(recv_us, peak)`` of received audio;
+    ``audio_frames``: ``(recv_us, mono float32 samples)`` when connected with ``keep_audio=True``.
     """
 
     def __init__(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.outputs: list[tuple[int, dict[str, Any]]] = []
         self.audio_chunks: list[tuple[int, float]] = []
+        self.audio_frames: list[tuple[int, np.ndarray]] = []
+        self.keep_audio = False
         self.connected_us: int | None = None
         self.marks: dict[str, float] = {}  # ms since connect() began: offer, answer, connected, dc_open
         self._tasks: list[asyncio.Task[Any]] = []
 
     @classmethod
     async def connect(cls, url: str, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None,
-                      receive_audio: bool = False, timeout_s: float = 15.0) -> PlainClient:
+                      receive_audio: bool = False, timeout_s: float = 15.0, keep_audio: bool = False) -> PlainClient:
         self = cls()
+        self.keep_audio = keep_audio
         start = now_us()
         mark = lambda name: self.marks.setdefault(name, (now_us() - start) / 1000)  # noqa: E731
         pc = self.pc
@@ -281,7 +309,11 @@ class PlainClient:
             except MediaStreamError:
                 return
             pcm = frame.to_ndarray()
-            self.audio_chunks.append((now_us(), float(np.max(np.abs(pcm))) / 32768.0 if pcm.size else 0.0))
+            t = now_us()
+            self.audio_chunks.append((t, float(np.max(np.abs(pcm))) / 32768.0 if pcm.size else 0.0))
+            if self.keep_audio:  # packed s16: channels interleaved; the bench's sources send equal channels
+                mono = pcm.reshape(-1, len(frame.layout.channels)).mean(axis=1) / 32768.0
+                self.audio_frames.append((t, mono.astype(np.float32)))
 
     async def close(self) -> None:
         await self.pc.close()
@@ -294,7 +326,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("--workload", choices=("audio", "echo", "video", "audio_echo"), required=True)
+    s.add_argument("--workload", choices=("audio", "echo", "video", "audio_echo", "echo_stall"), required=True)
     s.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORKLOADS = BENCH / "workloads"
 MANIFESTS = {"audio": WORKLOADS / "audio_level.yaml", "echo": WORKLOADS / "echo.yaml",
-             "video": WORKLOADS / "video_stats.yaml"}
+             "video": WORKLOADS / "video_stats.yaml", "echo_stall": WORKLOADS / "echo_stall.yaml"}
 
 
 def _env() -> dict[str, str]:

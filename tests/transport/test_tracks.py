@@ -209,3 +209,45 @@ async def test_late_audio_after_silence_is_not_held_back() -> None:
     assert len(settled) > 20
     assert np.median(settled) < 8.0, np.percentile(settled, [50, 95])
     assert _conserved(track)
+
+
+async def test_after_a_long_stall_is_trimmed_audio_leaves_on_arrival_again() -> None:
+    """A 2 s stall, then its backlog at once and real-time audio after it: the backlog is trimmed, and then
+    frames must leave as they are pushed. The catch-up had emptied the token bucket, which refills only as fast
+    as live audio arrives, so every later frame waited for its token: about 20 ms more, for good."""
+    track = PipelineAudioTrack(RATE)
+    pushed: dict[int, float] = {}
+    latencies: list[tuple[float, float]] = []
+    done = asyncio.Event()
+
+    async def producer() -> None:
+        t0 = time.monotonic()
+        jitter = np.random.default_rng(3).uniform(0, 0.008, 250)  # a pipeline's output is never quite regular
+        due = t0 + 0.005 + np.arange(250) * 0.02 + jitter
+        due[(due >= t0 + 0.4) & (due < t0 + 2.4)] = t0 + 2.4
+        for i, when in enumerate(due):
+            wait = when - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pushed[i + 1] = time.monotonic()
+            track.push(_chunk((i + 1) / 1000))
+        await asyncio.sleep(0.1)
+        done.set()
+
+    async def consumer() -> None:
+        t0 = time.monotonic()
+        while not done.is_set():
+            frame = await track.recv()
+            value = int(round(frame.to_ndarray()[0, 0] / 32768 * 1000))
+            if value in pushed:
+                latencies.append((time.monotonic() - t0, (time.monotonic() - pushed[value]) * 1000))
+
+    task = asyncio.ensure_future(producer())
+    await consumer()
+    await task
+    track.stop()
+    assert track.trimmed_frames >= 80, track.stats()  # most of the 2 s of backlog
+    settled = [ms for t, ms in latencies if t > 3.8]
+    assert len(settled) > 20
+    assert np.median(settled) < 8.0, np.percentile(settled, [50, 95])
+    assert _conserved(track)
