@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -168,24 +170,17 @@ async def test_real_time_recv_recovers_from_late_audio() -> None:
     assert _conserved(track)
 
 
-async def test_late_audio_after_silence_is_not_held_back() -> None:
-    """Stalls make the track send silence in place of late frames; afterwards, real-time audio must
-    still leave as soon as it is pushed (a pacing clock counting the silence ran ahead and then held
-    every frame back by 20 ms per stall; a token bucket drained by the catch-up burst kept every frame
-    waiting for its token)."""
-    track = PipelineAudioTrack(RATE)
-    stalls = {0.4: 0.045, 0.8: 0.085, 1.2: 0.125, 1.6: 0.165, 2.0: 0.250}
+async def _push_and_recv(track: PipelineAudioTrack, due: Any) -> list[tuple[float, float]]:
+    """Push chunk i (its value names it) at monotonic offset ``due[i]`` while recv() runs in real time;
+    returns (seconds since start, ms from push to send) of every chunk sent."""
     pushed: dict[int, float] = {}
     latencies: list[tuple[float, float]] = []
     done = asyncio.Event()
+    t0 = time.monotonic()
 
     async def producer() -> None:
-        t0 = time.monotonic()
-        due = t0 + 0.005 + np.arange(230) * 0.02
-        for at, length in stalls.items():
-            due[(due >= t0 + at) & (due < t0 + at + length)] = t0 + at + length
-        for i, when in enumerate(np.maximum.accumulate(due)):
-            wait = when - time.monotonic()
+        for i, when in enumerate(due):
+            wait = t0 + when - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             pushed[i + 1] = time.monotonic()
@@ -194,7 +189,6 @@ async def test_late_audio_after_silence_is_not_held_back() -> None:
         done.set()
 
     async def consumer() -> None:
-        t0 = time.monotonic()
         while not done.is_set():
             frame = await track.recv()
             value = int(round(frame.to_ndarray()[0, 0] / 32768 * 1000))
@@ -205,6 +199,19 @@ async def test_late_audio_after_silence_is_not_held_back() -> None:
     await consumer()
     await task
     track.stop()
+    return latencies
+
+
+async def test_late_audio_after_silence_is_not_held_back() -> None:
+    """Stalls make the track send silence in place of late frames; afterwards, real-time audio must
+    still leave as soon as it is pushed (a pacing clock counting the silence ran ahead and then held
+    every frame back by 20 ms per stall; a token bucket drained by the catch-up burst kept every frame
+    waiting for its token)."""
+    track = PipelineAudioTrack(RATE)
+    due = 0.005 + np.arange(230) * 0.02
+    for at, length in {0.4: 0.045, 0.8: 0.085, 1.2: 0.125, 1.6: 0.165, 2.0: 0.250}.items():
+        due[(due >= at) & (due < at + length)] = at + length
+    latencies = await _push_and_recv(track, np.maximum.accumulate(due))
     settled = [ms for t, ms in latencies if t > 3.6]
     assert len(settled) > 20
     assert np.median(settled) < 8.0, np.percentile(settled, [50, 95])
@@ -216,36 +223,10 @@ async def test_after_a_long_stall_is_trimmed_audio_leaves_on_arrival_again() -> 
     frames must leave as they are pushed. The catch-up had emptied the token bucket, which refills only as fast
     as live audio arrives, so every later frame waited for its token: about 20 ms more, for good."""
     track = PipelineAudioTrack(RATE)
-    pushed: dict[int, float] = {}
-    latencies: list[tuple[float, float]] = []
-    done = asyncio.Event()
-
-    async def producer() -> None:
-        t0 = time.monotonic()
-        jitter = np.random.default_rng(3).uniform(0, 0.008, 250)  # a pipeline's output is never quite regular
-        due = t0 + 0.005 + np.arange(250) * 0.02 + jitter
-        due[(due >= t0 + 0.4) & (due < t0 + 2.4)] = t0 + 2.4
-        for i, when in enumerate(due):
-            wait = when - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            pushed[i + 1] = time.monotonic()
-            track.push(_chunk((i + 1) / 1000))
-        await asyncio.sleep(0.1)
-        done.set()
-
-    async def consumer() -> None:
-        t0 = time.monotonic()
-        while not done.is_set():
-            frame = await track.recv()
-            value = int(round(frame.to_ndarray()[0, 0] / 32768 * 1000))
-            if value in pushed:
-                latencies.append((time.monotonic() - t0, (time.monotonic() - pushed[value]) * 1000))
-
-    task = asyncio.ensure_future(producer())
-    await consumer()
-    await task
-    track.stop()
+    jitter = np.random.default_rng(3).uniform(0, 0.008, 250)  # a pipeline's output is never quite regular
+    due = 0.005 + np.arange(250) * 0.02 + jitter
+    due[(due >= 0.4) & (due < 2.4)] = 2.4
+    latencies = await _push_and_recv(track, due)
     assert track.trimmed_frames >= 80, track.stats()  # most of the 2 s of backlog
     settled = [ms for t, ms in latencies if t > 3.8]
     assert len(settled) > 20
