@@ -8,6 +8,11 @@ const RPC_TIMEOUT_MS = 20000;
 const STATS_INTERVAL_MS = 1000;
 const PING_INTERVAL_MS = 1000;
 const MAX_TEXT_LINES = 200;
+// A browser with any network gathers its host candidates within milliseconds; none this long after
+// setLocalDescription means it has no network but loopback, which Chrome never offers to WebRTC.
+const NO_CANDIDATE_MS = 1500;
+const NO_NETWORK_REASON = "this browser offers WebRTC no network address (only loopback here: Chrome never " +
+  "gathers 127.0.0.1 unless started with --allow-loopback-in-peer-connection)";
 
 // BENCH HOOK (bench/browser_latency.py only; inert unless a page script sets window.__rmBench before the
 // widget starts): `stream()` -> a MediaStream used instead of getUserMedia (e.g. WebAudio bursts), and
@@ -1170,7 +1175,7 @@ class StreamView {
     const pc = this.pc;
     if (!pc) return "";
     let hint = " (ICE " + pc.iceConnectionState + ", " + this.localCandidates + " usable local candidate(s)";
-    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server";
+    if (!this.localCandidates) hint += ": UDP blocked, relay-only without a reachable TURN server, or no network but loopback";
     return hint + ")";
   }
 
@@ -1197,6 +1202,7 @@ class StreamView {
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, pc), NO_CANDIDATE_MS));
     const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER, sdp: pc.localDescription.sdp });
     // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
     // so its ICE checks can start as soon as it answers instead of one signaling hop later.
@@ -1210,6 +1216,14 @@ class StreamView {
     for (const c of this.pendingRemote.splice(0)) await this.addRemoteCandidate(c);
     for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
     if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  }
+
+  // No local candidate at all: WebRTC cannot connect, so "auto" moves to the WebSocket now instead of after
+  // webrtc_timeout_s, and "webrtc" says why it waits.
+  checkNoCandidates(gen, pc) {
+    if (gen !== this.generation || this.pc !== pc || this.path || this.localCandidates) return;
+    if (this.transportSetting() === "auto") this.fallBack(gen, NO_NETWORK_REASON);
+    else this.setStatus("WebRTC cannot connect: " + NO_NETWORK_REASON, "connecting");
   }
 
   // Audio both ways on the rm-audio data channel (created before the offer; worklets start meanwhile).
