@@ -435,11 +435,12 @@ def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
     if plot is None or plot is False:
         return None
     if isinstance(plot, LivePlot):
-        if plot._sink is None:
-            plot._sink = widget.send_plot
+        if plot._sink is None and plot._data_sink is None:
+            plot._data_sink = widget.send_plot_data
         return plot
     fields = None if plot is True else [plot] if isinstance(plot, str) else list(plot)
-    return LivePlot(fields, max_fps=fps, sink=widget.send_plot)
+    # the data, drawn by the widget: a matplotlib PNG costs the kernel 25-40x more CPU (bench/plot_cpu.py)
+    return LivePlot(fields, max_fps=fps, data_sink=widget.send_plot_data)
 
 
 def stream(

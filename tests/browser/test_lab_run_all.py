@@ -26,7 +26,7 @@ ALL_EXECUTED_JS = """() => {
          panel.sessionContext.session.kernel.status === 'idle';
 }"""
 
-PLOT_FRAMES_JS = "() => { const i = document.querySelector('.rm-widget img.rm-plot'); return i ? +i.dataset.frames : -1; }"
+PLOT_FRAMES_JS = "() => { const i = document.querySelector('.rm-widget canvas.rm-plot'); return i ? +i.dataset.frames : -1; }"
 
 
 @pytest.fixture
