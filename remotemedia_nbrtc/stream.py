@@ -429,6 +429,21 @@ def _cell_key() -> str | None:
         return None
 
 
+def _pipeline_from_callbacks(pipeline: Any, audio_cb: Callable[[Any], Any] | None,
+                             video_cb: Callable[[Any], Any] | None) -> Any:
+    from .callbacks import callback_pipeline
+
+    if audio_cb is not None or video_cb is not None:
+        if pipeline is not None:
+            raise TypeError("give a pipeline or frame callbacks (audio_frame_callback / video_frame_callback), not both")
+        return callback_pipeline(audio=audio_cb, video=video_cb)
+    if pipeline is None:
+        raise TypeError("stream() needs a pipeline, a function, or audio_frame_callback / video_frame_callback")
+    if callable(pipeline) and not isinstance(pipeline, (Pipeline, Node, type)):
+        return callback_pipeline(audio=pipeline, video=pipeline)
+    return pipeline
+
+
 def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
     from .display.live import LivePlot
 
@@ -444,10 +459,12 @@ def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
 
 
 def stream(
-    pipeline: Any,
+    pipeline: Any = None,
     audio: bool = True,
     video: bool = False,
     *,
+    audio_frame_callback: Callable[[Any], Any] | None = None,
+    video_frame_callback: Callable[[Any], Any] | None = None,
     plot: bool | str | Sequence[str] | Any = True,
     text: Any = None,
     on_output: OutputCallback | None = None,
@@ -470,7 +487,11 @@ def stream(
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
 
-    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text. ``plot``: ``True`` plots
+    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text, or a plain function called
+    with every frame (audio and video). ``audio_frame_callback`` / ``video_frame_callback`` (instead of a
+    pipeline): functions called with each ``AudioData`` / ``VideoData`` frame on a worker thread; what they
+    return is the output (a frame goes back to the browser, a dict is plotted, a str shown, None nothing;
+    see :mod:`~remotemedia_nbrtc.callbacks`). ``plot``: ``True`` plots
     every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
     timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;
     ``False`` disables it. ``text``: a :class:`~.display.live.LiveText` fed with text outputs (the widget
@@ -499,6 +520,7 @@ def stream(
     from .kernel.serve import serve
     from .widget import StreamWidget
 
+    pipeline = _pipeline_from_callbacks(pipeline, audio_frame_callback, video_frame_callback)
     if audio_transport not in AUDIO_TRANSPORTS:
         raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {audio_transport!r}")
     key = key or _cell_key()

@@ -259,3 +259,37 @@ def test_set_params_changes_live_sessions_and_later_ones() -> None:
         for session in (first, later):
             if session is not None:
                 pipeline_loop().run(session.close(), 5)
+
+
+def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
+    import threading as _threading
+
+    seen: list[tuple[str, str]] = []
+
+    def loudness(frame: AudioData) -> dict[str, float]:
+        seen.append((type(frame).__name__, _threading.current_thread().name))
+        return {"rms": float(np.sqrt(np.mean(frame.samples.astype(np.float64) ** 2)))}
+
+    for kwargs in ({"audio_frame_callback": loudness}, {"pipeline": loudness}):
+        serve = FakeServe()
+        h = stream(**kwargs, plot=["rms"], _serve=serve, key=f"cb-{len(kwargs)}-{sorted(kwargs)[0]}")
+        session = open_browser_session(h, serve.pipelines[0])
+        try:
+            async def feed() -> None:
+                for _ in range(5):
+                    await session.send_input(tone(0.5))
+
+            pipeline_loop().run(feed(), 5)
+            wait_for(lambda: len(h.outputs) >= 5)
+            rms = [o.value["rms"] for o in h.outputs]
+            assert all(abs(r - 0.5 / np.sqrt(2)) < 0.02 for r in rms), rms
+            assert h.plot.latest("rms") is not None  # the dict was plotted
+        finally:
+            h.close()
+            pipeline_loop().run(session.close(), 5)
+    assert {name for name, _ in seen} == {"AudioData"}
+    assert not any("pipeline" in thread or "rtc" in thread for _, thread in seen), seen  # a worker thread
+    with pytest.raises(TypeError, match="not both"):
+        stream(level_vad_pipeline(), audio_frame_callback=loudness, _serve=FakeServe())
+    with pytest.raises(TypeError, match="needs a pipeline"):
+        stream(_serve=FakeServe())
