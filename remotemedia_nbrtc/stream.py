@@ -483,6 +483,8 @@ def stream(
     webrtc_timeout_s: float = 5.0,
     ice_transport_policy: str = "all",
     audio_transport: str = "auto",
+    audio_constraints: dict[str, Any] | None = None,
+    video_constraints: dict[str, Any] | None = None,
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
@@ -512,6 +514,9 @@ def stream(
     for loopback and LANs, see :mod:`~.transport.dcaudio`); ``"auto"`` (default) picks the data channel
     when the kernel is on the browser's machine (``loopback_only``, or Jupyter opened via localhost) and
     RTP otherwise. Pass ``"rtp"`` when localhost is an SSH tunnel to a distant server. Video stays on RTP.
+    ``audio_constraints`` / ``video_constraints``: extra ``getUserMedia`` constraints for the mic / camera,
+    e.g. ``{"sampleRate": 16000, "channelCount": 1}``, ``{"width": 640, "height": 480, "frameRate": 15}``,
+    ``{"deviceId": "<id>"}`` (a device picked in the widget wins).
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -549,7 +554,8 @@ def stream(
                           jitter_buffer_ms=jitter_buffer_ms,
                           transport=getattr(peer_config, "transport", transport),
                           webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
-                          ice_transport_policy=ice_transport_policy, audio_transport=audio_transport)
+                          ice_transport_policy=ice_transport_policy, audio_transport=audio_transport,
+                          audio_constraints=dict(audio_constraints or {}), video_constraints=dict(video_constraints or {}))
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text

@@ -1220,12 +1220,15 @@ class StreamView {
   }
 
   async openMedia() {
+    // audio_constraints / video_constraints from Python (sampleRate, width, frameRate, deviceId...) are
+    // merged in; a device picked in the widget wins over a deviceId given in Python
+    const audioExtra = this.model.get("audio_constraints") || {}, videoExtra = this.model.get("video_constraints") || {};
     const audio = this.model.get("audio")
-      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false,
+      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false, ...audioExtra,
           ...(this.ui.mic.value ? { deviceId: { exact: this.ui.mic.value } } : {}) }
       : false;
     const video = this.model.get("video")
-      ? (this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : true)
+      ? { ...videoExtra, ...(this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : {}) }
       : false;
     const bench = benchHook();  // BENCH HOOK
     try {

@@ -53,6 +53,10 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     #: ``jitterBufferTarget`` (ms) set on the browser's receivers; None keeps the browser's adaptive default.
     #: With ``audio_transport="datachannel"``: the starting margin of the widget's playout buffer (None: 0)
     jitter_buffer_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
+    #: extra getUserMedia constraints (MediaTrackConstraints), e.g. ``{"sampleRate": 16000}``,
+    #: ``{"width": 640, "height": 480, "frameRate": 15}``, ``{"deviceId": "..."}``
+    audio_constraints = traitlets.Dict().tag(sync=True)
+    video_constraints = traitlets.Dict().tag(sync=True)
     #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
     error = traitlets.Unicode("").tag(sync=True)
     closed = traitlets.Bool(False).tag(sync=True)
