@@ -47,6 +47,8 @@ BROWSER_AUDIO: dict[str, Any] = {"audio_ptime_ms": 10, "audio_out_frame_ms": 10,
 AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
 
 OutputCallback = Callable[[RuntimeData], Any]
+#: node id of the WAV recorder ``stream(record=...)`` adds (remotemedia_nbrtc.recording.RECORDER_NODE_ID)
+RECORDER_NODE_ID = "_rm_recorder"
 
 _live: dict[str, StreamHandle] = {}
 _live_lock = threading.Lock()
@@ -364,7 +366,7 @@ class StreamHandle:
         pipeline = session.pipeline
         removers = []
         for nid in session.node_ids:
-            if nid == PROBE_NODE_ID or not (nid in pipeline.sinks or pipeline.is_output_node(nid)):
+            if nid in (PROBE_NODE_ID, RECORDER_NODE_ID) or not (nid in pipeline.sinks or pipeline.is_output_node(nid)):
                 continue
 
             def tap(data: RuntimeData, _nid: str = nid) -> None:
@@ -485,6 +487,7 @@ def stream(
     audio_transport: str = "auto",
     audio_constraints: dict[str, Any] | None = None,
     video_constraints: dict[str, Any] | None = None,
+    record: str | Any | None = None,
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
@@ -517,6 +520,8 @@ def stream(
     ``audio_constraints`` / ``video_constraints``: extra ``getUserMedia`` constraints for the mic / camera,
     e.g. ``{"sampleRate": 16000, "channelCount": 1}``, ``{"width": 640, "height": 480, "frameRate": 15}``,
     ``{"deviceId": "<id>"}`` (a device picked in the widget wins).
+    ``record``: a ``.wav`` path: the audio the pipeline receives is written there as 16-bit PCM while it
+    streams (a reconnecting browser writes ``<name>-2.wav``...; see :mod:`~remotemedia_nbrtc.recording`).
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -565,6 +570,10 @@ def stream(
 
     try:
         served_pipeline = with_latency_probe(pipeline) if latency_probe else load_manifest(pipeline)
+        if record is not None:
+            from .recording import with_recorder
+
+            served_pipeline = with_recorder(served_pipeline, record)
         kernel_session = (_serve or serve)(served_pipeline, peer_config=peer_config, runner=handle.runner)
     except TransportError as exc:
         handle.error = exc

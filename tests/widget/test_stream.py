@@ -293,3 +293,35 @@ def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
         stream(level_vad_pipeline(), audio_frame_callback=loudness, _serve=FakeServe())
     with pytest.raises(TypeError, match="needs a pipeline"):
         stream(_serve=FakeServe())
+
+
+def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Path) -> None:
+    import wave
+
+    serve = FakeServe()
+    out = tmp_path / "rec" / "session.wav"
+    h = stream(level_vad_pipeline(), record=str(out), _serve=serve, key="rec")
+    try:
+        for n_frames, name in ((5, "session.wav"), (3, "session-2.wav")):  # a reconnect: a second session
+            session = open_browser_session(h, serve.pipelines[0])
+
+            async def feed(n: int = n_frames) -> None:
+                for _ in range(n):
+                    await session.send_input(tone(0.5))
+                await session.send_input(JsonData({"kind": "not audio"}))
+
+            pipeline_loop().run(feed(), 5)
+            wait_for(lambda n=n_frames: sum(o.value.get("kind") == "level" for o in h.outputs) >= n)
+
+            recorder = session.node("_rm_recorder")
+            wait_for(lambda n=n_frames, r=recorder: r.frames_written >= n * 960)
+            pipeline_loop().run(session.close(), 5)
+            with wave.open(str(out.with_name(name))) as w:
+                assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (48000, 1, 2)
+                pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+            assert len(pcm) == n_frames * 960
+            assert abs(np.abs(pcm).max() / 32767 - 0.5) < 0.01  # the tone's amplitude, not silence
+            h.outputs.clear()
+        assert "_rm_recorder" not in {type(o).__name__ for o in h.outputs}
+    finally:
+        h.close()
