@@ -47,6 +47,8 @@ BROWSER_AUDIO: dict[str, Any] = {"audio_ptime_ms": 10, "audio_out_frame_ms": 10,
 AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
 
 OutputCallback = Callable[[RuntimeData], Any]
+#: node id of the WAV recorder ``stream(record=...)`` adds (remotemedia_nbrtc.recording.RECORDER_NODE_ID)
+RECORDER_NODE_ID = "_rm_recorder"
 
 _live: dict[str, StreamHandle] = {}
 _live_lock = threading.Lock()
@@ -364,7 +366,7 @@ class StreamHandle:
         pipeline = session.pipeline
         removers = []
         for nid in session.node_ids:
-            if nid == PROBE_NODE_ID or not (nid in pipeline.sinks or pipeline.is_output_node(nid)):
+            if nid in (PROBE_NODE_ID, RECORDER_NODE_ID) or not (nid in pipeline.sinks or pipeline.is_output_node(nid)):
                 continue
 
             def tap(data: RuntimeData, _nid: str = nid) -> None:
@@ -429,24 +431,42 @@ def _cell_key() -> str | None:
         return None
 
 
+def _pipeline_from_callbacks(pipeline: Any, audio_cb: Callable[[Any], Any] | None,
+                             video_cb: Callable[[Any], Any] | None) -> Any:
+    from .callbacks import callback_pipeline
+
+    if audio_cb is not None or video_cb is not None:
+        if pipeline is not None:
+            raise TypeError("give a pipeline or frame callbacks (audio_frame_callback / video_frame_callback), not both")
+        return callback_pipeline(audio=audio_cb, video=video_cb)
+    if pipeline is None:
+        raise TypeError("stream() needs a pipeline, a function, or audio_frame_callback / video_frame_callback")
+    if callable(pipeline) and not isinstance(pipeline, (Pipeline, Node, type)):
+        return callback_pipeline(audio=pipeline, video=pipeline)
+    return pipeline
+
+
 def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
     from .display.live import LivePlot
 
     if plot is None or plot is False:
         return None
     if isinstance(plot, LivePlot):
-        if plot._sink is None:
-            plot._sink = widget.send_plot
+        if plot._sink is None and plot._data_sink is None:
+            plot._data_sink = widget.send_plot_data
         return plot
     fields = None if plot is True else [plot] if isinstance(plot, str) else list(plot)
-    return LivePlot(fields, max_fps=fps, sink=widget.send_plot)
+    # the data, drawn by the widget: a matplotlib PNG costs the kernel 25-40x more CPU (bench/plot_cpu.py)
+    return LivePlot(fields, max_fps=fps, data_sink=widget.send_plot_data)
 
 
 def stream(
-    pipeline: Any,
+    pipeline: Any = None,
     audio: bool = True,
     video: bool = False,
     *,
+    audio_frame_callback: Callable[[Any], Any] | None = None,
+    video_frame_callback: Callable[[Any], Any] | None = None,
     plot: bool | str | Sequence[str] | Any = True,
     text: Any = None,
     on_output: OutputCallback | None = None,
@@ -465,11 +485,18 @@ def stream(
     webrtc_timeout_s: float = 5.0,
     ice_transport_policy: str = "all",
     audio_transport: str = "auto",
+    audio_constraints: dict[str, Any] | None = None,
+    video_constraints: dict[str, Any] | None = None,
+    record: str | Any | None = None,
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
 
-    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text. ``plot``: ``True`` plots
+    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text, or a plain function called
+    with every frame (audio and video). ``audio_frame_callback`` / ``video_frame_callback`` (instead of a
+    pipeline): functions called with each ``AudioData`` / ``VideoData`` frame on a worker thread; what they
+    return is the output (a frame goes back to the browser, a dict is plotted, a str shown, None nothing;
+    see :mod:`~remotemedia_nbrtc.callbacks`). ``plot``: ``True`` plots
     every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
     timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;
     ``False`` disables it. ``text``: a :class:`~.display.live.LiveText` fed with text outputs (the widget
@@ -490,6 +517,11 @@ def stream(
     for loopback and LANs, see :mod:`~.transport.dcaudio`); ``"auto"`` (default) picks the data channel
     when the kernel is on the browser's machine (``loopback_only``, or Jupyter opened via localhost) and
     RTP otherwise. Pass ``"rtp"`` when localhost is an SSH tunnel to a distant server. Video stays on RTP.
+    ``audio_constraints`` / ``video_constraints``: extra ``getUserMedia`` constraints for the mic / camera,
+    e.g. ``{"sampleRate": 16000, "channelCount": 1}``, ``{"width": 640, "height": 480, "frameRate": 15}``,
+    ``{"deviceId": "<id>"}`` (a device picked in the widget wins).
+    ``record``: a ``.wav`` path: the audio the pipeline receives is written there as 16-bit PCM while it
+    streams (a reconnecting browser writes ``<name>-2.wav``...; see :mod:`~remotemedia_nbrtc.recording`).
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -498,6 +530,7 @@ def stream(
     from .kernel.serve import serve
     from .widget import StreamWidget
 
+    pipeline = _pipeline_from_callbacks(pipeline, audio_frame_callback, video_frame_callback)
     if audio_transport not in AUDIO_TRANSPORTS:
         raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {audio_transport!r}")
     key = key or _cell_key()
@@ -526,7 +559,8 @@ def stream(
                           jitter_buffer_ms=jitter_buffer_ms,
                           transport=getattr(peer_config, "transport", transport),
                           webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
-                          ice_transport_policy=ice_transport_policy, audio_transport=audio_transport)
+                          ice_transport_policy=ice_transport_policy, audio_transport=audio_transport,
+                          audio_constraints=dict(audio_constraints or {}), video_constraints=dict(video_constraints or {}))
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text
@@ -536,6 +570,10 @@ def stream(
 
     try:
         served_pipeline = with_latency_probe(pipeline) if latency_probe else load_manifest(pipeline)
+        if record is not None:
+            from .recording import with_recorder
+
+            served_pipeline = with_recorder(served_pipeline, record)
         kernel_session = (_serve or serve)(served_pipeline, peer_config=peer_config, runner=handle.runner)
     except TransportError as exc:
         handle.error = exc

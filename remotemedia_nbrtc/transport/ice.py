@@ -28,9 +28,17 @@ What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
 - No ICE-TCP host candidates; IPv6 host candidates are offered when present. ``iceServers=None`` in an
   ``RTCConfiguration`` means Google's public STUN server; we always pass an explicit list.
 
+- **No loopback host candidate**: aioice's ``get_host_addresses`` leaves out 127.0.0.1 and ::1, so on a
+  machine whose only interface is ``lo`` (offline laptop, container, ``unshare -n``) it offers *no*
+  candidate at all and ICE can never connect, even with a browser that offers 127.0.0.1 (Chrome with
+  ``--allow-loopback-in-peer-connection``, Firefox with ``media.peerconnection.ice.loopback``). Every
+  prepared connection then gathers a 127.0.0.1 host candidate instead (only when there is no other
+  address: a 127.0.0.1 candidate sent to a browser on another machine would point at that machine).
+
 Loopback-only mode (tests, hermetic CI) limits host candidates to 127.0.0.1 *per connection*: it
 replaces ``get_component_candidates`` on each gatherer's own aioice ``Connection`` instance, so other
-aiortc users in the process are untouched and nothing is patched at import.
+aiortc users in the process are untouched and nothing is patched at import. The same per-connection hook
+adds the loopback candidate when the host has no other address.
 """
 
 from __future__ import annotations
@@ -158,9 +166,10 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
             _orig: Any = original,
             # relay-only gathers no host candidates: loopback-only must not add one back
             _loopback: bool = config.loopback_only and config.transport_policy != "relay",
+            _host: bool = config.transport_policy != "relay",
             _timeout: float = config.gather_timeout_s,
         ) -> Any:
-            if _loopback:
+            if _loopback or (not addresses and _host):
                 addresses = [LOOPBACK_ADDRESS]
             return await _orig(component=component, addresses=addresses, timeout=_timeout)
 

@@ -8,6 +8,11 @@ const RPC_TIMEOUT_MS = 20000;
 const STATS_INTERVAL_MS = 1000;
 const PING_INTERVAL_MS = 1000;
 const MAX_TEXT_LINES = 200;
+// A browser with any network gathers its host candidates within milliseconds; none this long after
+// setLocalDescription means it has no network but loopback, which Chrome never offers to WebRTC.
+const NO_CANDIDATE_MS = 1500;
+const NO_NETWORK_REASON = "this browser offers WebRTC no network address (only loopback here: Chrome never " +
+  "gathers 127.0.0.1 unless started with --allow-loopback-in-peer-connection)";
 
 // BENCH HOOK (bench/browser_latency.py only; inert unless a page script sets window.__rmBench before the
 // widget starts): `stream()` -> a MediaStream used instead of getUserMedia (e.g. WebAudio bursts), and
@@ -861,6 +866,96 @@ function median(values) {
 // DOM
 // ---------------------------------------------------------------------------------------------
 
+// ---- live plot drawn from data (the kernel sends the points, LivePlot.render_data) -------------------
+const PLOT_W = 640, PLOT_H = 180;
+const PLOT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+const FLAG_COLORS = ["rgba(44,160,44,0.25)", "rgba(255,127,14,0.25)", "rgba(148,103,189,0.25)"];
+
+function floats(buf) {
+  if (!buf) return new Float32Array(0);
+  if (buf instanceof ArrayBuffer) return new Float32Array(buf.slice(0));
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));  // aligned copy
+}
+
+// About `count` round tick values (1, 2 or 5 times a power of ten) from lo to hi.
+export function niceTicks(lo, hi, count = 4) {
+  const span = hi - lo;
+  if (!(span > 0)) return [lo];
+  const raw = span / count, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return out;
+}
+
+// Draws one plot-data message on `canvas`: lines over the last window_s seconds, flags as shaded spans, the
+// legend in a strip above the axes (never over the trace).
+export function drawPlot(canvas, msg, buffers) {
+  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+  if (canvas.width !== PLOT_W * dpr) { canvas.width = PLOT_W * dpr; canvas.height = PLOT_H * dpr; }
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const names = msg.series || [], flagNames = msg.flags || [], win = +msg.window_s || 10;
+  const series = names.map((_, i) => floats(buffers[i]));
+  const spans = flagNames.map((_, i) => floats(buffers[names.length + i]));
+  const L = 46, R = 8, T = 22, B = 24, w = PLOT_W - L - R, hgt = PLOT_H - T - B;
+  let lo = Infinity, hi = -Infinity;
+  if (msg.ylim) [lo, hi] = msg.ylim;
+  else for (const xy of series) for (let i = 1; i < xy.length; i += 2) { lo = Math.min(lo, xy[i]); hi = Math.max(hi, xy[i]); }
+  if (!isFinite(lo) || !isFinite(hi)) { lo = 0; hi = 1; }
+  if (hi - lo < 1e-9) { lo -= 1; hi += 1; } else if (!msg.ylim) { const pad = (hi - lo) * 0.08; lo -= pad; hi += pad; }
+  const X = (t) => L + (t + win) / win * w, Y = (v) => T + (hi - v) / (hi - lo) * hgt;
+  g.clearRect(0, 0, PLOT_W, PLOT_H);
+  g.fillStyle = "#fff"; g.fillRect(0, 0, PLOT_W, PLOT_H);
+  g.font = "11px sans-serif"; g.textBaseline = "middle";
+  spans.forEach((se, k) => {
+    g.fillStyle = FLAG_COLORS[k % FLAG_COLORS.length];
+    for (let i = 0; i + 1 < se.length; i += 2) {
+      const x0 = Math.max(X(se[i]), L), x1 = Math.min(X(se[i + 1]), L + w);
+      if (x1 > x0) g.fillRect(x0, T, x1 - x0, hgt);
+    }
+  });
+  g.strokeStyle = "rgba(0,0,0,0.12)"; g.fillStyle = "#444"; g.lineWidth = 1;
+  g.textAlign = "right";
+  for (const v of niceTicks(lo, hi, 5)) {
+    const y = Math.round(Y(v)) + 0.5;
+    g.beginPath(); g.moveTo(L, y); g.lineTo(L + w, y); g.stroke();
+    g.fillText(String(+v.toPrecision(4)), L - 4, y);
+  }
+  g.textAlign = "center"; g.textBaseline = "top";
+  for (const t of niceTicks(-win, 0, 5)) {
+    const x = Math.round(X(t)) + 0.5;
+    g.beginPath(); g.moveTo(x, T); g.lineTo(x, T + hgt); g.stroke();
+    g.fillText(String(+(-t).toPrecision(3)), x, T + hgt + 3);
+  }
+  g.textAlign = "right"; g.fillText("seconds ago", L + w, T + hgt + 13 > PLOT_H - 11 ? PLOT_H - 11 : T + hgt + 13);
+  g.save();
+  g.beginPath(); g.rect(L, T, w, hgt); g.clip();
+  g.lineWidth = 1.4;
+  series.forEach((xy, k) => {
+    g.strokeStyle = PLOT_COLORS[k % PLOT_COLORS.length];
+    g.beginPath();
+    for (let i = 0; i + 1 < xy.length; i += 2) (i ? g.lineTo : g.moveTo).call(g, X(xy[i]), Y(xy[i + 1]));
+    g.stroke();
+  });
+  g.restore();
+  g.strokeStyle = "rgba(0,0,0,0.35)"; g.strokeRect(L + 0.5, T + 0.5, w - 1, hgt - 1);
+  // legend strip (and title) above the axes
+  g.textBaseline = "middle"; g.textAlign = "left";
+  let x = L;
+  if (msg.title) { g.fillStyle = "#222"; g.font = "600 11px sans-serif"; g.fillText(msg.title, x, 10); x += g.measureText(msg.title).width + 14; g.font = "11px sans-serif"; }
+  const item = (swatch, name) => {
+    swatch(x); x += 18; g.fillStyle = "#333"; g.fillText(name, x, 10); x += g.measureText(name).width + 12;
+  };
+  names.forEach((n, k) => item((x0) => { g.fillStyle = PLOT_COLORS[k % PLOT_COLORS.length]; g.fillRect(x0, 9, 14, 2.5); }, n));
+  flagNames.forEach((n, k) => item((x0) => { g.fillStyle = FLAG_COLORS[k % FLAG_COLORS.length]; g.fillRect(x0, 4, 14, 12); }, n));
+  const last = series.length && series[0].length >= 2 ? series[0][series[0].length - 1] : null;
+  canvas.dataset.frames = String((+canvas.dataset.frames || 0) + 1);
+  canvas.dataset.points = String(series.reduce((n, xy) => n + xy.length / 2, 0));
+  if (last !== null) canvas.dataset.last = String(last);
+  canvas.dataset.ylo = String(lo); canvas.dataset.yhi = String(hi);
+}
+
 function h(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -893,15 +988,18 @@ function buildDom(el) {
   const audioOut = h("audio", "rm-audio-out");
   audioOut.autoplay = true;
   media.append(local, remote, remoteFrame, audioOut);
-  const plot = h("img", "rm-plot");
-  plot.alt = "live plot";
+  const plot = h("canvas", "rm-plot");  // drawn from the kernel's data (drawPlot); PNG frames go to plotImg
+  plot.setAttribute("aria-label", "live plot");
   plot.hidden = true;
+  const plotImg = h("img", "rm-plot-png");
+  plotImg.alt = "live plot";
+  plotImg.hidden = true;
   const text = h("div", "rm-text");
   const stats = h("div", "rm-stats");
   stats.hidden = true;
-  root.append(bar, status, error, media, plot, text, stats);
+  root.append(bar, status, error, media, plot, plotImg, text, stats);
   el.appendChild(root);
-  return { root, start, stop, mute, mic, cam, statsBtn, status, error, media, local, remote, remoteFrame, audioOut, plot, text, stats };
+  return { root, start, stop, mute, mic, cam, statsBtn, status, error, media, local, remote, remoteFrame, audioOut, plot, plotImg, text, stats };
 }
 
 function fmt(v, unit = "") {
@@ -1006,14 +1104,18 @@ class StreamView {
 
   onCustom(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
-    if (msg.kind === "plot" && buffers && buffers.length) {
+    if (msg.kind === "plot-data") {
+      drawPlot(this.ui.plot, msg, buffers || []);
+      this.ui.plot.hidden = false;
+    } else if (msg.kind === "plot" && buffers && buffers.length) {
+      const img = this.ui.plotImg;
       const blob = new Blob([buffers[0]], { type: "image/png" });
       const url = URL.createObjectURL(blob);
-      const old = this.ui.plot.dataset.url;
-      this.ui.plot.src = url;
-      this.ui.plot.dataset.url = url;
-      this.ui.plot.dataset.frames = String((+this.ui.plot.dataset.frames || 0) + 1);
-      this.ui.plot.hidden = false;
+      const old = img.dataset.url;
+      img.src = url;
+      img.dataset.url = url;
+      img.dataset.frames = String((+img.dataset.frames || 0) + 1);
+      img.hidden = false;
       if (old) URL.revokeObjectURL(old);
     } else if (msg.kind === "text") {
       this.appendText(msg.text, msg.final !== false, "rm-kernel");
@@ -1128,12 +1230,15 @@ class StreamView {
   }
 
   async openMedia() {
+    // audio_constraints / video_constraints from Python (sampleRate, width, frameRate, deviceId...) are
+    // merged in; a device picked in the widget wins over a deviceId given in Python
+    const audioExtra = this.model.get("audio_constraints") || {}, videoExtra = this.model.get("video_constraints") || {};
     const audio = this.model.get("audio")
-      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false,
+      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false, ...audioExtra,
           ...(this.ui.mic.value ? { deviceId: { exact: this.ui.mic.value } } : {}) }
       : false;
     const video = this.model.get("video")
-      ? (this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : true)
+      ? { ...videoExtra, ...(this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : {}) }
       : false;
     const bench = benchHook();  // BENCH HOOK
     try {
@@ -1180,7 +1285,7 @@ class StreamView {
     const pc = this.pc;
     if (!pc) return "";
     let hint = " (ICE " + pc.iceConnectionState + ", " + this.localCandidates + " usable local candidate(s)";
-    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server";
+    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server, or no network but loopback";
     return hint + ")";
   }
 
@@ -1207,6 +1312,7 @@ class StreamView {
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, pc), NO_CANDIDATE_MS));
     const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER, sdp: pc.localDescription.sdp });
     // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
     // so its ICE checks can start as soon as it answers instead of one signaling hop later.
@@ -1220,6 +1326,14 @@ class StreamView {
     for (const c of this.pendingRemote.splice(0)) await this.addRemoteCandidate(c);
     for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
     if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  }
+
+  // No local candidate at all: WebRTC cannot connect, so "auto" moves to the WebSocket now instead of after
+  // webrtc_timeout_s, and "webrtc" says why it waits.
+  checkNoCandidates(gen, pc) {
+    if (gen !== this.generation || this.pc !== pc || this.path || this.localCandidates) return;
+    if (this.transportSetting() === "auto") this.fallBack(gen, NO_NETWORK_REASON);
+    else this.setStatus("WebRTC cannot connect: " + NO_NETWORK_REASON, "connecting");
   }
 
   // Audio both ways on the rm-audio data channel (created before the offer; worklets start meanwhile).
@@ -1576,7 +1690,7 @@ class StreamView {
     this.model.off("msg:custom", this._onMsg);
     this.model.off("change:closed", this._onClosed);
     this.model.off("change:error", this._onError);
-    const url = this.ui.plot.dataset.url;
+    const url = this.ui.plotImg.dataset.url;
     if (url) URL.revokeObjectURL(url);
   }
 }

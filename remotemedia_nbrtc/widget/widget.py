@@ -2,7 +2,8 @@
 
 The kernel side gives it a session id, the extension WebSocket path and the browser ICE servers; the
 browser opens the WebSocket, speaks RemoteMedia's JSON-RPC signaling and shows the media, text and
-stats. The kernel pushes rendered plots with custom messages ``{"kind": "plot"}`` + one PNG buffer.
+stats. The kernel pushes plots with custom messages: ``{"kind": "plot-data"}`` + float32 buffers drawn
+on a canvas in the browser (:meth:`LivePlot.render_data`), or ``{"kind": "plot"}`` + one PNG buffer.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     #: ``jitterBufferTarget`` (ms) set on the browser's receivers; None keeps the browser's adaptive default.
     #: With ``audio_transport="datachannel"``: the starting margin of the widget's playout buffer (None: 0)
     jitter_buffer_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
+    #: extra getUserMedia constraints (MediaTrackConstraints), e.g. ``{"sampleRate": 16000}``,
+    #: ``{"width": 640, "height": 480, "frameRate": 15}``, ``{"deviceId": "..."}``
+    audio_constraints = traitlets.Dict().tag(sync=True)
+    video_constraints = traitlets.Dict().tag(sync=True)
     #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
     error = traitlets.Unicode("").tag(sync=True)
     closed = traitlets.Bool(False).tag(sync=True)
@@ -76,6 +81,10 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     def send_plot(self, png: bytes, **info: Any) -> None:
         """Show ``png`` in the widget's plot area (a binary buffer, not base64)."""
         self.send({"kind": "plot", **info}, buffers=[png])
+
+    def send_plot_data(self, message: dict[str, Any], buffers: list[bytes]) -> None:
+        """Draw a plot from data in the widget (:meth:`~remotemedia_nbrtc.display.live.LivePlot.render_data`)."""
+        self.send({"kind": "plot-data", **message}, buffers=buffers)
 
     def close(self) -> None:
         hooks, self._close_hooks = self._close_hooks, []

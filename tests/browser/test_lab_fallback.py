@@ -107,14 +107,14 @@ def doctor(w: Any, key: str) -> str:
 def wait_plot_frames(page: Any, w: Any, index: int, n: int) -> None:
     page.wait_for_function(
         """([i, n]) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
-                         const img = c && c.querySelector('img.rm-plot');
+                         const img = c && c.querySelector('canvas.rm-plot');
                          return img && +img.dataset.frames >= n; }""",
         arg=[index, n], timeout=15_000, polling=100)
-    plot = w.locator("img.rm-plot")
+    plot = w.locator("canvas.rm-plot")
     first = int(plot.get_attribute("data-frames") or 0)
     time.sleep(0.6)
     assert int(plot.get_attribute("data-frames") or 0) > first, "the plot stopped updating"
-    assert plot.evaluate("img => img.naturalWidth") > 100
+    assert plot.evaluate("c => c.width") > 100
 
 
 def kernel_check(page: Any, want: str, timeout: float = 10.0) -> str:

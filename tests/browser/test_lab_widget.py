@@ -72,15 +72,23 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
     page.screenshot(path=str(ARTIFACTS / "e2e-connected.png"))
 
     # the level plot under the cell updates (PNG frames pushed from the kernel)
-    plot = w.locator("img.rm-plot")
+    plot = w.locator("canvas.rm-plot")
     page.wait_for_function(
-        "() => { const i = document.querySelector('img.rm-plot'); return i && +i.dataset.frames >= 5; }",
+        "() => { const i = document.querySelector('canvas.rm-plot'); return i && +i.dataset.frames >= 5; }",
         timeout=15_000,
     )
     first = int(plot.get_attribute("data-frames") or 0)
     time.sleep(0.6)
     assert int(plot.get_attribute("data-frames") or 0) > first, "the plot stopped updating"
-    assert plot.evaluate("img => img.naturalWidth") > 100
+    assert plot.evaluate("c => c.width") > 100
+    # the canvas is drawn from the kernel's data: the level trace's points, its newest value a plausible
+    # dBFS, and pixels of the trace's colour (#1f77b4) inside the axes
+    drawn = plot.evaluate("""c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                                    let blue = 0;
+                                    for (let i = 0; i < d.length; i += 4)
+                                      if (Math.abs(d[i] - 31) < 40 && Math.abs(d[i + 1] - 119) < 40 && d[i + 2] > 150) blue++;
+                                    return { points: +c.dataset.points, last: +c.dataset.last, blue }; }""")
+    assert drawn["points"] >= 5 and -120 < drawn["last"] <= 0 and drawn["blue"] > 50, drawn
 
     # text results from the pipeline (VAD events over the data channel) appear in the widget
     w.locator(".rm-text .rm-line", has_text="speech started").first.wait_for(timeout=15_000)

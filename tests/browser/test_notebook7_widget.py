@@ -62,7 +62,7 @@ def test_notebook7_renders_the_widget_and_streams_audio(browser: Any, notebook7:
         run_cell(page, 1)
         wait_connected(page, 1)
         page.wait_for_function(
-            "() => { const i = document.querySelector('img.rm-plot'); return i && +i.dataset.frames >= 2; }",
+            "() => { const i = document.querySelector('canvas.rm-plot'); return i && +i.dataset.frames >= 2; }",
             timeout=15_000,
         )
         run_cell(page, 2)

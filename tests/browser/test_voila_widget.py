@@ -30,12 +30,12 @@ def test_voila_renders_the_widget_and_streams_audio(browser: Any, lab: JupyterSe
         page.goto(lab.url(f"voila/render/voila.ipynb?token={lab.token}"), timeout=60_000)
         page.wait_for_selector(".rm-widget[data-state='connected']", timeout=30_000)
         page.wait_for_function(
-            "() => { const i = document.querySelector('img.rm-plot'); return i && +i.dataset.frames >= 3; }",
+            "() => { const i = document.querySelector('canvas.rm-plot'); return i && +i.dataset.frames >= 3; }",
             timeout=15_000,
         )
-        first = int(page.locator("img.rm-plot").get_attribute("data-frames") or 0)
+        first = int(page.locator("canvas.rm-plot").get_attribute("data-frames") or 0)
         time.sleep(0.6)
-        assert int(page.locator("img.rm-plot").get_attribute("data-frames") or 0) > first, "the plot stopped"
+        assert int(page.locator("canvas.rm-plot").get_attribute("data-frames") or 0) > first, "the plot stopped"
         assert lab.api("remotemedia/status")["connections"] >= 1
         assert page.locator(".rm-error:visible").count() == 0
     finally:

@@ -91,3 +91,53 @@ def test_unreachable_stun_is_bounded_by_gather_timeout() -> None:
     finally:
         silent.close()
     assert elapsed < 1.5, elapsed  # aioice alone waits 5 s
+
+
+def test_a_host_with_only_loopback_still_connects_without_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice leaves 127.0.0.1 out of its host addresses: on a machine whose only interface is lo (the test
+    namespace), two default-configured peers must still gather 127.0.0.1 and connect."""
+    import aioice.ice
+
+    if aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):  # run outside `unshare -n`: act as if lo-only
+        monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [])
+
+    async def scenario() -> tuple[set[str], set[str], str]:
+        a, b = RTCPeerConnection(IceConfig().to_rtc_configuration()), RTCPeerConnection(IceConfig().to_rtc_configuration())
+        opened = asyncio.Event()
+        channel = a.createDataChannel("d")
+        channel.on("open", opened.set)
+        try:
+            prepare_peer_connection(a, IceConfig())
+            await a.setLocalDescription(await a.createOffer())
+            await b.setRemoteDescription(a.localDescription)
+            prepare_peer_connection(b, IceConfig())
+            await b.setLocalDescription(await b.createAnswer())
+            await a.setRemoteDescription(b.localDescription)
+            await asyncio.wait_for(opened.wait(), 10)
+            return (_candidate_hosts(a.localDescription.sdp), _candidate_hosts(b.localDescription.sdp),
+                    a.connectionState)
+        finally:
+            await a.close()
+            await b.close()
+
+    hosts_a, hosts_b, state = asyncio.run(scenario())
+    assert hosts_a == {"127.0.0.1"} and hosts_b == {"127.0.0.1"}
+    assert state == "connected"
+
+
+def test_relay_only_gathers_no_loopback_host_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [])
+
+    async def scenario() -> set[str]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio")
+        prepare_peer_connection(pc, IceConfig(transport_policy="relay"))
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            return _candidate_hosts(pc.localDescription.sdp)
+        finally:
+            await pc.close()
+
+    assert asyncio.run(scenario()) == set()

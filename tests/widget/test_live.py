@@ -125,3 +125,23 @@ def test_drive_feeds_every_view_and_flushes() -> None:
     assert plot.latest("rms_dbfs") == -29.0
     assert text_pushed[-1] == (["done"], "")
     assert pushed and pushed[-1].startswith(PNG_MAGIC)
+
+
+def test_render_data_sends_the_window_as_float32_points_and_spans() -> None:
+    import numpy as np
+
+    now = [100.0]
+    sent: list[tuple[dict, list[bytes]]] = []
+    plot = LivePlot(("rms_dbfs",), flags=("has_speech",), ylim=(-90, 0), title="t",
+                    data_sink=lambda m, b: sent.append((m, b)), clock=lambda: now[0])
+    for i in range(20):
+        now[0] = 100.0 + i * 0.1
+        plot.feed({"rms_dbfs": -40.0 + i, "has_speech": 5 <= i < 10, "timestamp_us": i})
+    plot.flush()
+    message, buffers = sent[-1]
+    assert message == {"window_s": 10.0, "ylim": [-90, 0], "title": "t", "series": ["rms_dbfs"], "flags": ["has_speech"]}
+    xy = np.frombuffer(buffers[0], np.float32).reshape(-1, 2)
+    assert len(xy) == 20 and xy[-1, 0] == 0 and abs(xy[0, 0] + 1.9) < 1e-5 and xy[-1, 1] == -21
+    spans = np.frombuffer(buffers[1], np.float32).reshape(-1, 2)
+    assert spans.shape == (1, 2) and abs(spans[0, 0] + 1.4) < 1e-5 and abs(spans[0, 1] + 0.9) < 1e-5
+    assert plot.frames == len(sent) and plot.last_png is None  # nothing rendered in the kernel
