@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import TransportError
+from .recent import RecentOutputs
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
 
 __all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
@@ -179,7 +180,8 @@ class StreamHandle:
         self.widget = widget
         self.key = key
         self.error: Exception | None = None
-        self.outputs: deque[RuntimeData] = deque(maxlen=max_outputs)
+        #: The newest ``max_outputs`` outputs (``h.outputs[-5:]`` is a list snapshot).
+        self.outputs: RecentOutputs[RuntimeData] = RecentOutputs(max_outputs)
         self.plot: Any = None
         self.text: Any = None
         self._kernel_session: Any = None
