@@ -57,7 +57,9 @@ class LatencyProbe(Node):
     """Echoes the widget's ``{"kind": "rm.ping"}`` data-channel messages; drops every other input.
 
     Added as an extra source (and sink) of a streamed pipeline, so a ping travels browser -> data
-    channel -> RTC loop -> pipeline loop -> back, and its round trip is the end-to-end latency.
+    channel -> RTC loop -> pipeline loop -> back, and its round trip is the end-to-end latency. The
+    session's input router (:func:`probe_router`) sends pings to the probe only and every other input
+    to the user's sources only.
     """
 
     def process(self, data: RuntimeData) -> RuntimeData | None:
@@ -69,6 +71,15 @@ class LatencyProbe(Node):
 def is_ping(data: Any) -> bool:
     """True for the widget's latency pings (which never reach views or callbacks)."""
     return isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == PING_KIND
+
+
+def probe_router(pipeline: Pipeline) -> Callable[[RuntimeData], list[str]] | None:
+    """The input router of a pipeline with a probe: pings to the probe, the rest to the other sources."""
+    if PROBE_NODE_ID not in pipeline.nodes:
+        return None
+    probe = [PROBE_NODE_ID]
+    user_sources = [nid for nid in pipeline.sources if nid != PROBE_NODE_ID]
+    return lambda data: probe if is_ping(data) else user_sources
 
 
 def with_latency_probe(pipeline: Any) -> Pipeline:
@@ -360,6 +371,7 @@ class StreamHandle:
 
     def _on_session(self, session: StreamSession) -> None:
         """A browser connected and its session was created (on the pipeline loop): tap its outputs."""
+        session.set_input_router(probe_router(session.pipeline))
         if self._closed or self._dispatcher is None:
             return
         dispatcher = self._dispatcher

@@ -155,7 +155,7 @@ def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -
         assert frames[0].startswith(b"\x89PNG")
         assert h.plot.latest("rms_dbfs") is not None
         m = h.metrics()
-        assert m["nodes"]["level"]["frames_in"] == 31 and PROBE_NODE_ID not in m["nodes"]
+        assert m["nodes"]["level"]["frames_in"] == 30 and PROBE_NODE_ID not in m["nodes"]
         assert m["sessions"] == 1 and m["display"]["outputs"] >= 60
     finally:
         h.close()
@@ -256,3 +256,39 @@ def test_set_params_changes_live_sessions_and_later_ones() -> None:
         for session in (first, later):
             if session is not None:
                 pipeline_loop().run(session.close(), 5)
+
+
+
+def test_pings_reach_the_probe_only_and_user_inputs_skip_it() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), plot=False, _serve=serve, key="ping-routing")
+    try:
+        session = open_browser_session(h, serve.pipelines[0])
+
+        async def feed() -> None:
+            for i in range(3):
+                await session.send_input(JsonData({"kind": "rm.ping", "id": i, "peer": "p"}))
+            await session.send_input(tone(0.3))
+            await session.send_input(JsonData({"kind": "user-json"}))
+
+        pipeline_loop().run(feed(), 5)
+        echoed: list[Any] = []
+
+        async def pings_back() -> None:
+            while len(echoed) < 3:
+                nid, data = await session.receive_output_from()
+                if nid == PROBE_NODE_ID:
+                    echoed.append(data.value["id"])
+
+        pipeline_loop().run(pings_back(), 5)
+        assert echoed == [0, 1, 2]
+        nodes = pipeline_loop().run(_metrics(session), 5)
+        assert nodes["level"]["frames_in"] == 2  # the tone and the user's JSON, no ping
+        assert nodes[PROBE_NODE_ID]["frames_in"] == 3  # the pings, no audio, no user JSON
+    finally:
+        h.close()
+        pipeline_loop().run(session.close(), 5)
+
+
+async def _metrics(session: Any) -> dict[str, Any]:
+    return session.metrics()
