@@ -541,6 +541,8 @@ def stream(
                           transport=getattr(peer_config, "transport", transport),
                           webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
                           ice_transport_policy=ice_transport_policy, audio_transport=audio_transport)
+    if ice_cfg is not None and getattr(ice_cfg, "credentials", None) is not None:
+        widget.ice_servers_fn = ice_cfg.browser_servers  # fresh TURN credentials for every browser (re)connect
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text

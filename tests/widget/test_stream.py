@@ -292,3 +292,28 @@ def test_pings_reach_the_probe_only_and_user_inputs_skip_it() -> None:
 
 async def _metrics(session: Any) -> dict[str, Any]:
     return session.metrics()
+
+
+def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
+    from remotemedia_nbrtc.transport.ice import IceConfig
+    from remotemedia_nbrtc.transport.peer import PeerConfig
+
+    issued: list[str] = []
+
+    def credentials() -> dict[str, str]:
+        issued.append(f"user-{len(issued)}")
+        return {"username": issued[-1], "credential": "secret"}
+
+    ice = IceConfig(ice_servers=[{"urls": "turn:127.0.0.1:3478"}], credentials=credentials)
+    h = stream(level_vad_pipeline(), plot=False, peer_config=PeerConfig(ice=ice), _serve=FakeServe(), key="turn-fresh")
+    sent: list[dict[str, Any]] = []
+    h.widget.send = lambda content, buffers=None: sent.append(content)
+    try:
+        for request_id in (1, 2):  # what the widget sends before each RTCPeerConnection (connect, reconnect)
+            h.widget._handle_custom_msg({"kind": "ice_request", "id": request_id}, [])
+        assert [m["id"] for m in sent] == [1, 2]
+        users = [m["servers"][0]["username"] for m in sent]
+        assert users[0] != users[1] and users == issued[-2:], (users, issued)
+        assert h.widget.ice_servers[0]["username"] == users[1]
+    finally:
+        h.close()
