@@ -55,3 +55,21 @@ def test_every_direct_dependency_has_a_floor() -> None:
     project = tomllib.loads(PYPROJECT.read_text())["project"]
     for req in project["dependencies"]:
         assert ">=" in req, f"{req!r}: give it a floor (and check it with .ci/min-versions)"
+
+
+def test_binder_requirements_keep_the_same_floors() -> None:
+    """binder/requirements.txt mirrors pyproject: none of its floors may be lower, and none may be missing."""
+    floors = _floors()
+    binder = (PYPROJECT.parent / "binder" / "requirements.txt").read_text().splitlines()
+    seen = set()
+    for line in binder:
+        m = re.match(r"^([A-Za-z0-9_.-]+)\s*>=\s*([^,;\s]+)", line.strip())
+        if not m:
+            continue
+        key = m.group(1).lower().replace("_", "-")
+        seen.add(key)
+        if key in floors:
+            assert Version(m.group(2)) >= floors[key], f"binder: {line!r} is below pyproject's {floors[key]}"
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    core = {re.match(r"^([A-Za-z0-9_.-]+)", r).group(1).lower().replace("_", "-") for r in project["dependencies"]}
+    assert core <= seen, f"binder/requirements.txt misses {sorted(core - seen)}"
