@@ -30,7 +30,7 @@ from .runtime import (
     node_registry,
     register_node,
 )
-
+from .recent import RecentOutputs
 from .stream import StreamHandle, stream
 
 __version__ = "0.1.0"
@@ -50,6 +50,7 @@ __all__ = [
     "NodeProcessingError",
     "Pipeline",
     "PipelineRunner",
+    "RecentOutputs",
     "RemoteMediaError",
     "RuntimeData",
     "SessionClosedError",

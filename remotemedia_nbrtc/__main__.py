@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Environment variables holding the TURN username and credential for ``serve`` (kept out of argv, which
+#: every local user can read in ``ps``).
+TURN_USERNAME_ENV = "REMOTEMEDIA_TURN_USERNAME"
+TURN_CREDENTIAL_ENV = "REMOTEMEDIA_TURN_CREDENTIAL"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,10 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-sessions", type=int, default=10, help="concurrent peers (default 10)")
     serve.add_argument("--token", default=None, help="require ?token=TOKEN on the WebSocket URL")
     serve.add_argument(
-        "--stun", action="append", default=[], metavar="URL", help="STUN/TURN server URL for both sides (repeatable)"
+        "--stun", action="append", default=[], metavar="URL",
+        help=f"STUN/TURN server URL for both sides (repeatable); TURN entries take their username and credential "
+             f"from ${TURN_USERNAME_ENV} / ${TURN_CREDENTIAL_ENV}",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def ice_servers_from(urls: Sequence[str], environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """``RTCIceServer`` entries for ``--stun`` URLs; ``turn:``/``turns:`` ones get the TURN username and
+    credential from the environment. Raises ``ValueError`` for a TURN URL without them."""
+    env = os.environ if environ is None else environ
+    username, credential = env.get(TURN_USERNAME_ENV), env.get(TURN_CREDENTIAL_ENV)
+    servers: list[dict[str, Any]] = []
+    for url in urls:
+        server: dict[str, Any] = {"urls": url}
+        if url.startswith(("turn:", "turns:")):
+            if not username or not credential:
+                raise ValueError(f"TURN server {url} needs ${TURN_USERNAME_ENV} and ${TURN_CREDENTIAL_ENV} set")
+            server.update(username=username, credential=credential)
+        servers.append(server)
+    return servers
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -46,7 +71,12 @@ async def _serve(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ice = IceConfig(ice_servers=[{"urls": url} for url in args.stun], loopback_only=args.loopback_only)
+    try:
+        servers = ice_servers_from(args.stun)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ice = IceConfig(ice_servers=servers, loopback_only=args.loopback_only)
     config = ServerConfig(
         host=args.host, port=args.port, peer=PeerConfig(ice=ice), max_sessions=args.max_sessions, auth_token=args.token
     )

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import TransportError
+from .recent import RecentOutputs
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
 
 __all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
@@ -58,7 +59,9 @@ class LatencyProbe(Node):
     """Echoes the widget's ``{"kind": "rm.ping"}`` data-channel messages; drops every other input.
 
     Added as an extra source (and sink) of a streamed pipeline, so a ping travels browser -> data
-    channel -> RTC loop -> pipeline loop -> back, and its round trip is the end-to-end latency.
+    channel -> RTC loop -> pipeline loop -> back, and its round trip is the end-to-end latency. The
+    session's input router (:func:`probe_router`) sends pings to the probe only and every other input
+    to the user's sources only.
     """
 
     def process(self, data: RuntimeData) -> RuntimeData | None:
@@ -70,6 +73,15 @@ class LatencyProbe(Node):
 def is_ping(data: Any) -> bool:
     """True for the widget's latency pings (which never reach views or callbacks)."""
     return isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == PING_KIND
+
+
+def probe_router(pipeline: Pipeline) -> Callable[[RuntimeData], list[str]] | None:
+    """The input router of a pipeline with a probe: pings to the probe, the rest to the other sources."""
+    if PROBE_NODE_ID not in pipeline.nodes:
+        return None
+    probe = [PROBE_NODE_ID]
+    user_sources = [nid for nid in pipeline.sources if nid != PROBE_NODE_ID]
+    return lambda data: probe if is_ping(data) else user_sources
 
 
 def with_latency_probe(pipeline: Any) -> Pipeline:
@@ -181,7 +193,8 @@ class StreamHandle:
         self.widget = widget
         self.key = key
         self.error: Exception | None = None
-        self.outputs: deque[RuntimeData] = deque(maxlen=max_outputs)
+        #: The newest ``max_outputs`` outputs (``h.outputs[-5:]`` is a list snapshot).
+        self.outputs: RecentOutputs[RuntimeData] = RecentOutputs(max_outputs)
         self.plot: Any = None
         self.text: Any = None
         self._kernel_session: Any = None
@@ -360,6 +373,7 @@ class StreamHandle:
 
     def _on_session(self, session: StreamSession) -> None:
         """A browser connected and its session was created (on the pipeline loop): tap its outputs."""
+        session.set_input_router(probe_router(session.pipeline))
         if self._closed or self._dispatcher is None:
             return
         dispatcher = self._dispatcher
@@ -561,6 +575,8 @@ def stream(
                           webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
                           ice_transport_policy=ice_transport_policy, audio_transport=audio_transport,
                           audio_constraints=dict(audio_constraints or {}), video_constraints=dict(video_constraints or {}))
+    if ice_cfg is not None and getattr(ice_cfg, "credentials", None) is not None:
+        widget.ice_servers_fn = ice_cfg.browser_servers  # fresh TURN credentials for every browser (re)connect
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text

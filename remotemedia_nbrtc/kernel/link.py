@@ -22,6 +22,7 @@ import inspect
 import json
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 LINK_URL_ENV = "REMOTEMEDIA_NBRTC_LINK_URL"
 LINK_SECRET_ENV = "REMOTEMEDIA_NBRTC_LINK_SECRET"
+LINK_CERT_ENV = "REMOTEMEDIA_NBRTC_LINK_CERT"
 LINK_SECRET_HEADER = "X-RemoteMedia-Link-Secret"
 LINK_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -98,6 +100,24 @@ def link_settings_from_env() -> tuple[str, str]:
     return url, secret
 
 
+def link_ssl_context(url: str, certfile: str | None = None) -> ssl.SSLContext | None:
+    """TLS settings for a ``wss://`` kernel link (an HTTPS Jupyter server); None for ``ws://``.
+
+    The link dials 127.0.0.1 while the certificate names the server's public host (or is self-signed),
+    so the host name is not checked; instead the server must present the very certificate exported in
+    :data:`LINK_CERT_ENV` (pinned as the only trust anchor). Without one, the system's CAs are used.
+    """
+    if not url.startswith("wss://"):
+        return None
+    certfile = certfile if certfile is not None else os.environ.get(LINK_CERT_ENV)
+    if not certfile:
+        return ssl.create_default_context()
+    context = ssl.create_default_context(cafile=certfile)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a CA-issued leaf as its own trust anchor
+    return context
+
+
 class KernelLink:
     """One WebSocket from this kernel to the extension; must be used on one event loop (the RTC loop)."""
 
@@ -145,6 +165,7 @@ class KernelLink:
         request = HTTPRequest(
             self.url,
             headers={LINK_SECRET_HEADER: self._secret},
+            ssl_options=link_ssl_context(self.url),
             connect_timeout=self._connect_timeout,
             request_timeout=self._connect_timeout,
         )

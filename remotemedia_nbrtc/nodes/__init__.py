@@ -8,6 +8,7 @@ from .basic import Echo, PassThrough
 from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
 from .text import PhrasebookTranslator, TranslateNode
+from .upstream import TransportCodec, WhisperSTTAlias
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
 
@@ -36,10 +37,12 @@ __all__ = [
     "SpeechToTextNode",
     "Spectrum",
     "TranslateNode",
+    "TransportCodec",
     "VideoFlip",
     "VideoFormatConverter",
     "VideoGrayscale",
     "VideoScaler",
     "VideoStats",
     "WebRTCVAD",
+    "WhisperSTTAlias",
 ]

@@ -98,6 +98,15 @@ def register_node(cls: type[Node], node_type: str | None = None) -> type[Node]:
     return cls
 
 
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def register_unavailable(node_type: str, reason: str) -> None:
+    """Name a node type (e.g. an upstream one) that has no implementation here, and why; a manifest using
+    it gets a :class:`ManifestError` saying so instead of "unknown node_type"."""
+    _UNAVAILABLE[node_type] = reason
+
+
 def _load_builtins() -> None:
     # Imported lazily so the runtime does not depend on the node library at import time.
     import importlib
@@ -118,6 +127,11 @@ def get_node_class(node_type: str, *, node_id: str | None = None) -> type[Node]:
     try:
         return _REGISTRY[node_type]
     except KeyError:
+        if node_type in _UNAVAILABLE:
+            raise ManifestError(
+                f"node_type {node_type!r} is not available here: {_UNAVAILABLE[node_type]}",
+                node_id=node_id, field="node_type",
+            ) from None
         known = ", ".join(sorted(_REGISTRY))
         raise ManifestError(
             f"unknown node_type {node_type!r} (registered: {known})", node_id=node_id, field="node_type"

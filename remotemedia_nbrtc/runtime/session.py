@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
@@ -26,12 +26,14 @@ from .node import Node, iter_outputs
 from .pipeline import AudioFormat, Pipeline
 from .queues import BoundedQueue, QueuePolicy
 
-__all__ = ["StreamSession", "NodeState"]
+__all__ = ["InputRouter", "NodeState", "StreamSession"]
 
 log = logging.getLogger(__name__)
 
 NodeState = Literal["enabled", "bypass", "disabled"]
 SLOW_FIRST_CALL_S = 0.5
+#: Picks the target nodes of an input sent without ``to_node`` (``None``: every source node).
+InputRouter = Callable[[RuntimeData], "Sequence[str] | None"]
 _END = object()
 
 
@@ -231,6 +233,7 @@ class StreamSession:
         self._input_ended = False
         self._closed = False
         self._close_lock: asyncio.Lock | None = None
+        self._input_router: InputRouter | None = None
         self.created_at = time.time()
 
     @property
@@ -268,13 +271,21 @@ class StreamSession:
         return self
 
     # -- input -----------------------------------------------------------------------------
-    def _targets(self, to_node: str | None) -> list[_NodeRunner]:
+    def set_input_router(self, router: InputRouter | None) -> None:
+        """Choose the nodes of inputs sent without ``to_node``: ``router(data)`` returns node ids, or
+        ``None`` for every source node (the default). ``None`` removes the router."""
+        self._input_router = router
+
+    def _targets(self, to_node: str | None, data: RuntimeData | None = None) -> list[_NodeRunner]:
         if self._closed:
             raise SessionClosedError(f"session {self.session_id} is closed")
         if self._input_ended:
             raise SessionClosedError(f"session {self.session_id}: input already ended")
         if to_node is None:
-            return self._sources
+            routed = None if self._input_router is None or data is None else self._input_router(data)
+            if routed is None:
+                return self._sources
+            return [self._runners[nid] for nid in routed]
         try:
             return [self._runners[to_node]]
         except KeyError:
@@ -282,12 +293,12 @@ class StreamSession:
 
     async def send_input(self, data: RuntimeData, to_node: str | None = None) -> None:
         """Send ``data`` to every source node (or to ``to_node``); waits while inboxes are full."""
-        for runner in self._targets(to_node):
+        for runner in self._targets(to_node, data):
             await runner.inbox.put(data)
 
     def try_send_input(self, data: RuntimeData, to_node: str | None = None) -> bool:
         """Send without waiting. False (and nothing queued) when a blocking target inbox is full."""
-        targets = self._targets(to_node)
+        targets = self._targets(to_node, data)
         if any(r.inbox.full() for r in targets) and not isinstance(data, VideoData):
             return False
         return all([r.inbox.put_nowait(data) for r in targets])

@@ -15,6 +15,8 @@ from .relay import Relay
 #: Kernels started by this server inherit these and use them to reach the kernel link.
 LINK_URL_ENV = "REMOTEMEDIA_NBRTC_LINK_URL"
 LINK_SECRET_ENV = "REMOTEMEDIA_NBRTC_LINK_SECRET"
+#: With HTTPS (``ServerApp.certfile``): the certificate the kernel link must present (pinned by the kernel).
+LINK_CERT_ENV = "REMOTEMEDIA_NBRTC_LINK_CERT"
 ROUTE_PREFIX = "remotemedia"
 
 
@@ -60,6 +62,10 @@ def load_jupyter_server_extension(serverapp: Any) -> None:
     def export_link() -> None:
         os.environ[LINK_URL_ENV] = link_url(serverapp)
         os.environ[LINK_SECRET_ENV] = secret
+        if serverapp.certfile:
+            os.environ[LINK_CERT_ENV] = os.path.abspath(serverapp.certfile)
+        else:
+            os.environ.pop(LINK_CERT_ENV, None)
 
     export_link()
     # The port is only final once ServerApp.init_httpserver has picked it (after extensions

@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -72,6 +73,8 @@ class JupyterServer:
     base_url: str = "/"
     #: the host name put in URLs (the server listens on 127.0.0.1 whatever this says)
     host: str = "127.0.0.1"
+    #: the certificate it serves HTTPS with (``start(tls=...)``); None: plain HTTP
+    certfile: Path | None = None
     #: seconds for one REST request (:meth:`api`)
     request_timeout: float = 10.0
 
@@ -89,16 +92,18 @@ class JupyterServer:
         log: Path | None = None,
         ready_timeout: float = 30.0,
         request_timeout: float = 10.0,
+        tls: tuple[Path, Path] | None = None,
     ) -> JupyterServer:
         """Start ``app`` serving ``root`` on 127.0.0.1 and wait until its REST API answers.
 
         ``env`` changes the inherited environment (a ``None`` value removes a variable); the kernel-link
         variables of a server this process may itself run under are never passed on. ``port`` (default: a
         free one) and ``token`` (default: random) let a test start a server again where an old one was.
+        ``tls=(certfile, keyfile)`` serves HTTPS (and wss) with that certificate.
         ``log`` defaults to ``root/.jupyter-test/<app>.log``. Raises ``RuntimeError`` with the log's tail
         when the server exits or is not ready within ``ready_timeout`` seconds (it is stopped then).
         """
-        from remotemedia_nbrtc.server.extension import LINK_SECRET_ENV, LINK_URL_ENV
+        from remotemedia_nbrtc.server.extension import LINK_CERT_ENV, LINK_SECRET_ENV, LINK_URL_ENV
 
         state = root / STATE_DIR
         dirs = {"JUPYTER_CONFIG_DIR": state / "config", "JUPYTER_RUNTIME_DIR": state / "runtime"}
@@ -110,7 +115,7 @@ class JupyterServer:
             (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
-        child_env = {k: v for k, v in os.environ.items() if k not in (LINK_URL_ENV, LINK_SECRET_ENV)}
+        child_env = {k: v for k, v in os.environ.items() if k not in (LINK_URL_ENV, LINK_SECRET_ENV, LINK_CERT_ENV)}
         child_env.update({k: str(d) for k, d in dirs.items()})
         for k, v in (env or {}).items():
             if v is None:
@@ -129,11 +134,13 @@ class JupyterServer:
         ]
         if app != "server":
             cmd += [*_UI_ARGS, f"--{_APP_CLASSES[app]}.expose_app_in_browser=True"]
+        if tls is not None:
+            cmd += [f"--ServerApp.certfile={tls[0]}", f"--ServerApp.keyfile={tls[1]}"]
         cmd += extra_args
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=root)
         server = cls(proc, port, token, root, log, dirs["JUPYTER_RUNTIME_DIR"], app, base_url,
-                     request_timeout=request_timeout)
+                     request_timeout=request_timeout, certfile=None if tls is None else Path(tls[0]))
         server._wait_ready(ready_timeout)
         return server
 
@@ -156,7 +163,10 @@ class JupyterServer:
         return self.proc.poll() is None
 
     def url(self, path: str = "", scheme: str = "http") -> str:
-        """``path`` (relative to the base URL) on this server; ``scheme="ws"`` for a WebSocket."""
+        """``path`` (relative to the base URL) on this server; ``scheme="ws"`` for a WebSocket (https/wss
+        when the server has a certificate)."""
+        if self.certfile is not None:
+            scheme = {"http": "https", "ws": "wss"}.get(scheme, scheme)
         return f"{scheme}://{self.host}:{self.port}{self.base_url}{path}"
 
     def notebook_url(self, name: str) -> str:
@@ -172,7 +182,11 @@ class JupyterServer:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url(path), data=data, method=method,
                                      headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=self.request_timeout) as resp:
+        context = None
+        if self.certfile is not None:  # its own certificate, pinned: the name in it need not be 127.0.0.1
+            context = ssl.create_default_context(cafile=str(self.certfile))
+            context.check_hostname = False
+        with urllib.request.urlopen(req, timeout=self.request_timeout, context=context) as resp:
             return json.loads(resp.read() or b"null")
 
     def start_kernel(self, name: str = "python3", *, timeout: float = 30.0) -> KernelHandle:

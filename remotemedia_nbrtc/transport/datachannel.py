@@ -4,6 +4,10 @@ The browser opens the channel (any label); the server uses the most recently ope
 outputs. Messages sent before any channel is open are queued (at most ``queue_limit``; beyond that
 the oldest is dropped and counted in ``dropped``) and flushed in order on ``open``. Outputs larger
 than :data:`~.wire.MAX_MESSAGE_BYTES` are replaced by an ``error`` message and counted in ``too_large``.
+
+Wire format, per channel: our JSON (:mod:`.wire`) by default; RemoteMedia's protobuf ``DataBuffer``
+(:mod:`.databuffer`) when the client asks for it with the channel protocol ``remotemedia.databuffer``, or on
+upstream's label ``pipeline-data`` once the first binary message parses as a DataBuffer.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from ..runtime import RuntimeData
-from .wire import MessageTooLarge, decode_message, encode_error, encode_metrics, encode_output
+from .databuffer import DataBufferError, decode_databuffer, encode_databuffer, wants_databuffer
+from .wire import MAX_MESSAGE_BYTES, MessageTooLarge, _checked, decode_message, encode_error, encode_metrics, encode_output
 
 __all__ = ["DataChannelLink"]
 
@@ -31,11 +36,14 @@ class DataChannelLink:
         self._queue: deque[str | bytes] = deque()
         self._queue_limit = queue_limit
         self._channels: list[RTCDataChannel] = []
+        #: per channel: True = DataBuffer, False = JSON, None = decided by the first message
+        self._databuffer: dict[int, bool | None] = {}
         self.messages_in = 0
         self.messages_out = 0
         self.dropped = 0
         self.too_large = 0
         self.send_errors = 0
+        self.bad_messages = 0
 
     @property
     def open_channel(self) -> RTCDataChannel | None:
@@ -47,14 +55,29 @@ class DataChannelLink:
     def attach(self, channel: RTCDataChannel) -> None:
         """Adopt a channel announced by the remote peer (``datachannel`` event)."""
         self._channels.append(channel)
+        key = id(channel)
+        self._databuffer[key] = wants_databuffer(getattr(channel, "label", "") or "", getattr(channel, "protocol", "") or "")
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
             self.messages_in += 1
+            mode = self._databuffer.get(key)
+            binary = isinstance(message, (bytes, bytearray, memoryview))
             try:
-                data = decode_message(message)
-            except Exception:
-                log.exception("undecodable data-channel message")
+                if mode is None:  # upstream's label: a DataBuffer client sends binary protobuf
+                    try:
+                        data = decode_databuffer(message) if binary else None
+                    except DataBufferError:
+                        data = None
+                    self._databuffer[key] = mode = data is not None
+                    if data is not None:
+                        log.info("data channel %r speaks protobuf DataBuffer", channel.label)
+                        self._on_input(data)
+                        return
+                data = decode_databuffer(message) if mode else decode_message(message)
+            except Exception as exc:
+                self.bad_messages += 1
+                log.warning("undecodable data-channel message: %s", exc)
                 return
             self._on_input(data)
 
@@ -66,12 +89,23 @@ class DataChannelLink:
         def on_close() -> None:
             if channel in self._channels:
                 self._channels.remove(channel)
+            self._databuffer.pop(key, None)
 
         if channel.readyState == "open":
             self._flush()
 
     def send_output(self, data: RuntimeData, node: str | None = None) -> bool:
         """Send a pipeline output if its kind goes on the data channel; False if it does not."""
+        if self.speaks_databuffer:
+            try:
+                encoded = encode_databuffer(data)
+                if encoded is None:
+                    return False
+                self.send(_checked(encoded, MAX_MESSAGE_BYTES))
+            except MessageTooLarge as exc:
+                self.too_large += 1
+                log.warning("DataBuffer output dropped: %s", exc)
+            return True
         try:
             message = encode_output(data, node)
         except MessageTooLarge as exc:
@@ -82,7 +116,14 @@ class DataChannelLink:
         self.send(message)
         return True
 
+    @property
+    def speaks_databuffer(self) -> bool:
+        """True when the newest channel carries protobuf DataBuffer messages."""
+        return bool(self._channels) and self._databuffer.get(id(self._channels[-1])) is True
+
     def send_metrics(self, value: dict[str, Any]) -> None:
+        if self.speaks_databuffer:  # our metrics envelope is not part of upstream's protocol
+            return
         try:
             self.send(encode_metrics(value))
         except MessageTooLarge as exc:

@@ -162,6 +162,10 @@ class DataChannelAudio:
                                                                   name="rm-dc-audio-out")
         self._out_track.push(data)
 
+    def flush(self) -> int:
+        """Drop the returned audio waiting to be sent (barge-in); the number of 20 ms frames dropped."""
+        return 0 if self._out_track is None else self._out_track.flush()
+
     async def _send_frames(self, track: PipelineAudioTrack) -> None:
         try:
             while self.active:

@@ -728,6 +728,10 @@ class SignalingEndpoint:
         return stats
 
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.server_peer is None:
+            raise rpc.RpcError(
+                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
+            )
         flush = getattr(self.server_peer, "flush_audio", None)
         if flush is None:
             raise rpc.RpcError(

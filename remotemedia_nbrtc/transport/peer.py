@@ -389,6 +389,16 @@ class ServerPeer:
         self._emit_state("closed")
 
     # -- introspection -------------------------------------------------------------------------
+    def flush_audio(self) -> int:
+        """Drop queued outbound audio (RTP track and data-channel audio; barge-in): 20 ms frames dropped.
+
+        Answers ``control.flush_audio`` (``{flushed, frames_dropped}``). Call on the RTC loop.
+        """
+        dropped = self.dc_audio.flush()
+        if self.audio_track is not None:
+            dropped += self.audio_track.flush()
+        return dropped
+
     def stats(self) -> dict[str, Any]:
         """Counters and latency figures (cheap; safe to call on the RTC loop)."""
         readers: dict[str, Any] = {}

@@ -320,8 +320,9 @@ class PipelineAudioTrack(MediaStreamTrack):
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def flush(self) -> int:
-        """Drop everything queued (barge-in); returns the number of 20 ms frames dropped."""
-        frames = self._queued // self.samples_per_frame
+        """Drop everything queued (barge-in); returns the number of 20 ms frames dropped (a partial one counts)."""
+        per_20ms = max(1, self.sample_rate // 50)
+        frames = -(-self._queued // per_20ms)
         self.flushed_samples += self._queued
         self._chunks.clear()
         self._queued = 0

@@ -1102,8 +1102,24 @@ class StreamView {
     ui.text.scrollTop = ui.text.scrollHeight;
   }
 
+  // Asks the kernel for ICE servers on every (re)connect, so short-lived TURN credentials are fresh; falls
+  // back to the ones the widget was made with when the kernel does not answer in time.
+  freshIceServers(timeoutMs = 3000) {
+    const fallback = this.model.get("ice_servers") || [];
+    const id = (this.iceRequests = (this.iceRequests || 0) + 1);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.iceWaiter = null; resolve(fallback); }, timeoutMs);
+      this.iceWaiter = { id, done: (servers) => { clearTimeout(timer); this.iceWaiter = null; resolve(servers); } };
+      try { this.model.send({ kind: "ice_request", id }); } catch (e) { this.iceWaiter.done(fallback); }
+    });
+  }
+
   onCustom(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
+    if (msg.kind === "ice_servers") {
+      if (this.iceWaiter && this.iceWaiter.id === msg.id) this.iceWaiter.done(Array.isArray(msg.servers) ? msg.servers : []);
+      return;
+    }
     if (msg.kind === "plot-data") {
       drawPlot(this.ui.plot, msg, buffers || []);
       this.ui.plot.hidden = false;
@@ -1292,7 +1308,9 @@ class StreamView {
   async connectWebRtc(gen) {
     const loopback = this.model.get("loopback_only");
     const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
-    const pc = new RTCPeerConnection({ iceServers: loopback ? [] : this.model.get("ice_servers") || [], iceTransportPolicy: policy });
+    const iceServers = loopback ? [] : await this.freshIceServers();
+    if (gen !== this.generation) return;
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
     this.pc = pc;
     this.audioTransport = resolveAudioTransport(this.model.get("audio_transport"), loopback, window.location.hostname);
     const audioOnDc = this.audioTransport === "datachannel" && this.stream.getAudioTracks().length > 0;

@@ -73,6 +73,23 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._close_hooks: list[Callable[[], None]] = []
+        #: Called for every browser (re)connect to get fresh ICE servers (short-lived TURN credentials);
+        #: None: the browser uses the ``ice_servers`` trait as set.
+        self.ice_servers_fn: Callable[[], list[dict[str, Any]]] | None = None
+        self.on_msg(self._on_browser_msg)
+
+    def _on_browser_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("kind") != "ice_request":
+            return
+        servers = list(self.ice_servers)
+        if self.ice_servers_fn is not None:
+            try:
+                servers = self.ice_servers_fn()
+            except Exception as exc:  # noqa: BLE001 - the browser falls back to the servers it has
+                self.send({"kind": "ice_servers", "id": content.get("id"), "servers": servers, "error": repr(exc)})
+                return
+            self.ice_servers = servers
+        self.send({"kind": "ice_servers", "id": content.get("id"), "servers": servers})
 
     def on_close(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` once when the widget is closed (``widget.close()``)."""

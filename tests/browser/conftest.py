@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from remotemedia_nbrtc.testing.jupyter import App, JupyterServer
+from tests.tools import CHROMIUM, missing_tools
 
-CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -37,11 +37,6 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--disable-gpu",
 ]
-
-
-def missing_tools(*names: str) -> list[str]:
-    """Executables (names on PATH or absolute paths) that are not there."""
-    return [n for n in names if (not Path(n).exists() if os.path.isabs(n) else shutil.which(n) is None)]
 
 
 def require_tools(*names: str, hint: str = "run .ci/setup") -> None:

@@ -136,7 +136,13 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
 
 
 def save_readme_screenshot(page: Any, w: Any) -> None:
-    """``docs/widget.png`` for the README: the widget with its live level plot and VAD text, stats hidden."""
+    """``tests/artifacts/widget.png``: the widget with its live level plot and VAD text, stats hidden.
+
+    ``scripts/refresh-readme-screenshot`` copies it to ``docs/widget.png`` for the README; a test run never
+    touches the tracked file.
+    """
+    readme_png = REPO / "docs" / "widget.png"
+    before = readme_png.read_bytes() if readme_png.exists() else None
     w.locator(".rm-text .rm-line", has_text="speech ended").first.wait_for(timeout=15_000)
     time.sleep(0.5)  # one more plot frame with the end of the speech in it
     w.locator("button.rm-stats-toggle").click()
@@ -146,12 +152,12 @@ def save_readme_screenshot(page: Any, w: Any) -> None:
     pad = 8
     clip = {"x": max(box["x"] - pad, 0), "y": max(box["y"] - pad, 0),
             "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad}
-    out = REPO / "docs" / "widget.png"
-    out.parent.mkdir(exist_ok=True)
+    out = ARTIFACTS / "widget.png"
     page.screenshot(path=str(out), clip=clip)
-    page.screenshot(path=str(ARTIFACTS / "widget.png"), clip=clip)
     w.locator("button.rm-stats-toggle").click()  # back as it was
     assert out.stat().st_size > 10_000
+    after = readme_png.read_bytes() if readme_png.exists() else None
+    assert after == before, "a test run changed the tracked docs/widget.png"
 
 
 def test_rerunning_the_widget_cell_keeps_one_session_and_no_threads_leak(nb: Any, lab: JupyterServer) -> None:

@@ -17,13 +17,18 @@ from remotemedia_nbrtc.nodes.speech import (
 )
 from remotemedia_nbrtc.testing.speech import (
     HOME_COMMANDS,
-    have_espeak,
     make_speech_track,
     measure_stt_async,
     word_accuracy,
 )
+from tests.tools import require_tools
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+def _needs_espeak() -> None:
+    require_tools("espeak-ng", hint="apt-get install espeak-ng (see .ci/setup)")
 
 VAD_KEYS = {"has_speech", "speech_probability", "is_speech_start", "is_speech_end", "timestamp_ms", "rms", "peak",
             "samples", "sample_rate"}

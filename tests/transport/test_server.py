@@ -18,6 +18,7 @@ from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.ice import IceConfig
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from tests.transport._peer_helpers import start_server
+from tests.tools import CHROMIUM, require_tools
 from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 pytestmark = pytest.mark.timeout(60)
@@ -210,10 +211,11 @@ def test_cli_serve_runs_and_stops(tmp_path: Any) -> None:
         assert proc.wait(timeout=20) == 0
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="needs Debian chromium")
 async def test_browser_test_page_streams_mic_to_pipeline() -> None:
     """The bundled page (fake mic in headless Chromium) connects through the JSON-RPC signaling."""
-    playwright = pytest.importorskip("playwright.async_api")
+    require_tools(CHROMIUM, hint="apt-get install chromium (see .ci/setup)")
+    import playwright.async_api as playwright  # a test dependency: missing is an error, not a skip
+
     level = {
         "version": "v1",
         "metadata": {"name": "lvl"},
@@ -224,7 +226,7 @@ async def test_browser_test_page_streams_mic_to_pipeline() -> None:
     try:
         async with playwright.async_playwright() as p:
             browser = await p.chromium.launch(
-                executable_path="/usr/bin/chromium",
+                executable_path=CHROMIUM,
                 args=[
                     "--use-fake-ui-for-media-stream",
                     "--use-fake-device-for-media-stream",

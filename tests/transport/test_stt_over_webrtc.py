@@ -12,10 +12,16 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.nodes.speech import PocketSphinxEngine
-from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, have_espeak, normalize_words, synthesize
+from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, normalize_words, synthesize
 from remotemedia_nbrtc.testing.stt_webrtc import measure_stt_over_webrtc_async, webrtc_track
+from tests.tools import require_tools
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _needs_espeak() -> None:
+    require_tools("espeak-ng", hint="apt-get install espeak-ng (see .ci/setup)")
 
 
 async def test_phrase_list_stt_over_webrtc_is_accurate_and_real_time() -> None:

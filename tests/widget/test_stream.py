@@ -158,7 +158,7 @@ def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -
         assert h.plot.last_png is None
         assert h.plot.latest("rms_dbfs") is not None
         m = h.metrics()
-        assert m["nodes"]["level"]["frames_in"] == 31 and PROBE_NODE_ID not in m["nodes"]
+        assert m["nodes"]["level"]["frames_in"] == 30 and PROBE_NODE_ID not in m["nodes"]
         assert m["sessions"] == 1 and m["display"]["outputs"] >= 60
     finally:
         h.close()
@@ -323,5 +323,64 @@ def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Pa
             assert abs(np.abs(pcm).max() / 32767 - 0.5) < 0.01  # the tone's amplitude, not silence
             h.outputs.clear()
         assert "_rm_recorder" not in {type(o).__name__ for o in h.outputs}
+    finally:
+        h.close()
+
+def test_pings_reach_the_probe_only_and_user_inputs_skip_it() -> None:
+    serve = FakeServe()
+    h = stream(level_vad_pipeline(), plot=False, _serve=serve, key="ping-routing")
+    try:
+        session = open_browser_session(h, serve.pipelines[0])
+
+        async def feed() -> None:
+            for i in range(3):
+                await session.send_input(JsonData({"kind": "rm.ping", "id": i, "peer": "p"}))
+            await session.send_input(tone(0.3))
+            await session.send_input(JsonData({"kind": "user-json"}))
+
+        pipeline_loop().run(feed(), 5)
+        echoed: list[Any] = []
+
+        async def pings_back() -> None:
+            while len(echoed) < 3:
+                nid, data = await session.receive_output_from()
+                if nid == PROBE_NODE_ID:
+                    echoed.append(data.value["id"])
+
+        pipeline_loop().run(pings_back(), 5)
+        assert echoed == [0, 1, 2]
+        nodes = pipeline_loop().run(_metrics(session), 5)
+        assert nodes["level"]["frames_in"] == 2  # the tone and the user's JSON, no ping
+        assert nodes[PROBE_NODE_ID]["frames_in"] == 3  # the pings, no audio, no user JSON
+    finally:
+        h.close()
+        pipeline_loop().run(session.close(), 5)
+
+
+async def _metrics(session: Any) -> dict[str, Any]:
+    return session.metrics()
+
+
+def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
+    from remotemedia_nbrtc.transport.ice import IceConfig
+    from remotemedia_nbrtc.transport.peer import PeerConfig
+
+    issued: list[str] = []
+
+    def credentials() -> dict[str, str]:
+        issued.append(f"user-{len(issued)}")
+        return {"username": issued[-1], "credential": "secret"}
+
+    ice = IceConfig(ice_servers=[{"urls": "turn:127.0.0.1:3478"}], credentials=credentials)
+    h = stream(level_vad_pipeline(), plot=False, peer_config=PeerConfig(ice=ice), _serve=FakeServe(), key="turn-fresh")
+    sent: list[dict[str, Any]] = []
+    h.widget.send = lambda content, buffers=None: sent.append(content)
+    try:
+        for request_id in (1, 2):  # what the widget sends before each RTCPeerConnection (connect, reconnect)
+            h.widget._handle_custom_msg({"kind": "ice_request", "id": request_id}, [])
+        assert [m["id"] for m in sent] == [1, 2]
+        users = [m["servers"][0]["username"] for m in sent]
+        assert users[0] != users[1] and users == issued[-2:], (users, issued)
+        assert h.widget.ice_servers[0]["username"] == users[1]
     finally:
         h.close()
