@@ -8,6 +8,7 @@ from .basic import Echo, PassThrough
 from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
 from .text import PhrasebookTranslator, TranslateNode
+from .tts import HibariTTS
 from .upstream import TransportCodec, WhisperSTTAlias
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
@@ -23,6 +24,7 @@ __all__ = [
     "EnergyVAD",
     "FastResample",
     "ForegroundMask",
+    "HibariTTS",
     "Gain",
     "MotionHeatmap",
     "NoiseGate",

@@ -6,7 +6,8 @@
 - ``VideoEncoder`` / ``VideoDecoder`` -> :class:`TransportCodec`: here the WebRTC transport decodes inbound
   video before the pipeline and encodes what the pipeline returns (VP8/H.264 on the video track), so
   inside a pipeline these stages have nothing left to do and forward frames unchanged.
-- ``KokoroTTSNode``: no TTS engine ships with this package; a manifest using it gets a clear error.
+- ``KokoroTTSNode`` is :class:`~.tts.HibariTTS` (registered in :mod:`.tts`). Upstream's other TTS nodes have no
+  equivalent: a manifest using one gets an error that names it.
 """
 
 from __future__ import annotations
@@ -64,5 +65,6 @@ if "WhisperSTTNode" not in _REGISTRY:  # a real Whisper engine, where installed,
     register_node(WhisperSTTAlias)
 register_node(TransportCodec, "VideoEncoder")
 register_node(TransportCodec, "VideoDecoder")
-register_unavailable("KokoroTTSNode", "no text-to-speech engine ships with remotemedia_nbrtc (upstream's runs Kokoro "
-                     "in a Python worker); register a node of your own under this name with rm.register_node")
+for _tts in ("VibeVoiceTTSNode", "CosyVoice3TTSNode", "VoxtralTTSNode", "QwenTTSMlxNode", "LFM2AudioNode"):
+    register_unavailable(_tts, "the only text-to-speech engine here is KokoroTTSNode (hibari's af_heart voice); "
+                         "register a node of your own under this name with rm.register_node")

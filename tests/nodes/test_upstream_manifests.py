@@ -62,8 +62,8 @@ async def test_example_c_loads_and_runs_frames_through_flip_and_encoder() -> Non
 
 
 def test_an_upstream_node_without_an_equivalent_is_named_in_the_error() -> None:
-    manifest = {"version": "v1", "nodes": [{"id": "tts", "node_type": "KokoroTTSNode", "params": {"voice": "af_bella"}}],
+    manifest = {"version": "v1", "nodes": [{"id": "tts", "node_type": "VibeVoiceTTSNode", "params": {}}],
                 "connections": []}
-    with pytest.raises(ManifestError, match=r"'KokoroTTSNode' is not available here") as info:
+    with pytest.raises(ManifestError, match=r"'VibeVoiceTTSNode' is not available here") as info:
         load_manifest(manifest)
     assert "tts" in str(info.value)

@@ -43,7 +43,8 @@ def text_buffer(text: str) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-async def echo_round_trip(client: Client, send: bytes | str, n: int = 1) -> list[Any]:
+async def echo_round_trip(client: Client | None, send: bytes | str, n: int = 1) -> list[Any]:
+    client = client or Client()  # made on the RTC loop (aiortc needs a running loop)
     peer, _ = await connect(manifest(("echo", "Echo", {})), client)
     try:
         await client.wait_for(lambda: client.channel.readyState == "open", 10)
@@ -56,14 +57,14 @@ async def echo_round_trip(client: Client, send: bytes | str, n: int = 1) -> list
 
 
 def test_upstream_label_with_a_databuffer_client_gets_databuffer_back(rtc: LoopThread) -> None:
-    messages = rtc.run(echo_round_trip(Client(), text_buffer("hello upstream")), timeout=30)
+    messages = rtc.run(echo_round_trip(None, text_buffer("hello upstream")), timeout=30)
     assert isinstance(messages[0], bytes), messages
     reply = DataBuffer.FromString(messages[0])
     assert reply.WhichOneof("data_type") == "text" and reply.text.text_data == b"hello upstream"
 
 
 def test_json_stays_the_default_on_the_same_label(rtc: LoopThread) -> None:
-    messages = rtc.run(echo_round_trip(Client(), json.dumps({"type": "text", "text": "hi"})), timeout=30)
+    messages = rtc.run(echo_round_trip(None, json.dumps({"type": "text", "text": "hi"})), timeout=30)
     assert json.loads(messages[0])["text"] == "hi"
 
 
