@@ -325,3 +325,15 @@ def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Pa
         assert "_rm_recorder" not in {type(o).__name__ for o in h.outputs}
     finally:
         h.close()
+
+
+def test_media_file_is_sent_to_the_widget_and_a_wrong_path_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "clip.wav"
+    f.write_bytes(b"RIFF....WAVE")
+    h = stream(level_vad_pipeline(), media_file=f, _serve=FakeServe(), key="mf")
+    try:
+        assert h.widget.media_file == f.read_bytes() and h.widget.media_file_type in ("audio/wav", "audio/x-wav")
+    finally:
+        h.close()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        stream(level_vad_pipeline(), media_file=tmp_path / "missing.mp3", _serve=FakeServe(), key="mf2")
