@@ -502,6 +502,7 @@ def stream(
     audio_constraints: dict[str, Any] | None = None,
     video_constraints: dict[str, Any] | None = None,
     record: str | Any | None = None,
+    media_file: str | Any | None = None,
     _serve: Callable[..., Any] | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
@@ -534,6 +535,8 @@ def stream(
     ``audio_constraints`` / ``video_constraints``: extra ``getUserMedia`` constraints for the mic / camera,
     e.g. ``{"sampleRate": 16000, "channelCount": 1}``, ``{"width": 640, "height": 480, "frameRate": 15}``,
     ``{"deviceId": "<id>"}`` (a device picked in the widget wins).
+    ``media_file``: a path to an audio or video file (WAV, MP3, Ogg, MP4, WebM: what the browser plays): the
+    widget plays it, looping, and streams it instead of the mic/camera (``HTMLMediaElement.captureStream``).
     ``record``: a ``.wav`` path: the audio the pipeline receives is written there as 16-bit PCM while it
     streams (a reconnecting browser writes ``<name>-2.wav``...; see :mod:`~remotemedia_nbrtc.recording`).
 
@@ -577,6 +580,15 @@ def stream(
                           audio_constraints=dict(audio_constraints or {}), video_constraints=dict(video_constraints or {}))
     if ice_cfg is not None and getattr(ice_cfg, "credentials", None) is not None:
         widget.ice_servers_fn = ice_cfg.browser_servers  # fresh TURN credentials for every browser (re)connect
+    if media_file is not None:
+        import mimetypes
+        from pathlib import Path
+
+        path = Path(media_file)
+        if not path.is_file():  # a wrong path must not silently stream the mic instead
+            raise FileNotFoundError(f"media_file: no such file {str(path)!r}")
+        widget.media_file = path.read_bytes()
+        widget.media_file_type = mimetypes.guess_type(path.name)[0] or ""
     handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
     handle.plot = _make_plot(plot, widget, plot_fps)
     handle.text = text

@@ -31,7 +31,7 @@ What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
 - **No loopback host candidate**: aioice's ``get_host_addresses`` leaves out 127.0.0.1 and ::1, so on a
   machine whose only interface is ``lo`` (offline laptop, container, ``unshare -n``) it offers *no*
   candidate at all and ICE can never connect, even with a browser that offers 127.0.0.1 (Chrome with
-  ``--allow-loopback-in-peer-connection``, Firefox with ``media.peerconnection.ice.loopback``). Every
+  ``--allow-loopback-in-peer-connection``; Firefox's ``media.peerconnection.ice.loopback`` is untested). Every
   prepared connection then gathers a 127.0.0.1 host candidate instead (only when there is no other
   address: a 127.0.0.1 candidate sent to a browser on another machine would point at that machine).
 

@@ -1257,12 +1257,36 @@ class StreamView {
       ? { ...videoExtra, ...(this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : {}) }
       : false;
     const bench = benchHook();  // BENCH HOOK
+    const file = this.model.get("media_file");
+    if (file && file.byteLength && !(bench && bench.stream)) { this.stream = await this.playMediaFile(file); return; }
     try {
       this.stream = bench && bench.stream ? await bench.stream() : await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (err) {
       throw { media: true, cause: err };
     }
     if (video) { this.ui.local.srcObject = this.stream; this.ui.local.hidden = false; }
+  }
+
+  // stream(media_file=...): play the file in a looping media element and stream what it plays
+  async playMediaFile(bytes) {
+    const type = this.model.get("media_file_type") || "";
+    const el = h(type.startsWith("video/") ? "video" : "audio", "rm-media-file");
+    el.loop = true; el.controls = true; el.playsInline = true;
+    if (this.mediaFileUrl) URL.revokeObjectURL(this.mediaFileUrl);
+    this.mediaFileUrl = URL.createObjectURL(new Blob([bytes], type ? { type } : {}));
+    el.src = this.mediaFileUrl;
+    this.ui.media.querySelectorAll(".rm-media-file").forEach((old) => old.remove());
+    this.ui.media.appendChild(el);
+    try {
+      await el.play();
+    } catch (err) {
+      throw { media: true, cause: err };
+    }
+    const capture = el.captureStream ? el.captureStream() : el.mozCaptureStream();
+    const t0 = performance.now();
+    while (!capture.getTracks().length && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    if (!capture.getTracks().length) throw new Error("the media file gave no audio or video track");
+    return capture;
   }
 
   async connect(gen) {
@@ -1678,6 +1702,7 @@ class StreamView {
   }
 
   teardown() {
+    this.ui.media.querySelectorAll(".rm-media-file").forEach((el) => el.pause());
     this.ended = true;
     this.generation++;
     for (const t of this.timers) clearInterval(t);

@@ -56,6 +56,10 @@ class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     #: extra getUserMedia constraints (MediaTrackConstraints), e.g. ``{"sampleRate": 16000}``,
     #: ``{"width": 640, "height": 480, "frameRate": 15}``, ``{"deviceId": "..."}``
     audio_constraints = traitlets.Dict().tag(sync=True)
+    #: a media file (its bytes, sent once as a binary buffer) the browser plays and streams instead of the
+    #: mic/camera; ``media_file_type`` is its MIME type (``audio/wav``, ``video/mp4``...)
+    media_file = traitlets.Bytes(b"").tag(sync=True)
+    media_file_type = traitlets.Unicode("").tag(sync=True)
     video_constraints = traitlets.Dict().tag(sync=True)
     #: an actionable error found on the kernel side (e.g. the server extension is not loaded)
     error = traitlets.Unicode("").tag(sync=True)

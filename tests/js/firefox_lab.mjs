@@ -92,8 +92,8 @@ async function main() {
     await page.waitForFunction((s) => [...document.querySelectorAll(s)].some((e) => /speech started/.test(e.textContent)),
       { polling: 100, timeout: 15000 }, sel(".rm-text .rm-line"));
     mark("text");
-    await page.waitForFunction((s) => { const i = document.querySelector(s); return i && +i.dataset.frames >= 3 && i.naturalWidth > 100; },
-      { polling: 100, timeout: 15000 }, sel("img.rm-plot"));
+    await page.waitForFunction((s) => { const i = document.querySelector(s); return i && +i.dataset.frames >= 3 && i.width > 100; },
+      { polling: 100, timeout: 15000 }, sel("canvas.rm-plot"));
     mark("plot");
     await page.waitForFunction((s) => { const td = document.querySelector(s); return td && /^\d+(\.\d+)? ms \(browser/.test(td.textContent); },
       { polling: 100, timeout: 15000 }, sel(".rm-stats tr[data-key='end-to-end RTT'] td"));
@@ -104,7 +104,7 @@ async function main() {
       const root = document.querySelector(s);
       const row = (k) => { const td = root.querySelector(`.rm-stats tr[data-key='${k}'] td`); return td ? td.textContent : null; };
       return { state: root.dataset.state, lines: [...root.querySelectorAll(".rm-text .rm-line")].map((e) => e.textContent).slice(0, 5),
-        plot_frames: +root.querySelector("img.rm-plot").dataset.frames, host: row("host"), e2e_rtt: row("end-to-end RTT"),
+        plot_frames: +root.querySelector("canvas.rm-plot").dataset.frames, host: row("host"), e2e_rtt: row("end-to-end RTT"),
         selected_pair: row("selected pair"), audio_path: row("audio path"), mic: root.querySelector("select.rm-mic").selectedOptions[0]?.textContent || null };
     }, sel(".rm-widget"));
     await new Promise((r) => setTimeout(r, 1200));  // the browser reports its stats to the kernel once a second

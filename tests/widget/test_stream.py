@@ -384,3 +384,15 @@ def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
         assert h.widget.ice_servers[0]["username"] == users[1]
     finally:
         h.close()
+
+
+def test_media_file_is_sent_to_the_widget_and_a_wrong_path_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "clip.wav"
+    f.write_bytes(b"RIFF....WAVE")
+    h = stream(level_vad_pipeline(), media_file=f, _serve=FakeServe(), key="mf")
+    try:
+        assert h.widget.media_file == f.read_bytes() and h.widget.media_file_type in ("audio/wav", "audio/x-wav")
+    finally:
+        h.close()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        stream(level_vad_pipeline(), media_file=tmp_path / "missing.mp3", _serve=FakeServe(), key="mf2")
