@@ -7,6 +7,7 @@ from .audio import AudioChunker, AudioLevel, EnergyVAD, FastResample, Gain, Spec
 from .basic import Echo, PassThrough
 from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
+from .whisper import FasterWhisperEngine
 from .text import PhrasebookTranslator, TranslateNode
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
@@ -21,6 +22,7 @@ __all__ = [
     "EdgeDetect",
     "EnergyVAD",
     "FastResample",
+    "FasterWhisperEngine",
     "ForegroundMask",
     "Gain",
     "MotionHeatmap",
