@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ import numpy as np
 
 from .speech import STT_RATE, SpeechToText, Transcript
 
-__all__ = ["FasterWhisperEngine", "STT_INSTALL_HINT", "whisper_model_path"]
+__all__ = ["FasterWhisperEngine", "STT_INSTALL_HINT", "drop_repeated_tail", "whisper_model_path"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,21 @@ def whisper_model_path(model: str) -> Path:
         return _joined_base_model()
     module, package = _MODELS[model]
     return Path(_require(module, package).get_model_path())
+
+
+def drop_repeated_tail(text: str) -> str:
+    """Cut Whisper's loop on a short window: "A cup of tea. A cup of" -> "A cup of tea."
+
+    The text is cut where its start begins again (at least two words of it), the way a decoder that
+    ran past the end of the audio repeats itself.
+    """
+    words = text.split()
+    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    for k in range(2, len(norm) - 1):
+        j = min(len(norm) - k, k)
+        if j >= 2 and norm[k:k + j] == norm[:j]:
+            return " ".join(words[:k])
+    return text
 
 
 class FasterWhisperEngine(SpeechToText):
@@ -145,10 +161,10 @@ class FasterWhisperEngine(SpeechToText):
         features = self._whisper.feature_extractor(padded)
         features = np.ascontiguousarray(features[None, :, : min(features.shape[1] // 2 * 2, 3000)])
         encoded = self._whisper.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
-        max_length = min(int(len(audio) / STT_RATE * 8) + 10, 220)  # speech runs < 5 tokens/s: no runaway
+        max_length = min(int(len(audio) / STT_RATE * 6) + 8, 220)  # speech runs < 5 tokens/s: no runaway
         result = self._whisper.model.generate(encoded, [self._prompt], beam_size=beam_size, max_length=max_length,
                                               suppress_blank=True)
-        return self._tokenizer.decode(result[0].sequences_ids[0]).strip()
+        return drop_repeated_tail(self._tokenizer.decode(result[0].sequences_ids[0]).strip())
 
     # -- stream --------------------------------------------------------------------------------
 
