@@ -8,11 +8,12 @@ from .basic import Echo, PassThrough
 from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
 from .whisper import FasterWhisperEngine
-from .text import PhrasebookTranslator, TranslateNode
+from .text import ApertiumTranslator, PhrasebookTranslator, TranslateNode, Translator
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
 
 __all__ = [
+    "ApertiumTranslator",
     "AudioChunker",
     "AudioLevel",
     "BiquadFilter",
@@ -38,6 +39,7 @@ __all__ = [
     "SpeechToTextNode",
     "Spectrum",
     "TranslateNode",
+    "Translator",
     "VideoFlip",
     "VideoFormatConverter",
     "VideoGrayscale",
