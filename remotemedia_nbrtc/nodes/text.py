@@ -175,15 +175,18 @@ class TranslateNode(Node):
     its outputs carry ``metadata["machine_translation"] = False``). Outputs
     ``TextData(translated, channel=text_channel)`` with the original in ``metadata["source_text"]``
     and, with ``emit_json``, a ``{"kind": "translation", ...}`` event. Final transcript events
-    (``{"kind": "transcript", "final": true}``) are translated too. Other inputs pass through.
+    (``{"kind": "transcript", "final": true}``) are translated too unless ``translate_events=False``
+    (after a :class:`~.speech.SpeechToTextNode`, which emits both an event and ``TextData`` per final,
+    that translates each final once and passes the transcript events on). Other inputs pass through.
     """
 
     node_type = "TranslateNode"
     threaded = True  # a real model is slow: keep it off the event loop
 
     def __init__(self, *, translator: Any = "apertium", source: str = "en", target: str = "es",
-                 text_channel: str | None = None, emit_json: bool = True) -> None:
+                 text_channel: str | None = None, emit_json: bool = True, translate_events: bool = True) -> None:
         self.translator = translator
+        self.translate_events = translate_events
         self.source = source
         self.target = target
         self.text_channel = text_channel
@@ -208,7 +211,8 @@ class TranslateNode(Node):
     def process(self, data: RuntimeData) -> Any:
         if isinstance(data, TextData):
             text, channel, timestamp_us, stream_id = data.text, data.channel, data.timestamp_us, data.stream_id
-        elif (isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == "transcript"
+        elif (self.translate_events and isinstance(data, JsonData) and isinstance(data.value, dict)
+              and data.value.get("kind") == "transcript"
               and data.value.get("final") and data.value.get("text")):
             text, channel, timestamp_us, stream_id = str(data.value["text"]), "tts", data.timestamp_us, data.stream_id
         else:

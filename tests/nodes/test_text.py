@@ -107,3 +107,10 @@ def test_translate_node_defaults_to_apertium_and_a_missing_pair_is_an_error():
     node.target = "xx"  # a live change to a missing pair fails clearly too
     with pytest.raises(ValueError, match="no Apertium pair"):
         node.process(TextData("hello"))
+
+
+def test_translate_events_off_passes_transcripts_on_and_translates_text_once():
+    node = TranslateNode(translator="phrasebook", target="es", translate_events=False, emit_json=False)
+    event = JsonData({"kind": "transcript", "text": "hello", "final": True})
+    assert node.process(event) is event
+    assert [o.text for o in node.process(TextData("hello"))] == ["hola"]
