@@ -123,7 +123,7 @@ class ApertiumTranslator:
 
     Language codes may be ISO 639-1 (``"en"``) or the pair's own (``"eng"``). A pair that is not
     installed raises ``ValueError`` naming the Debian package to install; there is no silent fallback.
-    Unknown words are passed through unmarked (``apertium -u``). One sentence takes ~0.3 s (a fresh
+    Unknown words are passed through unmarked (``apertium -u``). One sentence takes ~0.5 s (a fresh
     Apertium pipeline per call; bench/results.md "Translation").
     """
 
