@@ -21,6 +21,7 @@ Counters: :meth:`ReplyOnPause.counters` (also under ``"counters"`` in ``session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -134,6 +135,8 @@ class ReplyOnPause(Node, register=False):
             self._tts = self._tts_option.fresh_copy()
         if self._tts is not None:
             await self._tts.start()  # the voice loads before media flows
+            # hibari's first synthesis costs ~2 s more (warm-up): pay it here, not on the first reply
+            await asyncio.to_thread(lambda: list(_values(self._tts.process(TextData("hello", channel="tts")))))
         self._thread = threading.Thread(target=self._reply_loop, name="rm-reply-on-pause", daemon=True)
         self._thread.start()
 
@@ -143,8 +146,6 @@ class ReplyOnPause(Node, register=False):
             self._floor = self._turn + 1
             self._cond.notify_all()
         if self._thread is not None:
-            import asyncio
-
             await asyncio.to_thread(self._thread.join, 5.0)
             if self._thread.is_alive():
                 log.warning("ReplyOnPause: the reply function was still running 5 s after close")
