@@ -41,6 +41,8 @@ __all__ = ["ReplyOnPause", "ReplyValue"]
 log = logging.getLogger(__name__)
 
 VAD_RATE = 16000
+#: reply audio may run this far ahead of the wall clock: under the return track's trim hysteresis (20 ms)
+RELEASE_LEAD_S = 0.01
 #: what ``reply`` may return (or yield)
 ReplyValue = Union[str, AudioData, None]
 ReplyFunction = Callable[[AudioData], Union[ReplyValue, Iterable[ReplyValue]]]
@@ -104,7 +106,9 @@ class ReplyOnPause(Node, register=False):
         self._wait_for_silence = False  # after a cut or an ignored utterance: no new one until speech ends
         self._ignoring = False
         self._playing: deque[AudioData] = deque()  # reply audio ready to release, of the current turn
-        self._credit_s = 0.0  # input time not yet matched by released reply audio
+        self._play_input0 = 0.0  # input clock, wall clock and reply audio released since playing began
+        self._play_t0 = 0.0
+        self._released_s = 0.0
         # shared with the reply thread
         self._cond = threading.Condition()
         self._jobs: deque[tuple[int, AudioData]] = deque()
@@ -259,7 +263,6 @@ class ReplyOnPause(Node, register=False):
             self._counts["interrupted"] += 1
             self._cond.notify_all()
         self._playing.clear()
-        self._credit_s = 0.0
 
     def _collect_ready(self) -> list[RuntimeData]:
         outs: list[RuntimeData] = []
@@ -270,6 +273,8 @@ class ReplyOnPause(Node, register=False):
                     continue
                 if isinstance(item, AudioData):
                     self._ready_s -= item.duration_s
+                    if not self._playing:  # playing (again) from here: both release clocks restart
+                        self._play_input0, self._play_t0, self._released_s = self.input_time_s, time.perf_counter(), 0.0
                     self._playing.append(item)
                 else:
                     outs.append(item)
@@ -277,25 +282,29 @@ class ReplyOnPause(Node, register=False):
         return outs
 
     def _release(self, seconds: float | None) -> list[RuntimeData]:
-        """Reply audio worth ``seconds`` of input (all of it when ``seconds`` is None)."""
-        if not self._playing:
-            self._credit_s = 0.0
-            return []
-        self._credit_s = float("inf") if seconds is None else self._credit_s + seconds
-        outs: list[RuntimeData] = []
-        while self._playing and self._credit_s > 1e-9:
-            head = self._playing.popleft()
-            take = head.num_samples if self._credit_s == float("inf") else min(
-                head.num_samples, max(1, round(self._credit_s * head.sample_rate)))
-            piece = head if take == head.num_samples else head.replace(samples=head.samples[:take])
-            if take < head.num_samples:
-                self._playing.appendleft(head.replace(samples=head.samples[take:]))
-            self._credit_s -= take / head.sample_rate
-            outs.append(piece)
-        if self._credit_s == float("inf") or not self._playing:
-            self._credit_s = 0.0
-        with self._cond:
-            self._counts["reply_audio_s"] += sum(p.duration_s for p in outs if isinstance(p, AudioData))
+        """Reply audio up to what has been heard since it became ready, and never faster than real time
+        (``seconds`` None: all of it). Input processed in a burst (a backlog catching up) would otherwise
+        push a standing backlog into the return track, which trims it."""
+        if seconds is None:
+            outs: list[RuntimeData] = list(self._playing)
+            self._playing.clear()
+        else:
+            outs = []
+            heard = self.input_time_s - self._play_input0
+            wall = time.perf_counter() - self._play_t0 + RELEASE_LEAD_S
+            allowed = min(heard, wall) - self._released_s
+            while self._playing and allowed > 1e-9:
+                head = self._playing.popleft()
+                take = min(head.num_samples, max(1, round(allowed * head.sample_rate)))
+                if take < head.num_samples:
+                    self._playing.appendleft(head.replace(samples=head.samples[take:]))
+                    head = head.replace(samples=head.samples[:take])
+                allowed -= head.duration_s
+                self._released_s += head.duration_s
+                outs.append(head)
+        if outs:
+            with self._cond:
+                self._counts["reply_audio_s"] += sum(p.duration_s for p in outs if isinstance(p, AudioData))
         return outs
 
     def flush(self) -> Any:
