@@ -513,10 +513,11 @@ def stream(
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
 
-    ``pipeline``: a :class:`Pipeline`, one :class:`Node` (e.g. ``rm.ReplyOnPause(fn)``), a manifest dict, or JSON/YAML path/text, or a plain function called
-    with every frame (audio and video). ``audio_frame_callback`` / ``video_frame_callback`` (instead of a
-    pipeline): functions called with each ``AudioData`` / ``VideoData`` frame on a worker thread; what they
-    return is the output (a frame goes back to the browser, a dict is plotted, a str shown, None nothing;
+    ``pipeline``: a :class:`Pipeline`, one :class:`Node` (e.g. ``rm.ReplyOnPause(fn)``), a manifest dict, or
+    JSON/YAML path/text, or a plain function called with every frame (audio and video).
+    ``audio_frame_callback`` / ``video_frame_callback`` (instead of a pipeline): functions called with each
+    ``AudioData`` / ``VideoData`` frame on a worker thread; what they return is the output (a frame goes back
+    to the browser, a dict is plotted, a str shown, None nothing;
     see :mod:`~remotemedia_nbrtc.callbacks`). ``plot``: ``True`` plots
     every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
     timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;

@@ -46,7 +46,6 @@ RELEASE_LEAD_S = 0.01
 #: what ``reply`` may return (or yield)
 ReplyValue = Union[str, AudioData, None]
 ReplyFunction = Callable[[AudioData], Union[ReplyValue, Iterable[ReplyValue]]]
-_DONE = object()
 
 
 class ReplyOnPause(Node, register=False):
@@ -60,7 +59,9 @@ class ReplyOnPause(Node, register=False):
     a text-to-speech node with a sync ``process`` (e.g. ``HibariTTS(speed=1.2)``), or ``False`` (text replies
     are then an error). ``interrupt``: new speech cuts off a pending or playing reply. ``show_text``: also
     output each text reply as a ``ui`` :class:`TextData` (the widget shows it). ``max_ahead_s``: reply audio
-    the reply thread may have ready beyond what was sent (a generator waits beyond that).
+    the reply thread may have ready beyond what was sent (a generator waits beyond that). Inputs other than
+    audio pass through. ``turns`` records each utterance answered (its length, when it was submitted on the
+    :attr:`input_time_s` clock, the latency to its first reply audio).
     """
 
     node_type = "ReplyOnPause"
@@ -104,7 +105,6 @@ class ReplyOnPause(Node, register=False):
         self._utterance: list[np.ndarray] | None = None
         self._utterance_samples = 0
         self._wait_for_silence = False  # after a cut or an ignored utterance: no new one until speech ends
-        self._ignoring = False
         self._playing: deque[AudioData] = deque()  # reply audio ready to release, of the current turn
         self._play_input0 = 0.0  # input clock, wall clock and reply audio released since playing began
         self._play_t0 = 0.0
@@ -166,10 +166,10 @@ class ReplyOnPause(Node, register=False):
         """``utterances`` answered, ``replies`` completed, ``interrupted`` / ``ignored`` / ``truncated``
         utterances or replies, reply ``errors``, ``reply_audio_s`` sent, ``last_latency_ms`` (end of the
         utterance to the first reply audio ready), ``busy`` (a reply pending or playing)."""
-        with self._cond:
+        with self._cond:  # called from the pipeline loop while the node's threads update them
             out: dict[str, Any] = dict(self._counts)
+            latencies = [t["latency_ms"] for t in self.turns if t.get("latency_ms") is not None]
         out["reply_audio_s"] = round(out["reply_audio_s"], 3)
-        latencies = [t["latency_ms"] for t in self.turns if t.get("latency_ms") is not None]
         out["last_latency_ms"] = latencies[-1] if latencies else None
         out["busy"] = self._reply_active()
         return out
@@ -210,7 +210,7 @@ class ReplyOnPause(Node, register=False):
         self._remember(samples)
         if self._wait_for_silence:
             if not speech:
-                self._wait_for_silence = self._ignoring = False
+                self._wait_for_silence = False
             return outs
         if start or speech:
             if self._reply_active():
@@ -251,7 +251,8 @@ class ReplyOnPause(Node, register=False):
 
     def _reply_active(self) -> bool:
         with self._cond:
-            pending = bool(self._jobs) or self._busy_turn >= self._floor or any(t >= self._floor for t, _ in self._ready)
+            pending = (bool(self._jobs) or self._busy_turn >= self._floor
+                       or any(t >= self._floor for t, _ in self._ready))
         return pending or bool(self._playing)
 
     def _cancel_reply(self) -> None:
