@@ -16,6 +16,9 @@ included): the return track then holds no standing backlog, and when the caller 
 (``interrupt=True``) the rest of the reply is dropped at once (barge-in; counted in ``interrupted``). With
 ``interrupt=False`` speech while a reply is pending or playing is ignored (counted in ``ignored``), as
 fastrtc's ``can_interrupt=False``. At end of stream the reply still pending is awaited and sent in full.
+The widget turns the browser's echo cancellation off; with speakers, stream with
+``audio_constraints={"echoCancellation": True}`` or the mic hears the reply and it interrupts itself.
+The voice's leading silence (about 0.3 s) is trimmed from the first speech of each reply.
 Counters: :meth:`ReplyOnPause.counters` (also under ``"counters"`` in ``session.metrics()``).
 """
 
@@ -340,6 +343,7 @@ class ReplyOnPause(Node, register=False):
         return turn < self._floor or self._stopping
 
     def _answer(self, turn: int, audio: AudioData) -> None:
+        first_speech = True
         try:
             for value in _values(self.reply(audio)):
                 if self._cancelled(turn):
@@ -352,6 +356,8 @@ class ReplyOnPause(Node, register=False):
                     for speech in self._speak(value):
                         if self._cancelled(turn):
                             return
+                        if first_speech:  # the voice starts with ~0.3 s of silence: the caller waits less
+                            speech, first_speech = _trim_leading_silence(speech), False
                         self._put(turn, speech)
                 elif isinstance(value, AudioData):
                     self._put(turn, value)
@@ -398,3 +404,16 @@ def _values(result: Any) -> Iterator[Any]:
         yield from result
         return
     yield result
+
+
+def _trim_leading_silence(audio: AudioData, *, threshold: float = 0.003, keep_s: float = 0.03) -> AudioData:
+    """``audio`` from ``keep_s`` before its first 10 ms frame above ``threshold`` RMS (about -50 dBFS)."""
+    hop = max(1, audio.sample_rate // 100)
+    mono = audio.samples[:, 0]
+    frames = mono[: len(mono) // hop * hop].reshape(-1, hop)
+    loud = np.flatnonzero(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) > threshold)
+    if not loud.size:
+        return audio
+    start = max(0, int(loud[0]) * hop - int(keep_s * audio.sample_rate))
+    return audio if start == 0 else audio.replace(samples=audio.samples[start:])
+

@@ -104,6 +104,7 @@ async def test_one_spoken_reply_per_utterance_after_the_pause() -> None:
     frames = speech[: len(speech) // 240 * 240].reshape(-1, 240)
     rms = np.sqrt((frames**2).mean(axis=1))
     assert rms.max() > 0.02 and (rms < rms.max() * 0.05).any()  # loud syllables and quiet gaps
+    assert np.flatnonzero(rms > 0.01)[0] < 10, "the voice's leading silence is trimmed: speech within 0.1 s"
     # released in step with the input (pieces of about a frame each), not as one block
     assert max(a.duration_s for a in audio) <= 0.05, max(a.duration_s for a in audio)
 
