@@ -52,6 +52,8 @@ async def run(node: rm.ReplyOnPause, signal: np.ndarray, *, speed: float = 4.0) 
         metrics = session.metrics()["reply"]
     finally:
         await session.close()
+    alive = [t.name for t in threading.enumerate() if t.name in ("rm-reply-on-pause", "rm-node-reply")]
+    assert not alive, f"threads left after close: {alive}"
     return outputs, metrics
 
 
