@@ -30,6 +30,7 @@ from .runtime import (
     node_registry,
     register_node,
 )
+from .nodes.turns import ReplyOnPause
 from .recent import RecentOutputs
 from .stream import StreamHandle, stream
 
@@ -52,6 +53,7 @@ __all__ = [
     "PipelineRunner",
     "RecentOutputs",
     "RemoteMediaError",
+    "ReplyOnPause",
     "RuntimeData",
     "SessionClosedError",
     "SignalingError",

@@ -50,6 +50,8 @@ AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
 OutputCallback = Callable[[RuntimeData], Any]
 #: node id of the WAV recorder ``stream(record=...)`` adds (remotemedia_nbrtc.recording.RECORDER_NODE_ID)
 RECORDER_NODE_ID = "_rm_recorder"
+#: node id of a single node given to ``stream(node)`` as the pipeline
+SINGLE_NODE_ID = "node"
 
 _live: dict[str, StreamHandle] = {}
 _live_lock = threading.Lock()
@@ -455,7 +457,11 @@ def _pipeline_from_callbacks(pipeline: Any, audio_cb: Callable[[Any], Any] | Non
         return callback_pipeline(audio=audio_cb, video=video_cb)
     if pipeline is None:
         raise TypeError("stream() needs a pipeline, a function, or audio_frame_callback / video_frame_callback")
-    if callable(pipeline) and not isinstance(pipeline, (Pipeline, Node, type)):
+    if isinstance(pipeline, Node):  # one node is a pipeline of one, e.g. rm.stream(rm.ReplyOnPause(fn))
+        single = Pipeline(type(pipeline).__name__)
+        single.add(SINGLE_NODE_ID, pipeline)
+        return single
+    if callable(pipeline) and not isinstance(pipeline, (Pipeline, type)):
         return callback_pipeline(audio=pipeline, video=pipeline)
     return pipeline
 
@@ -507,10 +513,11 @@ def stream(
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
 
-    ``pipeline``: a :class:`Pipeline`, manifest dict, or JSON/YAML path/text, or a plain function called
-    with every frame (audio and video). ``audio_frame_callback`` / ``video_frame_callback`` (instead of a
-    pipeline): functions called with each ``AudioData`` / ``VideoData`` frame on a worker thread; what they
-    return is the output (a frame goes back to the browser, a dict is plotted, a str shown, None nothing;
+    ``pipeline``: a :class:`Pipeline`, one :class:`Node` (e.g. ``rm.ReplyOnPause(fn)``), a manifest dict, or
+    JSON/YAML path/text, or a plain function called with every frame (audio and video).
+    ``audio_frame_callback`` / ``video_frame_callback`` (instead of a pipeline): functions called with each
+    ``AudioData`` / ``VideoData`` frame on a worker thread; what they return is the output (a frame goes back
+    to the browser, a dict is plotted, a str shown, None nothing;
     see :mod:`~remotemedia_nbrtc.callbacks`). ``plot``: ``True`` plots
     every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
     timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;

@@ -9,6 +9,7 @@ from .effects import BiquadFilter, Compressor, Delay, NoiseGate, PitchShift
 from .speech import PocketSphinxSTT, SileroVAD, SpeechGate, SpeechToText, SpeechToTextNode, WebRTCVAD
 from .text import ApertiumTranslator, PhrasebookTranslator, TranslateNode, Translator
 from .tts import HibariTTS
+from .turns import ReplyOnPause
 from .upstream import TransportCodec, WhisperSTTAlias
 from .video import VideoFlip, VideoFormatConverter, VideoGrayscale, VideoScaler, VideoStats
 from .vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
@@ -36,6 +37,7 @@ __all__ = [
     "PhrasebookTranslator",
     "PitchShift",
     "PocketSphinxSTT",
+    "ReplyOnPause",
     "SileroVAD",
     "SpeechGate",
     "SpeechToText",

@@ -192,7 +192,7 @@ class _NodeRunner:
         durations = list(self.metrics.durations)
         p50 = _percentile(durations, 0.5)
         p95 = _percentile(durations, 0.95)
-        return {
+        out: dict[str, Any] = {
             "node_type": self.node.node_type,
             "state": self.state,
             "frames_in": self.metrics.frames_in,
@@ -204,6 +204,10 @@ class _NodeRunner:
             "p50_ms": None if p50 is None else p50 * 1000,
             "p95_ms": None if p95 is None else p95 * 1000,
         }
+        counters = getattr(self.node, "counters", None)  # a node's own counters (e.g. ReplyOnPause's turns)
+        if callable(counters):
+            out["counters"] = counters()
+        return out
 
 
 class StreamSession:
@@ -367,7 +371,8 @@ class StreamSession:
         return self._runners[node_id].node
 
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """Per-node counters: frames in/out, errors, drops, queue depth, processing time p50/p95 (ms)."""
+        """Per-node counters: frames in/out, errors, drops, queue depth, processing time p50/p95 (ms), and
+        ``counters``: what a node's own ``counters()`` method returns (e.g. :class:`~.nodes.ReplyOnPause`)."""
         return {nid: r.snapshot() for nid, r in self._runners.items()}
 
     # -- lifecycle -------------------------------------------------------------------------
