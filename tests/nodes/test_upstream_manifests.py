@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc import ManifestError, PipelineRunner, VideoData, load_manifest
-from remotemedia_nbrtc.nodes import PocketSphinxSTT, TransportCodec
+from remotemedia_nbrtc.nodes import FasterWhisperEngine, SpeechToTextNode, TransportCodec
 
 EXAMPLE_A = {
     "version": "v1",
@@ -42,7 +42,8 @@ connections:
 def test_example_a_loads_with_whisper_on_the_default_engine() -> None:
     p = load_manifest(EXAMPLE_A)
     stt = p.node("stt")
-    assert isinstance(stt, PocketSphinxSTT) and stt.model_id == "openai/whisper-tiny.en"
+    assert isinstance(stt, SpeechToTextNode) and stt.model_id == "openai/whisper-tiny.en"
+    assert isinstance(stt.engine(), FasterWhisperEngine)  # the default engine, as SpeechToTextNode() has
     assert p.sources == ["resample"] and p.sinks == ["stt"]
 
 

@@ -38,7 +38,7 @@ def test_readme_names_the_laptop_command() -> None:
     readme = (REPO / "README.md").read_text()
     assert "pip install '.[notebooks]'" in readme and "jupyter lab notebooks/" in readme
     extras = (REPO / "pyproject.toml").read_text()
-    assert 'notebooks = ["remotemedia_nbrtc[lab,speech]"]' in extras
+    assert 'notebooks = ["remotemedia_nbrtc[lab,speech,stt]"]' in extras  # notebook 01 runs Whisper
 
 
 def test_one_pip_command_then_jupyter_lab_opens_and_runs_the_notebooks(tmp_path: Path) -> None:
