@@ -92,6 +92,19 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
 
     # text results from the pipeline (VAD events over the data channel) appear in the widget
     w.locator(".rm-text .rm-line", has_text="speech started").first.wait_for(timeout=15_000)
+    # a long text log, scrolled to its newest line as the widget does, shows whole lines only (the top one was cut)
+    geometry = w.locator(".rm-text").evaluate("""(el) => {
+        for (let i = 0; i < 30; i++) { const d = document.createElement("div"); d.className = "rm-line";
+            d.textContent = "line " + i + " " + "x".repeat(i * 7); el.appendChild(d); }
+        el.scrollTop = el.scrollHeight;
+        const box = el.getBoundingClientRect(), lines = [...el.querySelectorAll(".rm-line")];
+        const cut = lines.filter((l) => { const r = l.getBoundingClientRect();
+            return r.bottom > box.top + 0.5 && r.top < box.bottom - 0.5 && (r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5); });
+        const shown = lines.filter((l) => { const r = l.getBoundingClientRect(); return r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5; });
+        const out = { cut: cut.length, shown: shown.length };
+        for (let i = 0; i < 30; i++) el.lastElementChild.remove();
+        return out; }""")
+    assert geometry["cut"] == 0 and geometry["shown"] == 8, geometry
 
     # the stats panel shows ICE details and a measured end-to-end latency: the widget pings through the
     # pipeline once a second, so several answered pings must give a plausible, stable median
