@@ -369,7 +369,12 @@ class SignalingEndpoint:
             rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
             target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
             return {"success": True, "to_peer_id": to}
-        rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+        try:
+            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_dtls_fingerprints(sdp, code=rpc.OFFER_INVALID)
+        except rpc.RpcError as exc:
+            log.warning("rejected offer from peer %r: %s", self.peer_id, (exc.data or {}).get("reason"))
+            raise
         assert self.peer_id is not None
         if self._transport_setting() == "websocket":
             raise rpc.RpcError(

@@ -249,3 +249,42 @@ async def test_browser_test_page_streams_mic_to_pipeline() -> None:
         assert srv.health() == {"status": "ok", "peers": 0, "sessions": 0, "connections": 0}
     finally:
         await srv.stop()
+
+
+async def test_offers_with_missing_or_malformed_fingerprint_are_rejected(
+    server: WebRTCServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No/garbled a=fingerprint: -32002 with a reason before aiortc sees it, one log line, no tracebacks."""
+    import re
+
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pc.createDataChannel("pipeline-data")
+    await pc.setLocalDescription(await pc.createOffer())
+    good = pc.localDescription.sdp
+    await pc.close()
+    assert "a=fingerprint:" in good
+    no_fp = "".join(line for line in good.splitlines(keepends=True) if not line.startswith("a=fingerprint"))
+    bad_offers = {
+        "missing": no_fp,
+        "not hex": re.sub(r"a=fingerprint:(\S+) \S+", r"a=fingerprint:\1 ZZ:YY", good),
+        "empty": re.sub(r"a=fingerprint:.*", "a=fingerprint:", good),
+        "algorithm": re.sub(r"a=fingerprint:\S+", "a=fingerprint:md5", good),
+        "too short": re.sub(r"a=fingerprint:(\S+) \S+", r"a=fingerprint:\1 AB:CD", good),
+    }
+    ws = await ws_connect(server.url)
+    await rpc(ws, req("peer.announce", {"peer_id": "fp"}, 0))
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for name, sdp in bad_offers.items():
+            reply = await rpc(ws, req("peer.offer", {"from": "fp", "to": "remotemedia-server", "sdp": sdp}, name))
+            assert "error" in reply, (name, reply)
+            assert reply["error"]["code"] == -32002, (name, reply)
+            assert "fingerprint" in reply["error"]["data"]["reason"], (name, reply)
+        await asyncio.sleep(0.5)  # anything aiortc would log asynchronously
+    assert server.health()["sessions"] == 0
+    rejected = [r for r in caplog.records if "rejected offer" in r.getMessage()]
+    assert len(rejected) == len(bad_offers)
+    assert not [r for r in caplog.records if r.exc_info or "AssertionError" in r.getMessage()]
+    ws.close()
