@@ -16,7 +16,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from ..runtime import RuntimeData
-from .wire import MessageTooLarge, decode_message, encode_error, encode_metrics, encode_output
+from .wire import MessageTooLarge, UndecodableMessage, decode_message, encode_error, encode_metrics, encode_output
 
 __all__ = ["DataChannelLink"]
 
@@ -36,6 +36,7 @@ class DataChannelLink:
         self.dropped = 0
         self.too_large = 0
         self.send_errors = 0
+        self.undecodable = 0
 
     @property
     def open_channel(self) -> RTCDataChannel | None:
@@ -53,8 +54,11 @@ class DataChannelLink:
             self.messages_in += 1
             try:
                 data = decode_message(message)
-            except Exception:
-                log.exception("undecodable data-channel message")
+            except (UndecodableMessage, RecursionError) as exc:
+                # bad input from the client: answer it like other errors, one log line, no traceback
+                self.undecodable += 1
+                log.warning("undecodable data-channel message: %s", exc)
+                self.send(encode_error(str(exc) or "message cannot be decoded", "UndecodableMessage"))
                 return
             self._on_input(data)
 

@@ -720,7 +720,12 @@ class SignalingEndpoint:
         return {"closed": True, "drained": drained, "stats": stats}
 
     async def _media_send(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._media_peer().send_message(params["message"])
+        from .wire import UndecodableMessage
+
+        try:
+            self._media_peer().send_message(params["message"])
+        except UndecodableMessage as exc:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
         return {"sent": True}
 
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
