@@ -115,7 +115,9 @@ def test_a_node_that_declares_extra_params_keeps_them():
         def __init__(self, *, x: int = 1, **rest):
             self.x = x
 
-    from remotemedia_nbrtc.runtime import node as node_module
+    import importlib
+
+    node_module = importlib.import_module("remotemedia_nbrtc.runtime.node")
 
     node_module.register_node(Options, "TestOptions")
     node_module.register_node(Strict, "TestStrict")
@@ -128,3 +130,19 @@ def test_a_node_that_declares_extra_params_keeps_them():
     finally:
         node_module._REGISTRY.pop("TestOptions", None)
         node_module._REGISTRY.pop("TestStrict", None)
+
+
+def test_oversized_manifests_fail_fast(tmp_path):
+    import time
+
+    many = _manifest([{"id": f"n{i}", "node_type": "PassThrough"} for i in range(20_000)])
+    big_text = json.dumps({**_manifest([{"id": "a", "node_type": "PassThrough"}]), "pad": "x" * (50 << 20)})
+    big_file = tmp_path / "big.json"
+    big_file.write_text(big_text)
+    for source, field, text in ((many, "nodes", "limit"), (json.dumps(many), "nodes", "limit"),
+                                (big_text, None, "bytes"), (big_file, None, "bytes")):
+        started = time.monotonic()
+        with pytest.raises(ManifestError, match=text) as info:
+            load_manifest(source)
+        assert time.monotonic() - started < 1.0
+        assert info.value.field == field
