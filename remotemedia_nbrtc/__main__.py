@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--loopback-only", action="store_true", help="gather only 127.0.0.1 ICE candidates")
     serve.add_argument("--max-sessions", type=int, default=10, help="concurrent peers (default 10)")
-    serve.add_argument("--token", default=None, help="require ?token=TOKEN on the WebSocket URL")
+    serve.add_argument("--token", default=None, help="require TOKEN: an 'Authorization: Bearer TOKEN' header (ClientPeer sends it), or ?token=TOKEN on the URL from browsers")
     serve.add_argument(
         "--stun", action="append", default=[], metavar="URL", help="STUN/TURN server URL for both sides (repeatable)"
     )

@@ -120,7 +120,37 @@ async def test_auth_token_required() -> None:
             assert info.value.code == 401
         client = await ClientPeer.connect(srv.url, token="s3cret", ice=ICE)
         assert client.connection_state == "connected"
+        assert "s3cret" not in client.url  # it went as a header, not in the URL
         await client.close()
+    finally:
+        await srv.stop()
+
+
+async def test_auth_token_as_bearer_header_and_origin_still_checked() -> None:
+    """``Authorization: Bearer`` authorises; a wrong one does not; a browser Origin from elsewhere is refused
+    even with the right token, while the server's own page (same origin) with ?token= still gets in."""
+    srv = await start_server(MANIFEST, auth_token="s3cret")
+
+    def upgrade(headers: dict[str, str], query: str = "") -> tornado.httpclient.HTTPRequest:
+        return tornado.httpclient.HTTPRequest(srv.url + query, headers=headers)
+
+    try:
+        ws = await tornado.websocket.websocket_connect(upgrade({"Authorization": "Bearer s3cret"}))
+        assert (await rpc(ws, req("peer.announce", {"peer_id": "h"}, 1)))["result"]["success"]
+        ws.close()
+        for headers in ({"Authorization": "Bearer nope"}, {"Authorization": "Basic s3cret"}):
+            with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+                await tornado.websocket.websocket_connect(upgrade(headers))
+            assert info.value.code == 401
+        with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+            await tornado.websocket.websocket_connect(
+                upgrade({"Authorization": "Bearer s3cret", "Origin": "https://evil.example"})
+            )
+        assert info.value.code == 403
+        same_origin = {"Origin": f"http://127.0.0.1:{srv.port}"}
+        ws = await tornado.websocket.websocket_connect(upgrade(same_origin, "?token=s3cret"))
+        assert (await rpc(ws, req("peer.announce", {"peer_id": "page"}, 1)))["result"]["success"]
+        ws.close()
     finally:
         await srv.stop()
 
