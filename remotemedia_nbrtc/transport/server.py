@@ -62,6 +62,10 @@ class ServerConfig:
     max_sessions: int = 10
     max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES
     auth_token: str | None = None
+    #: a connection with no live session for this long (announced, never offered) is closed
+    offer_timeout_s: float | None = 30.0
+    #: peers announced but without a session, per client address (``max_sessions`` counts sessions only)
+    max_idle_per_address: int = 8
 
 
 def page_html() -> str:
@@ -159,7 +163,9 @@ class WebRTCServer:
         self.config = config or ServerConfig()
         self.pipeline = load_manifest(pipeline)
         self.runner = runner
-        self.registry = PeerRegistry(max_sessions=self.config.max_sessions)
+        self.registry = PeerRegistry(
+            max_sessions=self.config.max_sessions, max_idle_per_address=self.config.max_idle_per_address
+        )
         self.port: int | None = None
         self._endpoints: dict[SignalingEndpoint, _SignalingHandler] = {}
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -275,6 +281,8 @@ class WebRTCServer:
                 "port": self.port,
             },
             on_close=handler.close,
+            offer_timeout_s=self.config.offer_timeout_s,
+            client_address=handler.request.remote_ip,
         )
         self._endpoints[endpoint] = handler
         return endpoint

@@ -172,6 +172,33 @@ async def test_session_limit_gives_32001() -> None:
         await srv.stop()
 
 
+async def test_ten_idle_announcers_do_not_lock_out_a_real_client() -> None:
+    """Ten sockets that announce and never offer take no session slot, and are closed after the offer timeout."""
+    srv = await start_server(MANIFEST, max_sessions=2, offer_timeout_s=1.5, max_idle_per_address=16)
+    idle = []
+    try:
+        for i in range(10):
+            ws = await ws_connect(srv.url)
+            assert (await rpc(ws, req("peer.announce", {"peer_id": f"idle{i}"}, 1)))["result"]["success"]
+            idle.append(ws)
+        client = await ClientPeer.connect(srv.url, ice=ICE)
+        await client.send_text("through")
+        msg = await client.next_output(timeout=5)
+        assert msg is not None and msg["text"] == "through"
+        assert srv.health()["sessions"] == 1 and srv.health()["peers"] == 11
+        for ws in idle:  # the server times them out: a -32006 notice, then the socket closes
+            messages = []
+            while (text := await asyncio.wait_for(ws.read_message(), 5)) is not None:
+                messages.append(json.loads(text))  # peer.joined notifications, then the notice
+            assert messages[-1]["error"]["code"] == -32006, messages[-1]
+        assert srv.health()["peers"] == 1 and client.connection_state == "connected"
+        await client.close()
+    finally:
+        for ws in idle:
+            ws.close()
+        await srv.stop()
+
+
 async def test_bad_offer_over_the_wire(server: WebRTCServer) -> None:
     ws = await ws_connect(server.url)
     await rpc(ws, req("peer.announce", {"peer_id": "x"}, 1))
