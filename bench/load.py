@@ -54,10 +54,14 @@ async def client_main(url: str, seconds: float) -> None:
     cpu0, n0, t0 = sum(me.cpu_times()[:2]), len(client.received_audio), time.monotonic()
     await asyncio.sleep(seconds)
     n1, t1, cpu1 = len(client.received_audio), time.monotonic(), sum(me.cpu_times()[:2])
-    state = client.connection_state
-    await client.close()
-    print(json.dumps({"chunks_per_s": (n1 - n0) / (t1 - t0), "connect_s": connect_s, "state": state,
+    print(json.dumps({"chunks_per_s": (n1 - n0) / (t1 - t0), "connect_s": connect_s, "state": client.connection_state,
                       "client_cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # "close": stay connected until the server is sampled
+    await client.close()
+
+
+def _server_frames_in(stats: dict[str, Any]) -> int:
+    return sum(p.get("frames_in", {}).get("audio", {}).get("frames", 0) for p in stats.get("peers", []))
 
 
 def _read_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -91,11 +95,19 @@ async def run(clients: int, seconds: float, workload: str) -> dict[str, Any]:
             proc.stdin.write("go\n")
             proc.stdin.flush()
         await asyncio.sleep(WARMUP_S)
+        in0 = _server_frames_in(await loop.run_in_executor(None, server.stats))
         sampler = ProcSampler(server.pid).start()
         load0 = os.getloadavg()[0]
+        t0 = time.monotonic()
         await asyncio.sleep(seconds)
         cpu = await sampler.stop()
+        in1 = _server_frames_in(await loop.run_in_executor(None, server.stats))
+        server_in_rate = (in1 - in0) / (time.monotonic() - t0) / clients
         results = [await loop.run_in_executor(None, _read_json, proc, 30.0) for proc in procs]
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("close\n")
+            proc.stdin.flush()
     finally:
         for proc in procs:
             try:
@@ -115,17 +127,19 @@ async def run(clients: int, seconds: float, workload: str) -> dict[str, Any]:
         "connected": sum(r["state"] == "connected" for r in results),
         "connect_s_max": max(r["connect_s"] for r in results),
         "client_cpu_pct_mean": sum(r["client_cpu_pct"] for r in results) / len(results),
+        "server_in_per_client": server_in_rate,
         "server_cpu_pct": cpu["cpu_pct"],
         "server_rss_mb": cpu["peak_rss_mb"],
-        "sessions_per_core": clients / server_cores if server_cores > 0 else float("inf"),
+        # full-rate-equivalent sessions (received chunks / 50 per s) per core of server CPU
+        "sessions_per_core": sum(rates) / FULL_RATE / server_cores if server_cores > 0 else float("inf"),
         "loadavg_1m_at_start": load0,
         "cores": os.cpu_count(),
     }
 
 
-def markdown(r: dict[str, Any], command: str) -> str:
-    full = sum(rate >= 0.95 * FULL_RATE for rate in r["rates"])
-    return "\n".join([
+def markdown(runs: list[dict[str, Any]], command: str) -> str:
+    r = runs[0]
+    lines = [
         "## Load",
         "",
         f"`{command}`",
@@ -134,20 +148,28 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"audio back); {r['clients']} clients, **one OS process each** (ClientPeer + a 440 Hz tone, 20 ms frames, "
         f"{FULL_RATE:g}/s), all on 127.0.0.1 with loopback-only ICE. All clients connect, then measure the same "
         f"{r['seconds']:g} s window after {WARMUP_S:g} s of warm-up; server CPU over that window (100 % = one core). "
-        f"The machine has {r['cores']} cores shared with other work (1-min load average {r['loadavg_1m_at_start']:.1f} "
-        "at the start), so the clients' own CPU competes with the server's.",
+        f"The machine has {r['cores']} cores shared with other work, so the clients' own CPU competes with the "
+        "server's; the 1-min load average at the start of each run is in the table.",
         "",
-        "| clients | connected | audio chunks/s per client (min / mean; full = 50) | clients at >= 95 % | "
-        "server CPU | server peak RSS | client CPU each (mean) | sessions per core |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {r['clients']} | {r['connected']} | {r['min_rate']:.1f} / {r['mean_rate']:.1f} | {full} | "
-        f"{r['server_cpu_pct']:.0f} % | {r['server_rss_mb']:.0f} MB | {r['client_cpu_pct_mean']:.0f} % | "
-        f"{r['sessions_per_core']:.1f} |",
+        "| clients | connected | audio chunks/s back per client (min / mean; full = 50) | clients at >= 95 % | "
+        "frames/s the server received per client | "
+        "server CPU | server peak RSS | client CPU each (mean) | load avg | sessions per core |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        full = sum(rate >= 0.95 * FULL_RATE for rate in r["rates"])
+        lines.append(
+            f"| {r['clients']} | {r['connected']} | {r['min_rate']:.1f} / {r['mean_rate']:.1f} | {full} | "
+            f"{r['server_in_per_client']:.1f} | {r['server_cpu_pct']:.0f} % | {r['server_rss_mb']:.0f} MB | "
+            f"{r['client_cpu_pct_mean']:.0f} % | {r['loadavg_1m_at_start']:.1f} | {r['sessions_per_core']:.1f} |"
+        )
+    lines += [
         "",
-        "Sessions per core = clients / (server CPU % / 100), echo sessions at the rate they got. Per-client rates: "
-        + ", ".join(f"{x:.1f}" for x in r["rates"]) + ".",
+        "Sessions per core = full-rate-equivalent echo sessions (sum of the clients' chunks/s / 50) per core of "
+        "server CPU. Per-client rates, last run: " + ", ".join(f"{x:.1f}" for x in runs[-1]["rates"]) + ".",
         "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def write_section(text: str) -> None:
@@ -168,7 +190,7 @@ def main() -> None:
     client = sub.add_parser("client")
     client.add_argument("--url", required=True)
     client.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--clients", default="10", help="client count, or a comma list for a sweep (2,5,10)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workload", default="echo")
     parser.add_argument("--write", action="store_true", help='replace the "## Load" section of bench/results.md')
@@ -176,10 +198,10 @@ def main() -> None:
     if args.mode == "client":
         asyncio.run(client_main(args.url, args.seconds))
         return
-    result = asyncio.run(run(args.clients, args.seconds, args.workload))
-    print(json.dumps(result, indent=1))
+    runs = [asyncio.run(run(int(n), args.seconds, args.workload)) for n in str(args.clients).split(",")]
+    print(json.dumps(runs, indent=1))
     command = "python bench/load.py " + " ".join(sys.argv[1:])
-    text = markdown(result, command)
+    text = markdown(runs, command)
     print(text)
     if args.write:
         write_section(text)
