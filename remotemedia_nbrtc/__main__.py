@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--loopback-only", action="store_true", help="gather only 127.0.0.1 ICE candidates")
     serve.add_argument(
-        "--max-sessions", type=int, default=10, help="concurrent pipeline sessions (default 10; idle peers do not count)"
+        "--max-sessions", type=int, default=10,
+        help="concurrent pipeline sessions (default 10; peers that have not offered do not count)",
     )
     serve.add_argument(
         "--offer-timeout", type=float, default=30.0, metavar="SECONDS",

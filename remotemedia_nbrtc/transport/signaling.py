@@ -300,7 +300,8 @@ def validate_dtls_fingerprints(sdp: str, *, code: int = OFFER_INVALID) -> None:
         if algorithm not in _FINGERPRINT_BYTES:
             raise bad(f"unsupported fingerprint algorithm {parts[0][:32]!r} (use {', '.join(_FINGERPRINT_BYTES)})")
         if not _FINGERPRINT_VALUE_RE.match(digest) or len(digest.split(":")) != _FINGERPRINT_BYTES[algorithm]:
-            raise bad(f"malformed {algorithm} fingerprint: want {_FINGERPRINT_BYTES[algorithm]} hex bytes separated by ':'")
+            want = _FINGERPRINT_BYTES[algorithm]
+            raise bad(f"malformed {algorithm} fingerprint: want {want} hex bytes separated by ':'")
         if sections:
             sections[-1] = True
         else:

@@ -19,7 +19,10 @@ from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 pytestmark = pytest.mark.timeout(30)
 
 FINGERPRINT = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
-SDP = f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n{FINGERPRINT}\r\n"
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    f"{FINGERPRINT}\r\n"
+)
 CAND = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
 SERVER = "remotemedia-server"
 
