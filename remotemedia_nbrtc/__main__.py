@@ -32,8 +32,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--loopback-only", action="store_true", help="gather only 127.0.0.1 ICE candidates")
-    serve.add_argument("--max-sessions", type=int, default=10, help="concurrent peers (default 10)")
-    serve.add_argument("--token", default=None, help="require ?token=TOKEN on the WebSocket URL")
+    serve.add_argument(
+        "--max-sessions", type=int, default=10,
+        help="concurrent pipeline sessions (default 10; peers that have not offered do not count)",
+    )
+    serve.add_argument(
+        "--offer-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="close a connection that has no session this long, e.g. announced but never offered (default 30)",
+    )
+    serve.add_argument(
+        "--token", default=None,
+        help="require TOKEN: an 'Authorization: Bearer TOKEN' header (ClientPeer sends it), "
+        "or ?token=TOKEN on the URL from browsers",
+    )
     serve.add_argument(
         "--stun", action="append", default=[], metavar="URL",
         help=f"STUN/TURN server URL for both sides (repeatable); TURN entries take their username and credential "
@@ -78,7 +89,12 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     ice = IceConfig(ice_servers=servers, loopback_only=args.loopback_only)
     config = ServerConfig(
-        host=args.host, port=args.port, peer=PeerConfig(ice=ice), max_sessions=args.max_sessions, auth_token=args.token
+        host=args.host,
+        port=args.port,
+        peer=PeerConfig(ice=ice),
+        max_sessions=args.max_sessions,
+        auth_token=args.token,
+        offer_timeout_s=args.offer_timeout or None,
     )
     server = WebRTCServer(config, pipeline)
     await server.start()

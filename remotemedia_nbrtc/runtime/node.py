@@ -31,13 +31,17 @@ class Node:
     """Base class of pipeline nodes.
 
     Class attributes: ``node_type`` (registry name), ``threaded`` (run a sync ``process`` on a
-    worker thread), ``audio_input`` (``(sample_rate, channels)`` this node wants as a pipeline
+    worker thread), ``accepts_extra_params`` (keep manifest params ``__init__`` does not name),
+    ``audio_input`` (``(sample_rate, channels)`` this node wants as a pipeline
     source, or ``None``).
     """
 
     node_type: ClassVar[str] = ""
     threaded: ClassVar[bool] = False
     audio_input: ClassVar[tuple[int, int] | None] = None
+    #: True if the node takes parameters its ``__init__`` does not name (through ``**kwargs``);
+    #: otherwise an unknown manifest param is a ManifestError naming the node and the field.
+    accepts_extra_params: ClassVar[bool] = False
 
     id: str = ""
     _params: dict[str, Any]
@@ -169,8 +173,9 @@ def create_node(node_type: str, params: dict[str, Any] | None, *, node_id: str) 
     params = dict(params or {})
     if not isinstance(params, dict):
         raise ManifestError("params must be an object", node_id=node_id, field="params")
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    # a class without its own __init__ inherits object's (*args, **kwargs): that accepts nothing
+    sig = inspect.signature(cls.__init__) if cls.__init__ is not object.__init__ else inspect.Signature()
+    accepts_any = bool(getattr(cls, "accepts_extra_params", False))
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:

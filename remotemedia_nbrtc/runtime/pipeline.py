@@ -13,7 +13,12 @@ from ..errors import ManifestError
 from .node import Node, create_node
 from .queues import POLICIES
 
-__all__ = ["Connection", "Pipeline", "load_manifest", "AudioFormat"]
+__all__ = ["Connection", "Pipeline", "load_manifest", "AudioFormat", "MAX_MANIFEST_BYTES", "MAX_MANIFEST_NODES"]
+
+#: Manifests larger than this (file or text) are refused before parsing: a pipeline is a few KiB.
+MAX_MANIFEST_BYTES = 1 << 20
+#: At most this many nodes (and 4x as many connections) per manifest; each node is a task per session.
+MAX_MANIFEST_NODES = 256
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -243,6 +248,12 @@ class Pipeline:
         nodes = manifest.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise ManifestError("nodes must be a non-empty list", field="nodes")
+        if len(nodes) > MAX_MANIFEST_NODES:
+            raise ManifestError(f"{len(nodes)} nodes is more than the limit of {MAX_MANIFEST_NODES}", field="nodes")
+        raw_connections = manifest.get("connections") or []
+        if isinstance(raw_connections, list) and len(raw_connections) > 4 * MAX_MANIFEST_NODES:
+            raise ManifestError(f"{len(raw_connections)} connections is more than the limit of "
+                                f"{4 * MAX_MANIFEST_NODES}", field="connections")
         for i, raw in enumerate(nodes):
             if not isinstance(raw, dict):
                 raise ManifestError(f"nodes[{i}] must be an object", field=f"nodes[{i}]")
@@ -295,11 +306,18 @@ def load_manifest(source: str | Path | dict[str, Any] | Pipeline) -> Pipeline:
         path = Path(source)
         if not path.exists():
             raise ManifestError(f"manifest file not found: {path}")
+        _check_size(path.stat().st_size)
         text = path.read_text()
         yaml_hint = path.suffix.lower() in (".yaml", ".yml")
     else:
         text = str(source)
+        _check_size(len(text.encode("utf-8", "surrogatepass")))
     return Pipeline.from_manifest(_parse_text(text, yaml_hint))
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest of {size} bytes is larger than the limit of {MAX_MANIFEST_BYTES} bytes")
 
 
 def _parse_text(text: str, yaml_hint: bool) -> Any:

@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import tornado.httpclient
 import tornado.websocket
@@ -68,13 +67,11 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
     return "\r\n".join(kept), candidates
 
 
-def _with_token(url: str, token: str | None) -> str:
-    if not token:
-        return url
-    parts = urlparse(url)
-    query = dict(parse_qsl(parts.query))
-    query["token"] = token
-    return urlunparse(parts._replace(query=urlencode(query)))
+def signaling_request(url: str, token: str | None) -> tornado.httpclient.HTTPRequest:
+    """The WebSocket upgrade request for ``url``; ``token`` travels as ``Authorization: Bearer``, not in
+    the URL (the standalone server and Jupyter both accept it there)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return tornado.httpclient.HTTPRequest(url, headers=headers)
 
 
 def _decode_output(message: str | bytes) -> dict[str, Any]:
@@ -104,9 +101,17 @@ class ClientPeer:
     """
 
     def __init__(
-        self, url: str, *, ice: IceConfig, peer_id: str, low_latency_receive: bool = True, stage_trace: bool = False
+        self,
+        url: str,
+        *,
+        ice: IceConfig,
+        peer_id: str,
+        low_latency_receive: bool = True,
+        stage_trace: bool = False,
+        token: str | None = None,
     ) -> None:
         self.url = url
+        self._token = token
         self.trace: StageTrace | None = StageTrace() if stage_trace else None
         self.ice = ice
         self.peer_id = peer_id
@@ -158,7 +163,8 @@ class ClientPeer:
         peer connection and data channel to be up. Raises :class:`ConnectTimeout` or
         :class:`SignalingError` (with the server's JSON-RPC code)."""
         self = cls(
-            _with_token(url, token),
+            url,
+            token=token,
             ice=ice or IceConfig(),
             peer_id=peer_id or f"client-{secrets.token_hex(4)}",
             low_latency_receive=low_latency_receive,
@@ -263,7 +269,10 @@ class ClientPeer:
         self._dc_open = asyncio.Event()
         try:
             self._ws = await asyncio.wait_for(
-                tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s
+                tornado.websocket.websocket_connect(
+                    signaling_request(self.url, self._token), max_message_size=16 << 20
+                ),
+                timeout_s,
             )
         except asyncio.TimeoutError:
             raise ConnectTimeout(f"signaling connection to {self.url} timed out") from None

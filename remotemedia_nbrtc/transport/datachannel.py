@@ -21,7 +21,15 @@ from aiortc import RTCDataChannel
 
 from ..runtime import RuntimeData
 from .databuffer import DataBufferError, decode_databuffer, encode_databuffer, wants_databuffer
-from .wire import MAX_MESSAGE_BYTES, MessageTooLarge, _checked, decode_message, encode_error, encode_metrics, encode_output
+from .wire import (
+    MAX_MESSAGE_BYTES,
+    MessageTooLarge,
+    _checked,
+    decode_message,
+    encode_error,
+    encode_metrics,
+    encode_output,
+)
 
 __all__ = ["DataChannelLink"]
 
@@ -43,7 +51,7 @@ class DataChannelLink:
         self.dropped = 0
         self.too_large = 0
         self.send_errors = 0
-        self.bad_messages = 0
+        self.undecodable = 0
 
     @property
     def open_channel(self) -> RTCDataChannel | None:
@@ -75,9 +83,11 @@ class DataChannelLink:
                         self._on_input(data)
                         return
                 data = decode_databuffer(message) if mode else decode_message(message)
-            except Exception as exc:
-                self.bad_messages += 1
+            except Exception as exc:  # UndecodableMessage, DataBufferError, too deep to decode, ...
+                # bad input from the client: answer it like other errors, one log line, no traceback
+                self.undecodable += 1
                 log.warning("undecodable data-channel message: %s", exc)
+                self.send(encode_error(str(exc) or "message cannot be decoded", "UndecodableMessage"))
                 return
             self._on_input(data)
 

@@ -59,24 +59,42 @@ class _PeerEntry:
     metadata: Any
     connected_at: float
     endpoint: SignalingEndpoint
+    address: str | None = None
 
 
 @dataclass
 class PeerRegistry:
     """The announced peers of one server, shared by all its endpoints.
 
-    ``max_sessions`` bounds both the announced peers and the live pipeline sessions (-32001).
+    ``max_sessions`` bounds the live pipeline sessions (-32001); an announced peer that has not
+    offered yet does not take one. Peers without a session are bounded separately, so announcing
+    alone cannot exhaust the server: at most ``max_idle_per_address`` per client address and
+    ``max_idle`` in all (-32001 as well; ``None``: 4 x ``max_sessions``, at least 16).
     """
 
     max_sessions: int = 10
+    max_idle_per_address: int = 8
+    max_idle: int | None = None
     _peers: dict[str, _PeerEntry] = field(default_factory=dict)
     _sessions: set[str] = field(default_factory=set)
 
     def add(self, entry: _PeerEntry) -> None:
         if entry.peer_id in self._peers or entry.peer_id == rpc.SERVER_PEER_ID:
             raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
-        if len(self._peers) >= self.max_sessions:
-            raise rpc.RpcError(rpc.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
+        idle = [e for pid, e in self._peers.items() if pid not in self._sessions]
+        max_idle = self.max_idle if self.max_idle is not None else max(16, 4 * self.max_sessions)
+        if len(idle) >= max_idle:
+            raise rpc.RpcError(
+                rpc.SESSION_LIMIT, "Too many peers waiting to offer", {"max_idle": max_idle}
+            )
+        if entry.address is not None:
+            same = sum(1 for e in idle if e.address == entry.address)
+            if same >= self.max_idle_per_address:
+                raise rpc.RpcError(
+                    rpc.SESSION_LIMIT,
+                    "Too many peers waiting to offer from this address",
+                    {"max_idle_per_address": self.max_idle_per_address},
+                )
         self._peers[entry.peer_id] = entry
 
     def remove(self, peer_id: str) -> None:
@@ -141,6 +159,10 @@ class SignalingEndpoint:
     ``pipeline`` and ``runner`` are handed to ``ServerPeer.create`` on each offer.
     ``registry`` is shared by the endpoints of one server (a private one is made if omitted).
     ``on_close`` is called once when the endpoint closes (e.g. to close the WebSocket).
+    ``offer_timeout_s`` (optional) closes the connection, after a -32006 notice, when it has no live
+    session that long after it opened or its last session ended (a peer that announces and never offers).
+    ``client_address`` feeds the registry's per-address limit; ``max_announces`` bounds the
+    ``peer.announce`` attempts of one connection (more close it).
     """
 
     def __init__(
@@ -156,8 +178,16 @@ class SignalingEndpoint:
         server_info: dict[str, Any] | None = None,
         peer_factory: PeerFactory | None = None,
         on_close: Callable[[], Any] | None = None,
+        offer_timeout_s: float | None = None,
+        client_address: str | None = None,
+        max_announces: int = 3,
     ) -> None:
         self._send = send
+        self.offer_timeout_s = offer_timeout_s
+        self.client_address = client_address
+        self.max_announces = max_announces
+        self._announces = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._pipeline = pipeline
         self._peer_config = peer_config
         self._runner = runner
@@ -203,6 +233,7 @@ class SignalingEndpoint:
             "media.send": self._media_send,
             "media.stats": self._media_stats,
         }
+        self._arm_idle_timer()
 
     # -- public ----------------------------------------------------------------------------
     def set_binary_sender(self, send_binary: SendBinaryFn) -> None:
@@ -257,12 +288,15 @@ class SignalingEndpoint:
         if self.closed:
             return
         self.closed = True
+        self._cancel_idle_timer()
         await self._close_server_peer()
         self._leave_registry()
-        for task in list(self._tasks):
+        current = asyncio.current_task()  # close() may run in one of our own tasks (idle timeout)
+        tasks = [task for task in self._tasks if task is not current]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._on_close is not None:
             try:
                 result = self._on_close()
@@ -333,8 +367,41 @@ class SignalingEndpoint:
             for other in self.registry.others(peer_id):
                 other.endpoint.notify("peer.left", {"peer_id": peer_id})
 
+    def _arm_idle_timer(self) -> None:
+        """Start the no-session countdown (needs a running loop; without one there is no timeout)."""
+        if not self.offer_timeout_s or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._cancel_idle_timer()
+        self._idle_timer = loop.call_later(self.offer_timeout_s, lambda: self._spawn(self._idle_timeout()))
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    async def _idle_timeout(self) -> None:
+        if self.closed or self.server_peer is not None:
+            return
+        log.info("closing signaling connection of %r: no session within %.3g s", self.peer_id, self.offer_timeout_s)
+        reason = {"reason": f"no peer.offer or media.open within {self.offer_timeout_s:g} s",
+                  "timeout_s": self.offer_timeout_s}
+        await self._emit(rpc.error_message(None, rpc.CONNECTION_TIMEOUT, "Connection timeout", reason))
+        await self.close("offer timeout")
+
     # -- peer.* ----------------------------------------------------------------------------
     async def _announce(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._announces += 1
+        if self._announces > self.max_announces:
+            self._spawn(self.close("too many announces"))
+            raise rpc.RpcError(
+                rpc.INVALID_REQUEST,
+                "Invalid Request",
+                {"reason": f"more than {self.max_announces} peer.announce on one connection: closing it"},
+            )
         if self.peer_id is not None:
             raise rpc.RpcError(
                 rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
@@ -342,7 +409,7 @@ class SignalingEndpoint:
         peer_id = params["peer_id"]
         capabilities = list(params.get("capabilities") or [])
         metadata = params.get("user_data")
-        self.registry.add(_PeerEntry(peer_id, capabilities, metadata, time.time(), self))
+        self.registry.add(_PeerEntry(peer_id, capabilities, metadata, time.time(), self, self.client_address))
         self.peer_id = peer_id
         others = self.registry.others(peer_id)
         for other in others:
@@ -369,7 +436,12 @@ class SignalingEndpoint:
             rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
             target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
             return {"success": True, "to_peer_id": to}
-        rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+        try:
+            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_dtls_fingerprints(sdp, code=rpc.OFFER_INVALID)
+        except rpc.RpcError as exc:
+            log.warning("rejected offer from peer %r: %s", self.peer_id, (exc.data or {}).get("reason"))
+            raise
         assert self.peer_id is not None
         if self._transport_setting() == "websocket":
             raise rpc.RpcError(
@@ -395,6 +467,7 @@ class SignalingEndpoint:
                 self.registry.release_session(self.peer_id)
                 raise
             self.server_peer = peer
+            self._cancel_idle_timer()
             try:
                 answer = await peer.handle_offer(sdp)
                 pending, self._pending_candidates = self._pending_candidates, []
@@ -533,6 +606,8 @@ class SignalingEndpoint:
             await self._remove_taps(sub)
         if self.peer_id is not None:
             self.registry.release_session(self.peer_id)
+        if peer is not None and not self.closed:
+            self._arm_idle_timer()  # idle again: the countdown restarts
         if peer is not None:
             try:
                 await peer.close()
@@ -693,6 +768,7 @@ class SignalingEndpoint:
             self.registry.release_session(self.peer_id)
             raise
         self.server_peer = peer
+        self._cancel_idle_timer()
         self._binary_refusals = 0
         await self._install_taps()
         return {
@@ -716,7 +792,12 @@ class SignalingEndpoint:
         return {"closed": True, "drained": drained, "stats": stats}
 
     async def _media_send(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._media_peer().send_message(params["message"])
+        from .wire import UndecodableMessage
+
+        try:
+            self._media_peer().send_message(params["message"])
+        except UndecodableMessage as exc:
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
         return {"sent": True}
 
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:

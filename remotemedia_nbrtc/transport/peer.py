@@ -26,6 +26,7 @@ from .datachannel import DataChannelLink
 from .dcaudio import LABEL as AUDIO_CHANNEL_LABEL
 from .dcaudio import DataChannelAudio
 from .ice import IceConfig, prepare_peer_connection
+from .signaling import validate_dtls_fingerprints
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
 from .stagetrace import StageTrace, trace_from_env
 from .tracks import PACING_MODES, PipelineAudioTrack, PipelineVideoTrack, TrackReader, install_opus_frame_size
@@ -120,6 +121,7 @@ def _validate_offer(sdp: Any) -> None:
         raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
     if "\nm=" not in sdp.replace("\r\n", "\n"):
         raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
+    validate_dtls_fingerprints(sdp)
 
 
 class ServerPeer:

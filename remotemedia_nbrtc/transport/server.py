@@ -7,7 +7,10 @@ A tornado application on the RTC loop serves:
 - ``GET /``: a minimal browser test page (mic -> pipeline, data channel results shown);
 - ``GET /health``: ``{"status": "ok", "peers", "sessions", "connections"}``.
 
-``auth_token`` (optional) must then be given as ``?token=`` on the WebSocket URL.
+``auth_token`` (optional) must then be sent with the WebSocket upgrade as ``Authorization: Bearer
+TOKEN`` (what :class:`~remotemedia_nbrtc.transport.client.ClientPeer` does) or, for browsers, which
+cannot set headers on a WebSocket, as ``?token=`` on the URL. The token does not replace the Origin
+check: a browser page from another origin is refused even with the right token.
 """
 
 from __future__ import annotations
@@ -59,11 +62,20 @@ class ServerConfig:
     max_sessions: int = 10
     max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES
     auth_token: str | None = None
+    #: a connection with no live session for this long (announced, never offered) is closed
+    offer_timeout_s: float | None = 30.0
+    #: peers announced but without a session, per client address (``max_sessions`` counts sessions only)
+    max_idle_per_address: int = 8
 
 
 def page_html() -> str:
     """The bundled browser test page."""
     return (Path(__file__).with_name("static") / "test_page.html").read_text("utf-8")
+
+
+def _bearer_token(header: str) -> str:
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() in ("bearer", "token") else ""
 
 
 class _SignalingHandler(tornado.websocket.WebSocketHandler):
@@ -74,8 +86,7 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
         self.endpoint: SignalingEndpoint | None = None
 
     def check_origin(self, origin: str) -> bool:
-        if self.server.config.auth_token:
-            return True  # the token authorises the connection whatever page it comes from
+        # only browsers send Origin; a token must not let any web page drive the server from the user's browser
         host = urlparse(origin).hostname or ""
         request_host = (self.request.host or "").rsplit(":", 1)[0].strip("[]")
         return host in _LOCAL_HOSTS or host == request_host
@@ -91,7 +102,8 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
             return
         token = self.server.config.auth_token
         if token:
-            given = self.get_query_argument("token", "")
+            header = _bearer_token(self.request.headers.get("Authorization", ""))
+            given = header or self.get_query_argument("token", "")
             if not hmac.compare_digest(given.encode(), token.encode()):
                 self.set_status(401)
                 self.finish("Missing or wrong token")
@@ -151,7 +163,9 @@ class WebRTCServer:
         self.config = config or ServerConfig()
         self.pipeline = load_manifest(pipeline)
         self.runner = runner
-        self.registry = PeerRegistry(max_sessions=self.config.max_sessions)
+        self.registry = PeerRegistry(
+            max_sessions=self.config.max_sessions, max_idle_per_address=self.config.max_idle_per_address
+        )
         self.port: int | None = None
         self._endpoints: dict[SignalingEndpoint, _SignalingHandler] = {}
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -267,6 +281,8 @@ class WebRTCServer:
                 "port": self.port,
             },
             on_close=handler.close,
+            offer_timeout_s=self.config.offer_timeout_s,
+            client_address=handler.request.remote_ip,
         )
         self._endpoints[endpoint] = handler
         return endpoint

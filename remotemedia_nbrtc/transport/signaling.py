@@ -46,6 +46,7 @@ __all__ = [
     "parse_topic",
     "request_message",
     "result_message",
+    "validate_dtls_fingerprints",
     "validate_sdp",
 ]
 
@@ -262,6 +263,51 @@ def validate_sdp(sdp: str, *, code: int = OFFER_INVALID) -> None:
         raise RpcError(code, f"Invalid SDP {kind}", {"reason": "SDP must start with v=0"})
     if not re.search(r"(^|\r?\n)m=", sdp):
         raise RpcError(code, f"Invalid SDP {kind}", {"reason": "SDP has no m= line"})
+
+
+# the digests aiortc can check a peer certificate against, and their length in bytes
+_FINGERPRINT_BYTES = {"sha-256": 32, "sha-384": 48, "sha-512": 64}
+_FINGERPRINT_VALUE_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})*$")
+
+
+def validate_dtls_fingerprints(sdp: str, *, code: int = OFFER_INVALID) -> None:
+    """Every media section must carry a well-formed ``a=fingerprint`` (its own or the session's).
+
+    aiortc only notices a missing or unusable fingerprint when DTLS starts, after the offer was
+    answered, and then fails with a bare ``AssertionError``; checking here gives the client a reason.
+    """
+    kind = "offer" if code == OFFER_INVALID else "answer"
+
+    def bad(reason: str) -> RpcError:
+        return RpcError(code, f"Invalid SDP {kind}", {"reason": reason})
+
+    session_has = False
+    sections: list[bool] = []  # per m= section: has a fingerprint
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            sections.append(False)
+            continue
+        if not line.startswith("a=fingerprint"):
+            continue
+        value = line[len("a=fingerprint") :]
+        if not value.startswith(":"):
+            raise bad("a=fingerprint must look like 'a=fingerprint:sha-256 AB:CD:...'")
+        parts = value[1:].split()
+        if len(parts) != 2:
+            raise bad("a=fingerprint needs exactly an algorithm and a value")
+        algorithm, digest = parts[0].lower(), parts[1]
+        if algorithm not in _FINGERPRINT_BYTES:
+            raise bad(f"unsupported fingerprint algorithm {parts[0][:32]!r} (use {', '.join(_FINGERPRINT_BYTES)})")
+        if not _FINGERPRINT_VALUE_RE.match(digest) or len(digest.split(":")) != _FINGERPRINT_BYTES[algorithm]:
+            want = _FINGERPRINT_BYTES[algorithm]
+            raise bad(f"malformed {algorithm} fingerprint: want {want} hex bytes separated by ':'")
+        if sections:
+            sections[-1] = True
+        else:
+            session_has = True
+    if not session_has and not all(sections):
+        raise bad("SDP has no a=fingerprint (DTLS needs one for every media section)")
 
 
 def normalize_candidate(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from ..runtime import BinaryData, ErrorData, JsonData, RuntimeData, TextData
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "MessageTooLarge",
+    "UndecodableMessage",
     "decode_message",
     "encode_error",
     "encode_metrics",
@@ -55,6 +56,10 @@ class MessageTooLarge(ValueError):
         super().__init__(f"message of {size} bytes exceeds the data-channel limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class UndecodableMessage(ValueError):
+    """An incoming message that cannot become pipeline input (e.g. JSON nested too deeply to parse)."""
 
 
 def _wall_us() -> int:
@@ -133,6 +138,8 @@ def decode_message(message: str | bytes) -> RuntimeData:
         value = json.loads(message)
     except ValueError:
         return TextData(message)
+    except RecursionError:
+        raise UndecodableMessage("message is JSON nested too deeply to decode") from None
     if isinstance(value, dict):
         kind = value.get("type")
         if kind == "text" and isinstance(value.get("text"), str):

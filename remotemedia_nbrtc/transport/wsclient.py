@@ -37,7 +37,7 @@ from .._compat import wait_for
 from ..errors import ConnectTimeout, SignalingError, TransportError
 from ..runtime import AudioData, VideoData, now_us
 from . import signaling as rpc
-from .client import _with_token
+from .client import signaling_request
 from .wsmedia import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 
 __all__ = ["MediaPath", "WebSocketMediaClient", "connect_media"]
@@ -177,13 +177,14 @@ class WebSocketMediaClient:
         Opus is always 48000. Raises :class:`SignalingError`
         (e.g. -32007 for an unsupported format), :class:`ConnectTimeout` or :class:`TransportError`.
         """
-        self = cls(_with_token(url, token), peer_id or f"ws-client-{secrets.token_hex(4)}")
+        self = cls(url, peer_id or f"ws-client-{secrets.token_hex(4)}")
         self._audio_max = audio_buffer_frames
         started = time.monotonic()
         try:
             try:
                 self._ws = await asyncio.wait_for(
-                    tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s)
+                    tornado.websocket.websocket_connect(signaling_request(self.url, token), max_message_size=16 << 20),
+                    timeout_s)
                 self._ws.protocol.set_nodelay(True)
             except asyncio.TimeoutError:
                 raise ConnectTimeout(f"WebSocket connection to {url} timed out") from None

@@ -62,6 +62,9 @@ def _manifest(nodes, connections=()):
         (_manifest([{"id": "a", "node_type": "NoSuchNode"}]), "a", "node_type", "unknown node_type"),
         (_manifest([{"id": "a", "node_type": "Gain", "params": {"gain_db": "loud"}}]), "a", "params.gain_db", "expected"),
         (_manifest([{"id": "a", "node_type": "Gain", "params": {"volume": 3}}]), "a", "params.volume", "unknown parameter"),
+        (_manifest([{"id": "a", "node_type": "PassThrough", "params": {"bogus": 1}}]), "a", "params.bogus",
+         "unknown parameter"),
+        (_manifest([{"id": "a", "node_type": "Echo", "params": {"bogus": 1}}]), "a", "params.bogus", "unknown parameter"),
         (_manifest([{"id": "a", "node_type": "AudioChunkerNode", "params": {"chunkSize": 0}}]), "a", "params", ">= 1"),
         (_manifest([{"node_type": "Gain"}]), None, "nodes[0].id", "no id"),
         (_manifest([{"id": "a", "node_type": "Gain"}, {"id": "a", "node_type": "Gain"}]), "a", "id", "duplicate"),
@@ -97,3 +100,49 @@ def test_invalid_text_and_missing_file():
         load_manifest('{"nodes": [')
     with pytest.raises(ManifestError, match="not found"):
         load_manifest("missing.yaml")
+
+
+def test_a_node_that_declares_extra_params_keeps_them():
+    from remotemedia_nbrtc.runtime.node import Node
+
+    class Options(Node, register=False):
+        accepts_extra_params = True
+
+        def __init__(self, **options):
+            self.options = options
+
+    class Strict(Node, register=False):
+        def __init__(self, *, x: int = 1, **rest):
+            self.x = x
+
+    import importlib
+
+    node_module = importlib.import_module("remotemedia_nbrtc.runtime.node")
+
+    node_module.register_node(Options, "TestOptions")
+    node_module.register_node(Strict, "TestStrict")
+    try:
+        p = load_manifest(_manifest([{"id": "o", "node_type": "TestOptions", "params": {"anything": 2}}]))
+        assert p.node("o").options == {"anything": 2}
+        with pytest.raises(ManifestError) as info:
+            load_manifest(_manifest([{"id": "s", "node_type": "TestStrict", "params": {"bogus": 1}}]))
+        assert info.value.node_id == "s" and info.value.field == "params.bogus"
+    finally:
+        node_module._REGISTRY.pop("TestOptions", None)
+        node_module._REGISTRY.pop("TestStrict", None)
+
+
+def test_oversized_manifests_fail_fast(tmp_path):
+    import time
+
+    many = _manifest([{"id": f"n{i}", "node_type": "PassThrough"} for i in range(20_000)])
+    big_text = json.dumps({**_manifest([{"id": "a", "node_type": "PassThrough"}]), "pad": "x" * (50 << 20)})
+    big_file = tmp_path / "big.json"
+    big_file.write_text(big_text)
+    for source, field, text in ((many, "nodes", "limit"), (json.dumps(many), "nodes", "limit"),
+                                (big_text, None, "bytes"), (big_file, None, "bytes")):
+        started = time.monotonic()
+        with pytest.raises(ManifestError, match=text) as info:
+            load_manifest(source)
+        assert time.monotonic() - started < 1.0
+        assert info.value.field == field

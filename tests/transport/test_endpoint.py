@@ -18,7 +18,11 @@ from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
 pytestmark = pytest.mark.timeout(30)
 
-SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+FINGERPRINT = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    f"{FINGERPRINT}\r\n"
+)
 CAND = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
 SERVER = "remotemedia-server"
 
@@ -118,16 +122,57 @@ async def test_announce_must_come_first_and_duplicate_is_invalid_params() -> Non
     await ep.close()
 
 
-async def test_session_limit() -> None:
+async def test_session_limit_counts_live_sessions_not_announced_peers() -> None:
     registry = PeerRegistry(max_sessions=1)
     ep1, sent1 = make_endpoint(registry)
     ep2, sent2 = make_endpoint(registry)
     await announce(ep1, sent1, "one")
-    await ep2.handle_message(req("peer.announce", {"peer_id": "two"}, 1))
-    assert reply(sent2, 1)["error"]["code"] == -32001
+    await announce(ep2, sent2, "two")  # announcing takes no session slot
+    await ep1.handle_message(req("peer.offer", {"from": "one", "to": SERVER, "sdp": SDP}, "o1"))
+    assert reply(sent1, "o1")["result"]["type"] == "answer"
+    await ep2.handle_message(req("peer.offer", {"from": "two", "to": SERVER, "sdp": SDP}, "o2"))
+    assert reply(sent2, "o2")["error"]["code"] == -32001
     await ep1.close()
-    await ep2.handle_message(req("peer.announce", {"peer_id": "two"}, 2))
-    assert reply(sent2, 2)["result"]["success"]
+    await ep2.handle_message(req("peer.offer", {"from": "two", "to": SERVER, "sdp": SDP}, "o3"))
+    assert reply(sent2, "o3")["result"]["type"] == "answer"
+    await ep2.close()
+
+
+async def test_idle_peers_limited_per_address_and_announces_per_connection() -> None:
+    registry = PeerRegistry(max_sessions=1, max_idle_per_address=2)
+    eps = [make_endpoint(registry, client_address="10.0.0.1") for _ in range(3)]
+    for i, (ep, sent) in enumerate(eps[:2]):
+        await announce(ep, sent, f"idle{i}")
+    ep3, sent3 = eps[2]
+    await ep3.handle_message(req("peer.announce", {"peer_id": "idle2"}, 1))
+    assert reply(sent3, 1)["error"]["code"] == -32001
+    other, sent_other = make_endpoint(registry, client_address="10.0.0.2")
+    await announce(other, sent_other, "elsewhere")  # another address is not affected
+    # a connection retrying announce (e.g. with taken ids) is cut off after max_announces attempts
+    spam, sent_spam = make_endpoint(registry, client_address="10.0.0.3", max_announces=3)
+    for i in range(4):
+        await spam.handle_message(req("peer.announce", {"peer_id": "idle0"}, f"a{i}"))
+    assert reply(sent_spam, "a3")["error"]["code"] == -32600
+    await settle()
+    assert spam.closed
+    for ep, _ in [*eps, (other, None)]:
+        await ep.close()
+
+
+async def test_peer_that_never_offers_is_timed_out() -> None:
+    closed = asyncio.Event()
+    registry = PeerRegistry(max_sessions=1)
+    ep, sent = make_endpoint(registry, offer_timeout_s=0.3, on_close=closed.set)
+    await announce(ep, sent, "lazy")
+    await asyncio.wait_for(closed.wait(), 5)
+    assert ep.closed and len(registry) == 0
+    assert any(m.get("error", {}).get("code") == -32006 for m in sent)
+    # a peer that offers in time keeps its connection
+    ep2, sent2 = make_endpoint(registry, offer_timeout_s=0.3)
+    await announce(ep2, sent2, "quick")
+    await ep2.handle_message(req("peer.offer", {"from": "quick", "to": SERVER, "sdp": SDP}, "o"))
+    await asyncio.sleep(0.6)
+    assert not ep2.closed
     await ep2.close()
 
 

@@ -121,7 +121,37 @@ async def test_auth_token_required() -> None:
             assert info.value.code == 401
         client = await ClientPeer.connect(srv.url, token="s3cret", ice=ICE)
         assert client.connection_state == "connected"
+        assert "s3cret" not in client.url  # it went as a header, not in the URL
         await client.close()
+    finally:
+        await srv.stop()
+
+
+async def test_auth_token_as_bearer_header_and_origin_still_checked() -> None:
+    """``Authorization: Bearer`` authorises; a wrong one does not; a browser Origin from elsewhere is refused
+    even with the right token, while the server's own page (same origin) with ?token= still gets in."""
+    srv = await start_server(MANIFEST, auth_token="s3cret")
+
+    def upgrade(headers: dict[str, str], query: str = "") -> tornado.httpclient.HTTPRequest:
+        return tornado.httpclient.HTTPRequest(srv.url + query, headers=headers)
+
+    try:
+        ws = await tornado.websocket.websocket_connect(upgrade({"Authorization": "Bearer s3cret"}))
+        assert (await rpc(ws, req("peer.announce", {"peer_id": "h"}, 1)))["result"]["success"]
+        ws.close()
+        for headers in ({"Authorization": "Bearer nope"}, {"Authorization": "Basic s3cret"}):
+            with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+                await tornado.websocket.websocket_connect(upgrade(headers))
+            assert info.value.code == 401
+        with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+            await tornado.websocket.websocket_connect(
+                upgrade({"Authorization": "Bearer s3cret", "Origin": "https://evil.example"})
+            )
+        assert info.value.code == 403
+        same_origin = {"Origin": f"http://127.0.0.1:{srv.port}"}
+        ws = await tornado.websocket.websocket_connect(upgrade(same_origin, "?token=s3cret"))
+        assert (await rpc(ws, req("peer.announce", {"peer_id": "page"}, 1)))["result"]["success"]
+        ws.close()
     finally:
         await srv.stop()
 
@@ -140,6 +170,33 @@ async def test_session_limit_gives_32001() -> None:
         second = await ClientPeer.connect(srv.url, ice=ICE)  # the slot is free again
         await second.close()
     finally:
+        await srv.stop()
+
+
+async def test_ten_idle_announcers_do_not_lock_out_a_real_client() -> None:
+    """Ten sockets that announce and never offer take no session slot, and are closed after the offer timeout."""
+    srv = await start_server(MANIFEST, max_sessions=2, offer_timeout_s=1.5, max_idle_per_address=16)
+    idle = []
+    try:
+        for i in range(10):
+            ws = await ws_connect(srv.url)
+            assert (await rpc(ws, req("peer.announce", {"peer_id": f"idle{i}"}, 1)))["result"]["success"]
+            idle.append(ws)
+        client = await ClientPeer.connect(srv.url, ice=ICE)
+        await client.send_text("through")
+        msg = await client.next_output(timeout=5)
+        assert msg is not None and msg["text"] == "through"
+        assert srv.health()["sessions"] == 1 and srv.health()["peers"] == 11
+        for ws in idle:  # the server times them out: a -32006 notice, then the socket closes
+            messages = []
+            while (text := await asyncio.wait_for(ws.read_message(), 5)) is not None:
+                messages.append(json.loads(text))  # peer.joined notifications, then the notice
+            assert messages[-1]["error"]["code"] == -32006, messages[-1]
+        assert srv.health()["peers"] == 1 and client.connection_state == "connected"
+        await client.close()
+    finally:
+        for ws in idle:
+            ws.close()
         await srv.stop()
 
 
@@ -251,3 +308,42 @@ async def test_browser_test_page_streams_mic_to_pipeline() -> None:
         assert srv.health() == {"status": "ok", "peers": 0, "sessions": 0, "connections": 0}
     finally:
         await srv.stop()
+
+
+async def test_offers_with_missing_or_malformed_fingerprint_are_rejected(
+    server: WebRTCServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No/garbled a=fingerprint: -32002 with a reason before aiortc sees it, one log line, no tracebacks."""
+    import re
+
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pc.createDataChannel("pipeline-data")
+    await pc.setLocalDescription(await pc.createOffer())
+    good = pc.localDescription.sdp
+    await pc.close()
+    assert "a=fingerprint:" in good
+    no_fp = "".join(line for line in good.splitlines(keepends=True) if not line.startswith("a=fingerprint"))
+    bad_offers = {
+        "missing": no_fp,
+        "not hex": re.sub(r"a=fingerprint:(\S+) \S+", r"a=fingerprint:\1 ZZ:YY", good),
+        "empty": re.sub(r"a=fingerprint:.*", "a=fingerprint:", good),
+        "algorithm": re.sub(r"a=fingerprint:\S+", "a=fingerprint:md5", good),
+        "too short": re.sub(r"a=fingerprint:(\S+) \S+", r"a=fingerprint:\1 AB:CD", good),
+    }
+    ws = await ws_connect(server.url)
+    await rpc(ws, req("peer.announce", {"peer_id": "fp"}, 0))
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for name, sdp in bad_offers.items():
+            reply = await rpc(ws, req("peer.offer", {"from": "fp", "to": "remotemedia-server", "sdp": sdp}, name))
+            assert "error" in reply, (name, reply)
+            assert reply["error"]["code"] == -32002, (name, reply)
+            assert "fingerprint" in reply["error"]["data"]["reason"], (name, reply)
+        await asyncio.sleep(0.5)  # anything aiortc would log asynchronously
+    assert server.health()["sessions"] == 0
+    rejected = [r for r in caplog.records if "rejected offer" in r.getMessage()]
+    assert len(rejected) == len(bad_offers)
+    assert not [r for r in caplog.records if r.exc_info or "AssertionError" in r.getMessage()]
+    ws.close()

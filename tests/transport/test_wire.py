@@ -101,3 +101,34 @@ def test_link_queues_until_open_and_bounds_queue() -> None:
     assert link.too_large == 1 and json.loads(channel.sent[-1])["error_type"] == "MessageTooLarge"  # type: ignore[arg-type]
     channel.handlers["message"]('{"type":"json","value":7}')  # type: ignore[operator]
     assert isinstance(inputs[0], JsonData) and inputs[0].value == 7
+
+
+def test_deeply_nested_message_is_refused_with_a_reply_not_dropped():
+    import pytest
+
+    from remotemedia_nbrtc.transport.datachannel import DataChannelLink
+    from remotemedia_nbrtc.transport.wire import UndecodableMessage
+
+    deep = "[" * 50_000 + "]" * 50_000
+    with pytest.raises(UndecodableMessage):
+        decode_message(deep)
+
+    class Channel:  # the two aiortc RTCDataChannel members the link uses, to drive one layer
+        readyState = "open"
+
+        def __init__(self):
+            self.handlers, self.sent = {}, []
+
+        def on(self, event):
+            return lambda fn: self.handlers.setdefault(event, fn)
+
+        def send(self, message):
+            self.sent.append(message)
+
+    inputs = []
+    link, channel = DataChannelLink(inputs.append), Channel()
+    link.attach(channel)
+    channel.handlers["message"](deep)
+    assert inputs == [] and link.undecodable == 1
+    reply = json.loads(channel.sent[-1])
+    assert reply["type"] == "error" and reply["error_type"] == "UndecodableMessage" and "nested" in reply["message"]
