@@ -12,7 +12,6 @@ A missing browser or tool is a failure, not a skip: CI must install them (``.ci/
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator

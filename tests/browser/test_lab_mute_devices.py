@@ -4,7 +4,6 @@ media with that device and the kernel keeps one live session that hears it."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Iterator

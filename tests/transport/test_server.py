@@ -240,7 +240,6 @@ def test_cli_help_and_serve_args() -> None:
 
 
 def test_cli_serve_runs_and_stops(tmp_path: Any) -> None:
-    import os
     import signal
     import subprocess
     import sys
