@@ -77,6 +77,14 @@ def _with_token(url: str, token: str | None) -> str:
     return urlunparse(parts._replace(query=urlencode(query)))
 
 
+def _ws_request(url: str) -> tornado.httpclient.HTTPRequest:
+    """The signaling WebSocket request; its ``?token=`` also goes in an ``Authorization`` header, because
+    JupyterHub's single-user servers ignore a URL token on a WebSocket that is not a browser's."""
+    token = dict(parse_qsl(urlparse(url).query)).get("token")
+    headers = {"Authorization": f"token {token}"} if token else None
+    return tornado.httpclient.HTTPRequest(url, headers=headers)
+
+
 def _decode_output(message: str | bytes) -> dict[str, Any]:
     if isinstance(message, (bytes, bytearray, memoryview)):
         return {"type": "binary", "data": bytes(message), "recv_us": now_us()}
@@ -263,7 +271,7 @@ class ClientPeer:
         self._dc_open = asyncio.Event()
         try:
             self._ws = await asyncio.wait_for(
-                tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s
+                tornado.websocket.websocket_connect(_ws_request(self.url), max_message_size=16 << 20), timeout_s
             )
         except asyncio.TimeoutError:
             raise ConnectTimeout(f"signaling connection to {self.url} timed out") from None

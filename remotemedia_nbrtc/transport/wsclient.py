@@ -37,7 +37,7 @@ from .._compat import wait_for
 from ..errors import ConnectTimeout, SignalingError, TransportError
 from ..runtime import AudioData, VideoData, now_us
 from . import signaling as rpc
-from .client import _with_token
+from .client import _with_token, _ws_request
 from .wsmedia import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 
 __all__ = ["MediaPath", "WebSocketMediaClient", "connect_media"]
@@ -183,7 +183,7 @@ class WebSocketMediaClient:
         try:
             try:
                 self._ws = await asyncio.wait_for(
-                    tornado.websocket.websocket_connect(self.url, max_message_size=16 << 20), timeout_s)
+                    tornado.websocket.websocket_connect(_ws_request(self.url), max_message_size=16 << 20), timeout_s)
                 self._ws.protocol.set_nodelay(True)
             except asyncio.TimeoutError:
                 raise ConnectTimeout(f"WebSocket connection to {url} timed out") from None

@@ -78,6 +78,12 @@ class Hub:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
 
+    def answers(self) -> bool:
+        try:
+            return self.api("GET", "/hub/api/")[0] == 200
+        except urllib.error.URLError:  # not listening yet
+            return False
+
     def user_token(self, name: str) -> str:
         status, body = self.api("POST", f"/hub/api/users/{name}/tokens", body={"note": "test"})
         assert status in (200, 201), body
@@ -117,7 +123,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     hub = Hub(proc, f"http://127.0.0.1:{port}", admin_token, log)
     try:
         deadline = time.monotonic() + 30
-        while hub.api("GET", "/hub/api/")[0] != 200:
+        while not hub.answers():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.3)
         yield hub
@@ -168,7 +174,7 @@ def test_extension_under_jupyterhub_user_paths_and_auth(hub: Hub) -> None:
 
     status, body = hub.api("GET", base + "remotemedia/status", token=alice)
     assert status == 200, body
-    assert body["sessions"] == [] or isinstance(body, dict)
+    assert body["extension"] == "remotemedia_nbrtc.server" and body["sessions"] == 0
     # bob's token is refused by alice's server (403 from the single-user server's hub auth)
     status, _ = hub.api("GET", base + "remotemedia/status", token=bob)
     assert status == 403
@@ -182,7 +188,8 @@ def test_extension_under_jupyterhub_user_paths_and_auth(hub: Hub) -> None:
     async def scenario() -> tuple[dict[str, str], list[dict[str, Any]], int]:
         printed = await execute(channels, alice, SERVE_CODE.format(var="h", manifest=manifest))
         info: dict[str, str] = json.loads(printed.strip().splitlines()[-1])
-        url = ws_base + info["ws_path"]
+        # ws_path is relative to the server's base URL, which the page's config gives the widget: /user/alice/
+        url = ws_base + base + info["ws_path"]
         # another user cannot open alice's session socket
         with pytest.raises(HTTPClientError) as refused:
             await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {bob}"}))
@@ -194,8 +201,10 @@ def test_extension_under_jupyterhub_user_paths_and_auth(hub: Hub) -> None:
         return info, outs, refused.value.code
 
     info, outs, refused_code = asyncio.run(scenario())
-    # the kernel learned the per-user prefix: its session path is under /user/alice/
-    assert info["ws_path"] == f"{base}remotemedia/ws/{info['session_id']}"
+    assert info["ws_path"] == f"remotemedia/ws/{info['session_id']}"
     assert refused_code == 403
     assert assert_contiguous(outs) == 50
+    # the kernel dialled its server's link directly (127.0.0.1, the server's own port and /user/alice/ prefix)
+    status, body = hub.api("GET", base + "remotemedia/status", token=alice)
+    assert (status, body["kernels"], body["sessions"]) == (200, 1, 1), body
     hub.api("DELETE", f"{base}api/kernels/{kernel['id']}", token=alice)
