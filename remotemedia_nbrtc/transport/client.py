@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
+from urllib.parse import parse_qsl, urlparse
 
 import tornado.httpclient
 import tornado.websocket
@@ -68,8 +69,10 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def signaling_request(url: str, token: str | None) -> tornado.httpclient.HTTPRequest:
-    """The WebSocket upgrade request for ``url``; ``token`` travels as ``Authorization: Bearer``, not in
-    the URL (the standalone server and Jupyter both accept it there)."""
+    """The WebSocket upgrade request for ``url``; ``token`` (or the URL's ``?token=``) travels as
+    ``Authorization: Bearer``. The standalone server and Jupyter accept it there, and JupyterHub's single-user
+    servers accept a token only there on a WebSocket that is not a browser's."""
+    token = token or dict(parse_qsl(urlparse(url).query)).get("token")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return tornado.httpclient.HTTPRequest(url, headers=headers)
 
