@@ -112,4 +112,4 @@ def alive_actors(class_name: str | None = "NodeHost") -> int:
 
     table = ray._private.state.actors()  # noqa: SLF001  (GCS-backed; ray.util.state needs the dashboard)
     return sum(1 for a in table.values()
-               if a.get("State") not in ("DEAD",) and (class_name is None or class_name in str(a.get("ClassName"))))
+               if a.get("State") not in ("DEAD",) and (class_name is None or class_name in str(a.get("ActorClassName"))))
