@@ -134,7 +134,7 @@ async def test_stateless_sessions_share_one_pool(local_ray):
     assert alive_actors() == 2 and live_pools() == 1  # 3 sessions, 2 replicas
     for s in sessions:
         await s.send_input(frame(1))
-    assert all(isinstance(await s.receive_output(timeout=30), AudioData) for s in sessions)
+    assert all([isinstance(await s.receive_output(timeout=30), AudioData) for s in sessions])
     for s in sessions[:2]:
         await s.close()
     assert alive_actors() == 2  # still leased by the third
