@@ -57,13 +57,25 @@ class LocalRayCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> LocalRayCluster:
+    def start(self, attempts: int = 2) -> LocalRayCluster:
+        """Start the head; on a loaded machine Ray's fixed 30 s raylet-registration wait can expire, so retry."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except RuntimeError as exc:
+                if attempt == attempts - 1 or "timed out during startup" not in str(exc):
+                    raise
+        return self
+
+    def _start_once(self) -> LocalRayCluster:
         ray_bin = Path(sys.executable).with_name("ray")
         if not ray_bin.exists():
             raise RuntimeError(f"{ray_bin} not found: pip install remotemedia_nbrtc[ray]")
         self.port = _free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rmray-")
-        ports = {name: _free_port() for name in ("node-manager-port", "object-manager-port")}
+        ports = {name: _free_port() for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                                                "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
+                                                "ray-client-server-port")}
         worker_base = 20000 + (os.getpid() % 400) * 100
         cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",

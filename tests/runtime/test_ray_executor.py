@@ -17,7 +17,7 @@ from remotemedia_nbrtc import AudioData, ErrorData, Node, Pipeline, PipelineRunn
 from remotemedia_nbrtc.nodes import Gain
 
 ray = pytest.importorskip("ray", reason="CI installs the ray extra; locally: pip install remotemedia_nbrtc[ray]")
-from remotemedia_nbrtc.runtime.ray_executor import live_pools  # noqa: E402
+from remotemedia_nbrtc.runtime.ray_executor import ensure_ray, live_pools  # noqa: E402
 from remotemedia_nbrtc.testing.ray_cluster import LocalRayCluster, alive_actors  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,6 +62,13 @@ def local_ray():
     """No ray.init and no RAY_ADDRESS: the executor starts a local Ray itself."""
     assert not ray.is_initialized()
     saved = os.environ.pop("RAY_ADDRESS", None)
+    try:  # what the first session does: no ray.init by the user, so the executor starts a local Ray
+        ensure_ray()
+    except Exception as exc:  # Ray's raylet-registration wait is a fixed 30 s; a loaded machine can miss it
+        if "timed out during startup" not in str(exc):
+            raise
+        ray.shutdown()
+        ensure_ray()
     yield
     ray.shutdown()
     if saved is not None:
