@@ -112,7 +112,8 @@ class _NodeRunner:
         if isinstance(self.executor, LocalExecutor):
             await self.node.start()
             return
-        self.remote = self.executor.open(self.node)
+        # connecting (or starting a local Ray) takes seconds: not on the session's loop, which may be the RTC loop
+        self.remote = await asyncio.to_thread(self.executor.open, self.node)
         self._slots = asyncio.Semaphore(self.remote.max_in_flight)
         await self.remote.start()
 
@@ -275,7 +276,7 @@ class _NodeRunner:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    await self._remote_failed(remote, exc)
+                    await self._remote_failed(remote, exc, an_input=control is None)
                 finally:
                     self._slots.release()
             for out in outs:
@@ -286,14 +287,14 @@ class _NodeRunner:
                     self.session._node_finished(self)
                     return
 
-    async def _remote_failed(self, remote: RemoteNode, exc: BaseException) -> None:
+    async def _remote_failed(self, remote: RemoteNode, exc: BaseException, *, an_input: bool = True) -> None:
         loss = remote.describe_loss(exc)
         if loss is None:  # the node itself raised, in its actor
             self.metrics.errors += 1
             err = remote.node_error(exc)
             await self.session._output(self.id, ErrorData(self.id, str(err) or repr(err), type(err).__name__))
             return
-        self.lost += 1
+        self.lost += an_input  # inputs only: a lost flush is not an input
         if self.lost_reason is not None:
             return
         if isinstance(exc, TimeoutError) or not remote.alive():

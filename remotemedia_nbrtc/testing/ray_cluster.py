@@ -53,6 +53,8 @@ class LocalRayCluster:
         self.temp_dir = ""
         self.start_s = 0.0
 
+    client_env = {"RAY_AUTH_MODE": "disabled"}  # set these in the driver's environment before ray.init
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -74,15 +76,16 @@ class LocalRayCluster:
         self.port = _free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rmray-")
         ports = {name: _free_port() for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                                                "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
-                                                "ray-client-server-port")}
+                                                "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")}
         worker_base = 20000 + (os.getpid() % 400) * 100
         cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={self.temp_dir}", f"--object-store-memory={self.object_store_bytes}",
                f"--min-worker-port={worker_base}", f"--max-worker-port={worker_base + 99}"]
         cmd += [f"--{name}={port}" for name, port in ports.items()]
-        env = {**os.environ, **(self.env or {})}
+        # a throwaway loopback cluster: no token auth (Ray >= 2.5x enables it by default; the driver must match,
+        # see ``client_env``)
+        env = {**os.environ, **self.client_env, **(self.env or {})}
         env.pop("RAY_ADDRESS", None)
         started = time.perf_counter()
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)

@@ -45,10 +45,17 @@ def cluster():
         ray.shutdown()
     head = LocalRayCluster(num_cpus=2).start()
     saved = os.environ.get("RAY_ADDRESS")
+    saved_env = {k: os.environ.get(k) for k in head.client_env}
+    os.environ.update(head.client_env)
     os.environ["RAY_ADDRESS"] = head.address  # all it takes: the executor connects on the first session
     try:
         yield head
     finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         ray.shutdown()
         head.stop()
         assert head.pids() == []
