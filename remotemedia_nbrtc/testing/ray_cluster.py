@@ -37,9 +37,36 @@ def _pids_with(marker: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmdline:
+        if marker in cmdline and _alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out and child != os.getpid():
+                out.add(child)
+                todo.append(child)
+    return out
 
 
 class LocalRayCluster:
@@ -96,21 +123,27 @@ class LocalRayCluster:
         return self
 
     def pids(self) -> list[int]:
-        """The processes of this cluster (GCS, raylet, workers...): their command lines name its temp dir."""
-        return _pids_with(self.temp_dir) if self.temp_dir else []
+        """The processes of this cluster: those whose command line names its temp dir (GCS, raylet...) and
+        their descendants (workers rename themselves ``ray::ClassName``, losing the temp dir)."""
+        if not self.temp_dir:
+            return []
+        roots = set(_pids_with(self.temp_dir))
+        return sorted(roots | _descendants(roots))
 
     def stop(self, timeout: float = 20.0) -> None:
         """Kill this cluster's processes (and only those) and remove its temp dir."""
         if not self.temp_dir:
             return
         deadline = time.monotonic() + timeout
-        while (pids := self.pids()) and time.monotonic() < deadline:
+        pids = self.pids()
+        while pids and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             time.sleep(0.2)
+            pids = [p for p in {*self.pids(), *pids} if _alive(p)]
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir = ""
 
