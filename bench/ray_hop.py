@@ -50,9 +50,17 @@ class UtteranceSTT(Node, register=False):
 
     def process(self, data):
         started = time.perf_counter()
-        self.engine.accept_audio(data.samples.reshape(-1))
+        samples = data.samples.reshape(-1)
+        for i in range(0, len(samples), 320):  # 20 ms at a time, as from a microphone
+            self.engine.accept_audio(samples[i:i + 320])
         text = " ".join(t.text for t in self.engine.finish() if t.final and t.text)
         return TextData(text, metadata={**data.metadata, "stt_s": time.perf_counter() - started})
+
+
+def _padded(samples: np.ndarray) -> np.ndarray:
+    """0.3 s of silence after the speech (the endpointer ends the utterance), to a whole 60 ms."""
+    n = -(-(len(samples) + 4800) // 960) * 960
+    return np.concatenate([samples, np.zeros(n - len(samples), np.float32)])
 
 
 async def hop_latency(executor, frames: int) -> list[float]:
@@ -109,6 +117,8 @@ async def sessions_run(n: int, executor, utterances: list[np.ndarray]) -> dict:
             await session.send_input(AudioData(u, 16000))
             out = await session.receive_output(timeout=120)
             latencies.append((time.perf_counter() - sent) * 1000)
+            if not isinstance(out, TextData):
+                raise RuntimeError(f"recogniser failed: {out!r}")
             stt_s.append(out.metadata["stt_s"])
             audio_s += len(u) / 16000
             await asyncio.sleep(max(0.0, len(u) / 16000 - (time.perf_counter() - sent)))  # real-time pace
@@ -141,7 +151,7 @@ async def main(frames: int, counts: list[int]) -> None:
         f"| **added by the Ray hop** | **{rp - lp:.3f}** | {rq - lq:.3f} |",
         "",
     ]
-    utterances = [synthesize(s) for s in HOME_COMMANDS[:4]]
+    utterances = [_padded(synthesize(s)) for s in HOME_COMMANDS[:4]]
     lines += [
         f"Sessions: each sends {len(utterances)} espeak-ng utterances "
         f"({sum(len(u) for u in utterances) / 16000:.1f} s of speech) at real-time pace to a whole-utterance "
