@@ -79,15 +79,19 @@ async def hop_latency(executor, frames: int) -> list[float]:
     return out
 
 
-def _cpu_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def _cpu_of(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = t.user + t.system
         except psutil.Error:
             pass
-    return total
+    return out
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def _actor_procs() -> list[psutil.Process]:
@@ -103,7 +107,7 @@ async def sessions_run(n: int, executor, utterances: list[np.ndarray]) -> dict:
     p.add("stt", UtteranceSTT(), executor=executor)
     runner = PipelineRunner()
     sessions = [await runner.create_stream_session(p) for _ in range(n)]
-    procs = [psutil.Process(os.getpid()), *_actor_procs()]
+    procs = [psutil.Process(os.getpid()), *(_actor_procs() if executor.kind == "ray" else [])]
     cpu0, t0 = _cpu_of(procs), time.perf_counter()
     latencies: list[float] = []
     stt_s: list[float] = []
@@ -125,7 +129,7 @@ async def sessions_run(n: int, executor, utterances: list[np.ndarray]) -> dict:
 
     await asyncio.gather(*(one(s, i) for i, s in enumerate(sessions)))
     wall = time.perf_counter() - t0
-    cpu = _cpu_of(procs) - cpu0
+    cpu = _cpu_delta(cpu0, _cpu_of(procs))
     for s in sessions:
         await s.close()
     p50, p95 = percentiles(latencies, (0.5, 0.95))
