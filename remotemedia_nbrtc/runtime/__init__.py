@@ -1,6 +1,7 @@
 """The pipeline runtime: data types, nodes, pipelines, sessions. No WebRTC or Jupyter in here."""
 
 from .data import AudioData, BinaryData, ControlData, ErrorData, JsonData, RuntimeData, TextData, VideoData, now_us
+from .executors import Executor, LocalExecutor, RayExecutor, local, ray
 from .node import Node, create_node, get_node_class, node, node_registry, register_node
 from .pipeline import AudioFormat, Connection, Pipeline, load_manifest
 from .queues import BoundedQueue, QueuePolicy
@@ -15,13 +16,16 @@ __all__ = [
     "Connection",
     "ControlData",
     "ErrorData",
+    "Executor",
     "JsonData",
+    "LocalExecutor",
     "Node",
     "NodeState",
     "Pipeline",
     "PipelineRunner",
     "PipelineSource",
     "QueuePolicy",
+    "RayExecutor",
     "RuntimeData",
     "StreamSession",
     "TextData",
@@ -29,8 +33,10 @@ __all__ = [
     "create_node",
     "get_node_class",
     "load_manifest",
+    "local",
     "node",
     "node_registry",
     "now_us",
+    "ray",
     "register_node",
 ]

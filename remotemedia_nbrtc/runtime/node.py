@@ -33,7 +33,9 @@ class Node:
     Class attributes: ``node_type`` (registry name), ``threaded`` (run a sync ``process`` on a
     worker thread), ``accepts_extra_params`` (keep manifest params ``__init__`` does not name),
     ``audio_input`` (``(sample_rate, channels)`` this node wants as a pipeline
-    source, or ``None``).
+    source, or ``None``), ``stateful`` (keeps state from one input to the next; ``False`` lets a
+    remote executor share replicas between sessions), ``executor`` (where the node runs unless
+    ``Pipeline.add`` says otherwise: ``None`` is in the kernel, ``rm.ray(...)`` a Ray actor).
     """
 
     node_type: ClassVar[str] = ""
@@ -42,6 +44,8 @@ class Node:
     #: True if the node takes parameters its ``__init__`` does not name (through ``**kwargs``);
     #: otherwise an unknown manifest param is a ManifestError naming the node and the field.
     accepts_extra_params: ClassVar[bool] = False
+    stateful: ClassVar[bool] = True
+    executor: ClassVar[Any] = None
 
     id: str = ""
     _params: dict[str, Any]
@@ -215,7 +219,8 @@ def _annotation_name(annotation: Any) -> str:
 
 
 def node(
-    node_type: str | Callable[..., Any] | None = None, *, threaded: bool = False
+    node_type: str | Callable[..., Any] | None = None, *, threaded: bool = False, stateful: bool = True,
+    executor: Any = None,
 ) -> Any:
     """Turn a plain function into a registered node class.
 
@@ -227,6 +232,9 @@ def node(
 
         @node(threaded=True)                 # CPU-heavy: runs on the node's own thread
         def frames(data, *, size: int = 320): ...
+
+        @node(stateful=False, executor=ray(replicas=2))   # heavy: a pool of 2 Ray actors
+        def caption(frame): ...
 
     Generators (sync or async) become streaming nodes. Returns the new ``Node`` subclass, which is
     also callable with the params to make an instance.
@@ -271,6 +279,8 @@ def node(
             {
                 "node_type": name,
                 "threaded": threaded and not is_async,
+                "stateful": stateful,
+                "executor": executor,
                 "__init__": __init__,
                 "process": process,
                 "__doc__": fn.__doc__,

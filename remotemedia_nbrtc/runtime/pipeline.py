@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ManifestError
+from .executors import Executor, LocalExecutor, check_executor, executor_from_manifest
 from .node import Node, create_node
 from .queues import POLICIES
 
@@ -54,6 +55,7 @@ class _Entry:
     is_streaming: bool = True
     is_output_node: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    executor: Executor | None = None  # as given to add() or in the manifest; None: the class's own
 
 
 class Pipeline:
@@ -86,16 +88,25 @@ class Pipeline:
         return str(self.metadata.get("name", ""))
 
     # -- building ---------------------------------------------------------------------------
-    def add(self, node_id: str, node: Node, *, is_output_node: bool = False, is_streaming: bool = True) -> Node:
-        """Add ``node`` under ``node_id``; returns the node."""
+    def add(self, node_id: str, node: Node, *, is_output_node: bool = False, is_streaming: bool = True,
+            executor: Executor | None = None) -> Node:
+        """Add ``node`` under ``node_id``; returns the node.
+
+        ``executor`` says where it runs: ``None`` follows the node class (in the kernel unless the class
+        sets one), ``rm.ray(...)`` in a Ray actor (see :mod:`remotemedia_nbrtc.runtime.executors`).
+        """
         if not isinstance(node_id, str) or not _ID_RE.match(node_id):
             raise ManifestError("id must be 1-128 chars of letters, digits, _ . : -", node_id=str(node_id), field="id")
         if node_id in self._nodes:
             raise ManifestError("duplicate node id", node_id=node_id, field="id")
         if not isinstance(node, Node):
             raise ManifestError(f"expected a Node instance, got {type(node).__name__}", node_id=node_id)
+        effective = executor or type(node).executor
+        if effective is not None:
+            check_executor(effective, node, node_id=node_id)
         node.id = node_id
-        self._nodes[node_id] = _Entry(node, is_streaming=is_streaming, is_output_node=is_output_node)
+        self._nodes[node_id] = _Entry(node, is_streaming=is_streaming, is_output_node=is_output_node,
+                                      executor=executor)
         return node
 
     def connect(self, source: str, target: str, *, policy: str = "auto") -> Pipeline:
@@ -118,6 +129,11 @@ class Pipeline:
 
     def node(self, node_id: str) -> Node:
         return self._nodes[node_id].node
+
+    def executor(self, node_id: str) -> Executor:
+        """Where ``node_id`` runs: its ``add``/manifest executor, else its class's, else in the kernel."""
+        entry = self._nodes[node_id]
+        return entry.executor or type(entry.node).executor or LocalExecutor()
 
     def is_output_node(self, node_id: str) -> bool:
         return self._nodes[node_id].is_output_node
@@ -208,6 +224,8 @@ class Pipeline:
             item["is_streaming"] = entry.is_streaming
             if entry.is_output_node:
                 item["is_output_node"] = True
+            if entry.executor is not None:
+                item["executor"] = entry.executor.to_manifest()
             item.update(entry.extra)
             nodes.append(item)
         manifest: dict[str, Any] = {"version": self.version, "metadata": copy.deepcopy(self.metadata), "nodes": nodes,
@@ -274,10 +292,11 @@ class Pipeline:
             if params is not None and not isinstance(params, dict):
                 raise ManifestError("params must be an object", node_id=nid, field="params")
             node = create_node(node_type, params, node_id=nid)
+            executor = executor_from_manifest(raw["executor"], node_id=nid) if "executor" in raw else None
             pipeline.add(nid, node, is_output_node=bool(raw.get("is_output_node", False)),
-                         is_streaming=bool(raw.get("is_streaming", False)))
-            pipeline._nodes[nid].extra = {k: copy.deepcopy(v) for k, v in raw.items()
-                                          if k not in ("id", "node_type", "params", "is_streaming", "is_output_node")}
+                         is_streaming=bool(raw.get("is_streaming", False)), executor=executor)
+            pipeline._nodes[nid].extra = {k: copy.deepcopy(v) for k, v in raw.items() if k not in
+                                          ("id", "node_type", "params", "is_streaming", "is_output_node", "executor")}
         connections = manifest.get("connections") or []
         if not isinstance(connections, list):
             raise ManifestError("connections must be a list", field="connections")

@@ -3,6 +3,10 @@
 Every node runs as its own task with a bounded inbox. Producers wait when an inbox is full
 (audio and data are never dropped); video uses keep-newest and counts what it drops. A node
 error becomes an :class:`ErrorData` output naming the node; the session goes on.
+
+A node with a remote executor (``rm.ray(...)``) keeps its task and inbox here; the task sends each
+input to the node's actor, with at most ``max_in_flight`` calls outstanding, and emits the replies
+in order. When the inbox fills because the actor is behind, the same policy applies as for a local node.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Literal
 from .._compat import wait_for
 from ..errors import SessionClosedError
 from .data import ControlData, ErrorData, RuntimeData, VideoData
+from .executors import Executor, LocalExecutor, RemoteNode
 from .node import Node, iter_outputs
 from .pipeline import AudioFormat, Pipeline
 from .queues import BoundedQueue, QueuePolicy
@@ -82,9 +87,14 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 class _NodeRunner:
-    def __init__(self, session: StreamSession, node: Node, capacity: int) -> None:
+    def __init__(self, session: StreamSession, node: Node, capacity: int, executor: Executor | None = None) -> None:
         self.session = session
         self.node = node
+        self.executor: Executor = executor or LocalExecutor()
+        self.remote: RemoteNode | None = None
+        self.lost_reason: str | None = None  # set when a remote node's actor is gone
+        self.lost = 0  # inputs a lost remote node could not process (counted, never silently dropped)
+        self._slots: asyncio.Semaphore | None = None
         self.id = node.id
         self.inbox: BoundedQueue[RuntimeData] = BoundedQueue(capacity)
         self.metrics = _Metrics()
@@ -94,12 +104,34 @@ class _NodeRunner:
         self.expected_eos = 1
         self.eos_seen = 0
         self.taps: list[Callable[[RuntimeData], None]] = []
-        self.worker = _Worker(f"rm-node-{node.id}") if node.threaded else None
+        local = isinstance(self.executor, LocalExecutor)
+        self.worker = _Worker(f"rm-node-{node.id}") if node.threaded and local else None
         self.is_async_gen = inspect.isasyncgenfunction(node.process)
         self.is_coroutine = inspect.iscoroutinefunction(node.process)
         self.flush_is_async = inspect.iscoroutinefunction(node.flush) or inspect.isasyncgenfunction(node.flush)
 
+    async def start(self) -> None:
+        """The node's ``start`` hook: here, or in its actor for a remote executor."""
+        if isinstance(self.executor, LocalExecutor):
+            await self.node.start()
+            return
+        # connecting (or starting a local Ray) takes seconds: not on the session's loop, which may be the RTC loop
+        self.remote = await asyncio.to_thread(self.executor.open, self.node)
+        self._slots = asyncio.Semaphore(self.remote.max_in_flight)
+        await self.remote.start()
+
+    async def stop(self) -> None:
+        if self.remote is not None:
+            await self.remote.close()
+        elif isinstance(self.executor, LocalExecutor):
+            await self.node.stop()
+        if self.worker:
+            self.worker.stop()
+
     async def run(self) -> None:
+        if self.remote is not None:
+            await self._run_remote(self.remote)
+            return
         while True:
             try:
                 item = await self.inbox.get()
@@ -188,6 +220,102 @@ class _NodeRunner:
         if self.to_client:
             await self.session._output(self.id, out)
 
+    # -- remote executors ------------------------------------------------------------------
+    async def _run_remote(self, remote: RemoteNode) -> None:
+        """Send inputs to the actor (bounded in-flight calls); a collector task emits replies in order."""
+        assert self._slots is not None
+        pending: asyncio.Queue[tuple[Any, Any, ControlData | None, float]] = asyncio.Queue()
+        collector = asyncio.get_running_loop().create_task(self._collect(remote, pending), name=f"rm-rx-{self.id}")
+        try:
+            while True:
+                try:
+                    item = await self.inbox.get()
+                except EOFError:
+                    return
+                if isinstance(item, ControlData):
+                    if item.message_type == "end_of_stream":
+                        self.eos_seen += 1
+                        if self.eos_seen < self.expected_eos:
+                            continue
+                    flushing = item.message_type in ("end_of_stream", "flush")
+                    await self._submit(remote, pending, "flush" if flushing else None, None, item)
+                    if item.message_type == "end_of_stream":
+                        await collector
+                        return
+                    continue
+                self.metrics.frames_in += 1
+                if self.state == "disabled":
+                    continue
+                if self.state == "bypass":
+                    pending.put_nowait(("ready", [item], None, 0.0))
+                    continue
+                if self.lost_reason is not None:
+                    self.lost += 1
+                    continue
+                await self._submit(remote, pending, "process", item, None)
+        finally:
+            if not collector.done():
+                collector.cancel()
+                await asyncio.gather(collector, return_exceptions=True)
+
+    async def _submit(self, remote: RemoteNode, pending: asyncio.Queue[Any], method: str | None,
+                      data: RuntimeData | None, control: ControlData | None) -> None:
+        if method is None or self.lost_reason is not None:
+            pending.put_nowait(("ready", [], control, 0.0))
+            return
+        assert self._slots is not None
+        await self._slots.acquire()  # max_in_flight reached: the inbox fills and its policy applies
+        try:
+            call: Any = remote.submit(method, data)
+        except Exception as exc:  # e.g. no replica left: reported like a failed call
+            call = asyncio.get_running_loop().create_future()
+            call.set_exception(exc)
+        pending.put_nowait(("call", call, control, time.perf_counter()))
+
+    async def _collect(self, remote: RemoteNode, pending: asyncio.Queue[Any]) -> None:
+        assert self._slots is not None
+        while True:
+            kind, payload, control, started = await pending.get()
+            outs: list[Any] = payload if kind == "ready" else []
+            if kind == "call":
+                try:
+                    outs = await wait_for(payload, remote.call_timeout_s)
+                    if control is None:
+                        self.metrics.durations.append(time.perf_counter() - started)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._remote_failed(remote, exc, an_input=control is None)
+                finally:
+                    self._slots.release()
+            for out in outs:
+                await self.emit(out)
+            if control is not None:
+                await self._forward(control)
+                if control.message_type == "end_of_stream":
+                    self.session._node_finished(self)
+                    return
+
+    async def _remote_failed(self, remote: RemoteNode, exc: BaseException, *, an_input: bool = True) -> None:
+        loss = remote.describe_loss(exc)
+        if loss is None:  # the node itself raised, in its actor
+            self.metrics.errors += 1
+            err = remote.node_error(exc)
+            await self.session._output(self.id, ErrorData(self.id, str(err) or repr(err), type(err).__name__))
+            return
+        self.lost += an_input  # inputs only: a lost flush is not an input
+        if self.lost_reason is not None:
+            return
+        if isinstance(exc, TimeoutError) or not remote.alive():
+            self.lost_reason = loss
+            message = (f"node {self.id!r} lost its Ray actor ({loss}); the session goes on without it, and the "
+                       f"inputs it cannot process are counted in metrics()[{self.id!r}]['lost']")
+        else:
+            message = f"node {self.id!r}: a Ray replica was lost ({loss}); the other replicas go on"
+        self.metrics.errors += 1
+        log.warning("%s", message)
+        await self.session._output(self.id, ErrorData(self.id, message, "RemoteNodeLost"))
+
     def snapshot(self) -> dict[str, Any]:
         durations = list(self.metrics.durations)
         p50 = _percentile(durations, 0.5)
@@ -203,11 +331,22 @@ class _NodeRunner:
             "queue_capacity": self.inbox.capacity,
             "p50_ms": None if p50 is None else p50 * 1000,
             "p95_ms": None if p95 is None else p95 * 1000,
+            "executor": self.executor.kind,
+            **({} if self.remote is None else self._remote_snapshot()),
         }
         counters = getattr(self.node, "counters", None)  # a node's own counters (e.g. ReplyOnPause's turns)
         if callable(counters):
             out["counters"] = counters()
         return out
+
+    def _remote_snapshot(self) -> dict[str, Any]:
+        assert self._slots is not None and self.remote is not None
+        return {
+            "in_flight": self.remote.max_in_flight - self._slots._value,  # noqa: SLF001
+            "max_in_flight": self.remote.max_in_flight,
+            "lost": self.lost,
+            "lost_reason": self.lost_reason,
+        }
 
 
 class StreamSession:
@@ -223,7 +362,7 @@ class StreamSession:
         self._runners: dict[str, _NodeRunner] = {}
         for nid in pipeline.topological_order():
             node = pipeline.node(nid).fresh_copy()
-            self._runners[nid] = _NodeRunner(self, node, node_capacity)
+            self._runners[nid] = _NodeRunner(self, node, node_capacity, pipeline.executor(nid))
         for c in pipeline.connections:
             self._runners[c.source].targets.append((self._runners[c.target], c.policy))  # type: ignore[arg-type]
         for nid, runner in self._runners.items():
@@ -260,11 +399,11 @@ class StreamSession:
         started: list[_NodeRunner] = []
         try:
             for runner in self._runners.values():
-                await runner.node.start()
                 started.append(runner)
+                await runner.start()
         except BaseException:
             for runner in started:
-                await _quietly(runner.node.stop())
+                await _quietly(runner.stop())
             for runner in self._runners.values():
                 if runner.worker:
                     runner.worker.stop()
@@ -367,8 +506,19 @@ class StreamSession:
         self._runners[node_id].state = state
 
     def node(self, node_id: str) -> Node:
-        """The live node instance of this session (e.g. to change a parameter while streaming)."""
+        """The live node instance of this session (e.g. to change a parameter while streaming).
+
+        For a node on a remote executor this is the kernel's unstarted copy: the live one is in its
+        actor (read its attributes with :meth:`node_attribute`).
+        """
         return self._runners[node_id].node
+
+    async def node_attribute(self, node_id: str, name: str) -> Any:
+        """An attribute of the live node, wherever it runs (in its Ray actor for a remote node)."""
+        runner = self._runners[node_id]
+        if runner.remote is None:
+            return getattr(runner.node, name)
+        return await runner.remote.get_attribute(name)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Per-node counters: frames in/out, errors, drops, queue depth, processing time p50/p95 (ms), and
@@ -387,10 +537,7 @@ class StreamSession:
             runner.inbox.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for runner in self._runners.values():
-            await _quietly(runner.node.stop())
-            if runner.worker:
-                runner.worker.stop()
+        await asyncio.gather(*(_quietly(runner.stop()) for runner in self._runners.values()))
         self._outputs.close()
 
     async def __aenter__(self) -> StreamSession:
