@@ -7,6 +7,7 @@ Ray starts slowly on a small machine (10-30 s), so every test here shares one of
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 
 import numpy as np
@@ -129,6 +130,10 @@ async def test_twenty_sessions_leave_no_actor_behind(local_ray):
         await session.send_input(frame(0))
         assert isinstance(await session.receive_output(timeout=60), AudioData)
         await session.close()
+        # ray.kill is asynchronous: the actor is gone once the GCS has marked it dead (a leak never gets there)
+        deadline = time.monotonic() + 15
+        while alive_actors() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         assert alive_actors() == 0
     assert live_pools() == 0
 
