@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _peer_helpers import Client
-from test_peer import config, connect, json_messages, manifest
+from tests.transport._peer_helpers import Client
+from tests.transport.test_peer import config, connect, json_messages, manifest
 
 from remotemedia_nbrtc.transport.dcaudio import LABEL, OUT_FRAME_MS, DataChannelAudio, parse_protocol
 from remotemedia_nbrtc.transport.loop_thread import LoopThread
