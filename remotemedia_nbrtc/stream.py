@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import TransportError
 from .recent import RecentOutputs
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
+from .runtime.queues import DropOldest
 
 __all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
 
@@ -129,12 +129,10 @@ class _Dispatcher:
                  *, capacity: int = 4096, tick_s: float = 0.05) -> None:
         self._deliver = deliver
         self._tick = tick
-        self._capacity = capacity
         self._tick_s = tick_s
-        self._items: deque[tuple[str, RuntimeData]] = deque()
+        self._items: DropOldest[tuple[str, RuntimeData]] = DropOldest(capacity)
         self._cond = threading.Condition()
         self._stopping = False
-        self.drops = 0
         self.delivered = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -144,18 +142,19 @@ class _Dispatcher:
         with self._cond:
             if self._stopping:
                 return
-            if len(self._items) >= self._capacity:
-                self._items.popleft()
-                self.drops += 1
-            self._items.append((node_id, data))
+            self._items.push((node_id, data))
             self._cond.notify()
+
+    @property
+    def drops(self) -> int:
+        """Outputs dropped because the buffer was full."""
+        return self._items.drops
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._items) or self._stopping, timeout=self._tick_s)
-                batch = list(self._items)
-                self._items.clear()
+                batch = self._items.drain()
                 stopping = self._stopping
             for node_id, data in batch:
                 try:
