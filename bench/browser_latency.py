@@ -128,7 +128,8 @@ def send_pattern():
 
 pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
-h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT)
+h = rm.stream(pipe, audio=True, loopback_only=True, plot=False,
+              options=rm.StreamOptions(jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT))
 h''',
     "_cpu0 = (time.process_time(), time.monotonic()); print('CPU_MARK')",
     "_cpu = 100 * (time.process_time() - _cpu0[0]) / (time.monotonic() - _cpu0[1])\n"
@@ -546,8 +547,8 @@ def main() -> int:
         "AudioContext time into a "
         "MediaStreamDestination track that replaces the mic (the widget's bench hook, `window.__rmBench`), the "
         f"first {SKIP_BURSTS} not counted; {n_connects} connections per server. **ours**: JupyterLab + the "
-        "extension + a kernel running `rm.stream(pipeline, loopback_only=True, jitter_buffer_ms="
-        f"{jitter}, audio_transport=...)`, pipeline `AudioLevelNode(passthrough=True)` + server wall-clock stamps "
+        "extension + a kernel running `rm.stream(pipeline, loopback_only=True, options=StreamOptions(jitter_buffer_ms="
+        f"{jitter}, audio_transport=...))`, pipeline `AudioLevelNode(passthrough=True)` + server wall-clock stamps "
         "(level results on the data channel, the audio back), the widget's own signaling (trickle ICE) and "
         "Stop/Start for reconnects; one run per audio transport: `'rtp'` (the default: Opus media tracks both "
         "ways, the browser's encoder and receive buffer; what `'auto'` picks across networks) and `'datachannel'` "
