@@ -3,8 +3,10 @@
 // WebSocket (<base_url>remotemedia/ws/<session_id>): peer.announce, peer.offer answered in the result,
 // trickle ICE both ways, peer.state_change notifications.
 
-const SERVER_PEER = "remotemedia-server";
-const RPC_TIMEOUT_MS = 20000;
+import { ERROR_CODES, FRAME_KINDS, FRAME_HEADER_BYTES, SERVER_PEER_ID, DC_AUDIO_LABEL } from "./protocol.js";
+import { authHeaders, baseUrl, benchHook, detectHost, keepCandidate, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
+import { RpcSocket } from "./rpc_socket.js";
+
 const STATS_INTERVAL_MS = 1000;
 const PING_INTERVAL_MS = 1000;
 const MAX_TEXT_LINES = 200;
@@ -13,91 +15,6 @@ const MAX_TEXT_LINES = 200;
 const NO_CANDIDATE_MS = 1500;
 const NO_NETWORK_REASON = "this browser offers WebRTC no network address (only loopback here: Chrome never " +
   "gathers 127.0.0.1 unless started with --allow-loopback-in-peer-connection)";
-
-// BENCH HOOK (bench/browser_latency.py only; inert unless a page script sets window.__rmBench before the
-// widget starts): `stream()` -> a MediaStream used instead of getUserMedia (e.g. WebAudio bursts), and
-// `onPeer(pc, dc)` is called just before createOffer (the bench listens to the data channel / tracks itself).
-function benchHook() {
-  return (typeof window !== "undefined" && window.__rmBench) || null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Page and host
-// ---------------------------------------------------------------------------------------------
-
-export function pageConfig(doc = document) {
-  const el = doc.getElementById("jupyter-config-data");
-  if (!el) return null;
-  try {
-    return JSON.parse(el.textContent || "{}");
-  } catch (e) {
-    return null;
-  }
-}
-
-export function readCookie(name, doc = document) {
-  const m = (doc.cookie || "").match("(^|;)\\s*" + name + "\\s*=\\s*([^;]+)");
-  return m ? decodeURIComponent(m.pop()) : "";
-}
-
-export function detectHost(win = window) {
-  const cfg = pageConfig(win.document);
-  if (win.google && win.google.colab) return "colab";
-  const proto = (win.location && win.location.protocol) || "";
-  if (proto.startsWith("vscode") || typeof win.acquireVsCodeApi === "function") return "vscode";
-  if (cfg && /notebook/i.test(cfg.appName || "")) return "notebook7";
-  if (cfg && /lab/i.test(cfg.appName || "")) return "jupyterlab";
-  if (cfg) return "jupyter";
-  return "unknown";
-}
-
-function baseUrl(cfg) {
-  let base = (cfg && cfg.baseUrl) || "/";
-  if (!base.endsWith("/")) base += "/";
-  return base;
-}
-
-function authParams(cfg) {
-  const q = new URLSearchParams();
-  if (cfg && cfg.token) q.set("token", cfg.token);
-  const xsrf = readCookie("_xsrf");
-  if (xsrf) q.set("_xsrf", xsrf);
-  return q;
-}
-
-function authHeaders(cfg) {
-  const h = {};
-  if (cfg && cfg.token) h["Authorization"] = "token " + cfg.token;
-  const xsrf = readCookie("_xsrf");
-  if (xsrf) h["X-XSRFToken"] = xsrf;
-  return h;
-}
-
-export function signalingUrl(cfg, wsPath, loc = window.location) {
-  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
-  const q = authParams(cfg).toString();
-  return scheme + "//" + loc.host + baseUrl(cfg) + wsPath + (q ? "?" + q : "");
-}
-
-// Keep only loopback candidates (tests / hermetic CI); returns null to drop the candidate.
-/** True for a page served from this machine (localhost, 127.x.x.x, ::1): the kernel is then on this host too. */
-export function isLoopbackHost(hostname) {
-  const h = String(hostname || "").toLowerCase();
-  return h === "localhost" || h.endsWith(".localhost") || /^127\.\d+\.\d+\.\d+$/.test(h) || h === "[::1]" || h === "::1";
-}
-
-/** "rtp" | "datachannel" for a stream's `audio_transport` setting: "auto" picks the data channel when the
- *  kernel is on this machine (loopback_only, or a page served from localhost), where it is lowest latency and
- *  nothing gets lost, and RTP (Opus, loss concealment, congestion control) across networks. */
-export function resolveAudioTransport(setting, loopbackOnly, hostname) {
-  if (setting === "rtp" || setting === "datachannel") return setting;
-  return loopbackOnly || isLoopbackHost(hostname) ? "datachannel" : "rtp";
-}
-
-export function keepCandidate(candidateLine, loopbackOnly) {
-  if (!loopbackOnly || !candidateLine) return true;
-  return / 127\.\d+\.\d+\.\d+ /.test(candidateLine);
-}
 
 function friendlyMediaError(err, host) {
   const name = (err && err.name) || "";
@@ -114,90 +31,12 @@ function friendlyMediaError(err, host) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON-RPC over WebSocket
-// ---------------------------------------------------------------------------------------------
-
-class RpcSocket {
-  constructor(url, onNotify, onClose) {
-    this.url = url;
-    this.onNotify = onNotify;
-    this.onClose = onClose;
-    this.nextId = 1;
-    this.pending = new Map();
-    this.ws = null;
-    this.closedByUs = false;
-  }
-
-  open(timeoutMs = 10000) {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const ws = new WebSocket(this.url);
-      ws.binaryType = "arraybuffer";  // WebSocket media frames (see WsMediaLink)
-      this.ws = ws;
-      const timer = setTimeout(() => {
-        if (!settled) { settled = true; reject(new Error("timed out opening the signaling WebSocket")); ws.close(); }
-      }, timeoutMs);
-      ws.onopen = () => { if (!settled) { settled = true; clearTimeout(timer); resolve(); } };
-      ws.onerror = () => {};
-      ws.onclose = (ev) => {
-        clearTimeout(timer);
-        for (const [, p] of this.pending) p.reject(new Error("signaling connection closed"));
-        this.pending.clear();
-        if (!settled) { settled = true; reject(Object.assign(new Error("signaling WebSocket failed"), { code: ev.code, reason: ev.reason })); return; }
-        if (!this.closedByUs && this.onClose) this.onClose(ev);
-      };
-      ws.onmessage = (ev) => {
-        if (typeof ev.data === "string") this._onMessage(ev.data);
-        else if (this.onBinary) this.onBinary(ev.data);
-      };
-    });
-  }
-
-  _onMessage(text) {
-    let msg;
-    try { msg = JSON.parse(text); } catch (e) { return; }
-    if (msg.id !== undefined && msg.id !== null && this.pending.has(msg.id)) {
-      const p = this.pending.get(msg.id);
-      this.pending.delete(msg.id);
-      if (msg.error) p.reject(Object.assign(new Error(msg.error.message), { rpc: msg.error }));
-      else p.resolve(msg.result);
-      return;
-    }
-    if (msg.method) { this.onNotify(msg.method, msg.params || {}); return; }
-    if (msg.error) this.onNotify("__error__", msg.error);  // an error without a request (e.g. session gone)
-  }
-
-  call(method, params, timeoutMs = RPC_TIMEOUT_MS) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("signaling not connected"));
-    const id = this.nextId++;
-    const p = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(method + " timed out")); }, timeoutMs);
-      this.pending.set(id, {
-        resolve: (v) => { clearTimeout(timer); resolve(v); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      });
-    });
-    this.ws.send(JSON.stringify({ jsonrpc: "2.0", method, params, id }));
-    return p;
-  }
-
-  notify(method, params) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ jsonrpc: "2.0", method, params }));
-  }
-
-  close() {
-    this.closedByUs = true;
-    if (this.ws) try { this.ws.close(1000, "client closed"); } catch (e) {}
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // WebSocket media fallback (protocol: remotemedia_nbrtc/transport/wsmedia.py): when WebRTC cannot
 // connect, media travels as binary frames on the signaling socket itself, each with a 13-byte header.
 // ---------------------------------------------------------------------------------------------
 
-const KIND_AUDIO = 1, KIND_VIDEO = 2, KIND_DATA = 3;
-const HEADER_BYTES = 13;
+const KIND_AUDIO = FRAME_KINDS.audio, KIND_VIDEO = FRAME_KINDS.video, KIND_DATA = FRAME_KINDS.data;
+const HEADER_BYTES = FRAME_HEADER_BYTES;
 const WS_HIGH_WATER = 256 * 1024;  // bytes the socket may hold unsent before we hold frames back
 const WS_AUDIO_QUEUE_MAX = 50;      // 20 ms frames waiting for the socket (1 s); older ones are dropped, counted
 const WS_AUDIO_LEAD_S = 0.04;       // returned audio starts this far ahead of the audio clock after an underrun
@@ -512,7 +351,6 @@ class WsMediaLink {
 // Low-latency audio on a data channel (audio_transport="datachannel"; kernel side: transport/dcaudio.py)
 // ---------------------------------------------------------------------------------------------
 
-const DC_AUDIO_LABEL = "rm-audio";
 const DC_MIN_RATE = 16000, DC_MAX_RATE = 48000;  // what the kernel accepts (transport/dcaudio.py)
 const DC_AUDIO_HIGH_WATER = 64 * 1024;  // bytes the channel may hold unsent; beyond it captured frames are dropped, counted
 const DC_PLAYOUT_TRIM_ABOVE_MS = 15;    // a standing backlog this far above the margin for 1 s is skipped (counted);
@@ -1234,7 +1072,7 @@ class StreamView {
 
   describeConnectError(e) {
     if (e && e.rpc) {
-      if (e.rpc.code === -32000) return "The kernel no longer serves this session (kernel restarted or the handle was closed): re-run the cell.";
+      if (e.rpc.code === ERROR_CODES.SESSION_UNAVAILABLE) return "The kernel no longer serves this session (kernel restarted or the handle was closed): re-run the cell.";
       return "Signaling error " + e.rpc.code + ": " + e.rpc.message + (e.rpc.data ? " " + JSON.stringify(e.rpc.data) : "");
     }
     if (e && e.code !== undefined) {
@@ -1309,7 +1147,7 @@ class StreamView {
     } catch (e) {
       if (gen !== this.generation || this.wsm || this.path) return;  // superseded, or already fell back
       const forced = e && e.rpc && e.rpc.data && e.rpc.data.transport === "websocket";
-      if (setting !== "auto" || (e && e.rpc && e.rpc.code === -32000)) throw e;
+      if (setting !== "auto" || (e && e.rpc && e.rpc.code === ERROR_CODES.SESSION_UNAVAILABLE)) throw e;
       await this.fallBack(gen, forced ? "the kernel allows WebSocket media only (transport='websocket')"
         : "WebRTC setup failed: " + (e && e.message ? e.message : String(e)));
     }
@@ -1355,7 +1193,7 @@ class StreamView {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, pc), NO_CANDIDATE_MS));
-    const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER, sdp: pc.localDescription.sdp });
+    const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER_ID, sdp: pc.localDescription.sdp });
     // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
     // so its ICE checks can start as soon as it answers instead of one signaling hop later.
     this.offerSent = true;
@@ -1486,7 +1324,7 @@ class StreamView {
 
   sendCandidate(c) {
     if (!this.rpc) return;
-    this.rpc.call("peer.ice_candidate", { from: this.peerId, to: SERVER_PEER, ...c }).catch(() => {});
+    this.rpc.call("peer.ice_candidate", { from: this.peerId, to: SERVER_PEER_ID, ...c }).catch(() => {});
   }
 
   async addRemoteCandidate(p) {
@@ -1514,7 +1352,7 @@ class StreamView {
       if (params.connection_state === "failed") this.fail("The kernel's peer reported ICE failure: no network path between this browser and the kernel.");
       if (params.connection_state === "closed" && this.pc) this.fail("The kernel closed the connection.");
     } else if (method === "__error__") {
-      if (params.code === -32000) this.fail("The kernel no longer serves this session (kernel restarted or the handle was closed): re-run the cell.");
+      if (params.code === ERROR_CODES.SESSION_UNAVAILABLE) this.fail("The kernel no longer serves this session (kernel restarted or the handle was closed): re-run the cell.");
       else this.fail("Signaling error " + params.code + ": " + params.message);
     }
   }
