@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,3 +71,24 @@ def test_the_widget_modules_assemble_into_valid_esm(tmp_path: Path) -> None:
     out = run_node(assemble(JS_DIR), tmp_path, "const m = await import(process.argv[1]);"
                    "console.log(typeof m.default.render);")
     assert out == "function"
+
+
+def code_only(source: str) -> str:
+    """``source`` without comments and string/template literals (roughly: enough to find identifiers)."""
+    return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|`(?:\\.|[^`\\])*`', " ", source,
+                  flags=re.S)
+
+
+def test_each_module_imports_what_it_uses_from_the_others_and_nothing_more() -> None:
+    sources = {p.name: p.read_text() for p in JS_DIR.glob("*.js")}
+    exported = {name: set(re.findall(r"^export (?:async function|function|class|const) (\w+)", text, re.M))
+                for name, text in sources.items()}
+    for name, text in sources.items():
+        imported = {n.strip() for group in re.findall(r"^import \{([^}]*)\}", text, re.M) for n in group.split(",")}
+        code = code_only(re.sub(r"^import [^\n]*", "", text, flags=re.M))
+        used = set(re.findall(r"(?<![\w$.])([A-Za-z_$][\w$]*)", code))
+        assert not imported - used, f"{name} imports {sorted(imported - used)} but does not use them"
+        for other, names in exported.items():
+            if other != name:
+                missing = {n for n in names & used if n not in imported and n not in exported[name]}
+                assert not missing, f"{name} uses {sorted(missing)} from {other} without importing them"
