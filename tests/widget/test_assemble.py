@@ -81,14 +81,14 @@ def code_only(source: str) -> str:
 
 def test_each_module_imports_what_it_uses_from_the_others_and_nothing_more() -> None:
     sources = {p.name: p.read_text() for p in JS_DIR.glob("*.js")}
-    exported = {name: set(re.findall(r"^export (?:async function|function|class|const) (\w+)", text, re.M))
-                for name, text in sources.items()}
+    top_level = {name: set(re.findall(r"^(?:export )?(?:async function|function|class|const|let) (\w+)", text, re.M))
+                 for name, text in sources.items()}
     for name, text in sources.items():
         imported = {n.strip() for group in re.findall(r"^import \{([^}]*)\}", text, re.M) for n in group.split(",")}
         code = code_only(re.sub(r"^import [^\n]*", "", text, flags=re.M))
         used = set(re.findall(r"(?<![\w$.])([A-Za-z_$][\w$]*)", code))
         assert not imported - used, f"{name} imports {sorted(imported - used)} but does not use them"
-        for other, names in exported.items():
+        for other, names in top_level.items():
             if other != name:
-                missing = {n for n in names & used if n not in imported and n not in exported[name]}
-                assert not missing, f"{name} uses {sorted(missing)} from {other} without importing them"
+                missing = {n for n in names & used if n not in imported and n not in top_level[name]}
+                assert not missing, f"{name} uses {sorted(missing)} of {other} without importing them"

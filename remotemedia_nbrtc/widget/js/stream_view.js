@@ -1,0 +1,660 @@
+// The widget's view: one per displayed output, one connection at a time. Signaling is RemoteMedia's JSON-RPC
+// 2.0 over the server extension's WebSocket (rpc_socket.js): peer.announce, peer.offer answered in the result,
+// trickle ICE both ways, peer.state_change notifications; media over WebRTC, or the WebSocket fallback.
+
+import { ERROR_CODES, SERVER_PEER_ID } from "./protocol.js";
+import { authHeaders, baseUrl, benchHook, detectHost, keepCandidate, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
+import { RpcSocket } from "./rpc_socket.js";
+import { WsMediaLink } from "./ws_media_link.js";
+import { DcAudioLink } from "./dc_audio_link.js";
+import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
+import { drawPlot, showPlotPng } from "./plot.js";
+import { TextLog, buildDom, element } from "./dom.js";
+import { SESSION_GONE, describeConnectError, friendlyMediaError, preflightProblem } from "./errors.js";
+
+const STATS_INTERVAL_MS = 1000;
+const PING_INTERVAL_MS = 1000;
+// A browser with any network gathers its host candidates within milliseconds; none this long after
+// setLocalDescription means it has no network but loopback, which Chrome never offers to WebRTC.
+const NO_CANDIDATE_MS = 1500;
+const NO_NETWORK_REASON = "this browser offers WebRTC no network address (only loopback here: Chrome never " +
+  "gathers 127.0.0.1 unless started with --allow-loopback-in-peer-connection)";
+
+/** One widget view = one connection: opens the media, signals, connects over WebRTC (or falls back to the
+ *  WebSocket media link), and shows the results, errors and stats. */
+export class StreamView {
+  constructor(model, el) {
+    this.model = model;
+    this.ui = buildDom(el);
+    this.text = new TextLog(this.ui.text);
+    this.host = detectHost();
+    this.cfg = pageConfig();
+    this.pc = null;
+    this.rpc = null;
+    this.dc = null;
+    this.stream = null;
+    this.peerId = "browser-" + Math.random().toString(36).slice(2, 10);
+    this.pendingLocal = [];
+    this.pendingRemote = [];
+    this.answerApplied = false;
+    this.timers = [];
+    this.pings = new Map();
+    this.rtts = [];
+    this.pingSeq = 0;
+    this.lastStats = null;
+    this.permission = {};
+    this.devices = { audioinput: [], videoinput: [] };
+    this.starting = false;
+    this.disposed = false;
+    this.ended = false;
+    this.generation = 0;
+    this.wsm = null;          // WsMediaLink while media goes over the WebSocket fallback
+    this.dca = null;          // DcAudioLink while audio goes over the rm-audio data channel
+    this.path = null;         // "webrtc" | "websocket" once media flows
+    this.pathReason = "";
+    this.fallbackTimer = null;
+    this.localCandidates = 0;
+    this._wire();
+  }
+
+  // -- ui ------------------------------------------------------------------------------------
+  _wire() {
+    const ui = this.ui;
+    ui.start.onclick = () => this.start();
+    ui.stop.onclick = () => this.stop("stopped");
+    ui.mute.onclick = () => this.toggleMute();
+    ui.statsBtn.onclick = () => { ui.stats.hidden = !ui.stats.hidden; this.renderStats(); };
+    ui.mic.onchange = () => { if (this.pc || this.wsm) this.restart(); };
+    ui.cam.onchange = () => { if (this.pc || this.wsm) this.restart(); };
+    ui.cam.hidden = !this.model.get("video");
+    ui.local.hidden = !this.model.get("video");
+    ui.remote.hidden = true;
+    ui.stats.hidden = !this.model.get("show_stats");
+    this._onMsg = (msg, buffers) => this.onCustom(msg, buffers);
+    this._onClosed = () => { if (this.model.get("closed")) this.stop("closed by the kernel", true); };
+    this._onError = () => this.showKernelError();
+    this.model.on("msg:custom", this._onMsg);
+    this.model.on("change:closed", this._onClosed);
+    this.model.on("change:error", this._onError);
+    this.model.set("host", this.host);
+    this.model.save_changes();
+  }
+
+  setStatus(text, state) {
+    this.ui.status.textContent = text;
+    if (state) {
+      this.ui.root.dataset.state = state;
+      this.model.set("state", state);
+      this.model.save_changes();
+    }
+  }
+
+  showError(message) {
+    this.ui.error.textContent = message;
+    this.ui.error.hidden = !message;
+    this.model.set("browser_error", message || "");
+    this.model.save_changes();
+  }
+
+  showKernelError() {
+    const err = this.model.get("error");
+    if (err) { this.ui.error.textContent = err; this.ui.error.hidden = false; this.setStatus("error", "error"); }
+  }
+
+  // Asks the kernel for ICE servers on every (re)connect, so short-lived TURN credentials are fresh; falls
+  // back to the ones the widget was made with when the kernel does not answer in time.
+  freshIceServers(timeoutMs = 3000) {
+    const fallback = this.model.get("ice_servers") || [];
+    const id = (this.iceRequests = (this.iceRequests || 0) + 1);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.iceWaiter = null; resolve(fallback); }, timeoutMs);
+      this.iceWaiter = { id, done: (servers) => { clearTimeout(timer); this.iceWaiter = null; resolve(servers); } };
+      try { this.model.send({ kind: "ice_request", id }); } catch (e) { this.iceWaiter.done(fallback); }
+    });
+  }
+
+  onCustom(msg, buffers) {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.kind === "ice_servers") {
+      if (this.iceWaiter && this.iceWaiter.id === msg.id) this.iceWaiter.done(Array.isArray(msg.servers) ? msg.servers : []);
+      return;
+    }
+    if (msg.kind === "plot-data") {
+      drawPlot(this.ui.plot, msg, buffers || []);
+      this.ui.plot.hidden = false;
+    } else if (msg.kind === "plot" && buffers && buffers.length) {
+      showPlotPng(this.ui.plotImg, buffers[0]);
+    } else if (msg.kind === "text") {
+      this.text.append(msg.text, msg.final !== false, "rm-kernel");
+    }
+  }
+
+  async fillDevices() {
+    try {
+      const all = await navigator.mediaDevices.enumerateDevices();
+      this.devices = { audioinput: all.filter((d) => d.kind === "audioinput"), videoinput: all.filter((d) => d.kind === "videoinput") };
+      for (const [sel, list] of [[this.ui.mic, this.devices.audioinput], [this.ui.cam, this.devices.videoinput]]) {
+        const keep = sel.value;
+        sel.replaceChildren(...list.map((d, i) => {
+          const o = element("option", "", d.label || (d.kind === "audioinput" ? "microphone " : "camera ") + (i + 1));
+          o.value = d.deviceId;
+          return o;
+        }));
+        if (keep && list.some((d) => d.deviceId === keep)) sel.value = keep;
+      }
+    } catch (e) { /* enumerateDevices is best effort */ }
+  }
+
+  async queryPermissions() {
+    if (!navigator.permissions) return;
+    for (const name of ["microphone", "camera"]) {
+      try { this.permission[name] = (await navigator.permissions.query({ name })).state; }
+      catch (e) { this.permission[name] = "unknown"; }
+    }
+  }
+
+  async checkExtension() {
+    try {
+      const r = await fetch(baseUrl(this.cfg) + "remotemedia/status", { headers: authHeaders(this.cfg), credentials: "same-origin" });
+      if (r.status === 404) return "The remotemedia_nbrtc server extension is not loaded in this Jupyter server " +
+        "(GET remotemedia/status: 404). Run `jupyter server extension enable remotemedia_nbrtc.server` and restart Jupyter.";
+      if (r.status === 403) return "The Jupyter server refused the request (403): reload the page and log in again.";
+      if (!r.ok) return null;  // not fatal: the WebSocket decides
+      this.extensionStatus = await r.json();
+    } catch (e) { /* offline or CORS: the WebSocket decides */ }
+    return null;
+  }
+
+  // -- connect -------------------------------------------------------------------------------
+  async start() {
+    if (this.starting || this.pc || this.wsm || this.disposed) return;
+    const problem = preflightProblem(this.model, this.host, this.transportSetting());
+    if (problem) { this.showError(problem); this.setStatus("cannot start", "error"); this.renderStats(); return; }
+    this.starting = true;
+    this.ended = false;
+    const gen = ++this.generation;
+    this.showError("");
+    this.ui.start.disabled = true;
+    this.ui.stop.disabled = false;
+    try {
+      this.setStatus("checking the server extension…", "starting");
+      const extProblem = await this.checkExtension();
+      if (extProblem) throw Object.assign(new Error(extProblem), { friendly: true });
+      this.setStatus("opening microphone" + (this.model.get("video") ? " and camera" : "") + "…", "starting");
+      await this.openMedia();
+      if (gen !== this.generation) return;
+      await this.fillDevices();
+      await this.queryPermissions();
+      this.setStatus("connecting to the kernel…", "connecting");
+      await this.connect(gen);
+    } catch (e) {
+      if (gen !== this.generation) return;
+      const msg = e && e.friendly ? e.message : (e && e.media ? friendlyMediaError(e.cause, this.host) : describeConnectError(e));
+      this.showError(msg);
+      this.teardown();
+      this.setStatus("error", "error");
+      if (e && e.media) {
+        // the doctor panel shows why: the permission state and how many devices the browser sees
+        await this.queryPermissions();
+        await this.fillDevices();
+        this.renderStats();
+      }
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  async openMedia() {
+    // audio_constraints / video_constraints from Python (sampleRate, width, frameRate, deviceId...) are
+    // merged in; a device picked in the widget wins over a deviceId given in Python
+    const audioExtra = this.model.get("audio_constraints") || {}, videoExtra = this.model.get("video_constraints") || {};
+    const audio = this.model.get("audio")
+      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false, ...audioExtra,
+          ...(this.ui.mic.value ? { deviceId: { exact: this.ui.mic.value } } : {}) }
+      : false;
+    const video = this.model.get("video")
+      ? { ...videoExtra, ...(this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : {}) }
+      : false;
+    const bench = benchHook();  // BENCH HOOK
+    const file = this.model.get("media_file");
+    if (file && file.byteLength && !(bench && bench.stream)) { this.stream = await this.playMediaFile(file); return; }
+    try {
+      this.stream = bench && bench.stream ? await bench.stream() : await navigator.mediaDevices.getUserMedia({ audio, video });
+    } catch (err) {
+      throw { media: true, cause: err };
+    }
+    if (video) { this.ui.local.srcObject = this.stream; this.ui.local.hidden = false; }
+  }
+
+  // stream(media_file=...): play the file in a looping media element and stream what it plays
+  async playMediaFile(bytes) {
+    const type = this.model.get("media_file_type") || "";
+    const el = element(type.startsWith("video/") ? "video" : "audio", "rm-media-file");
+    el.loop = true; el.controls = true; el.playsInline = true;
+    if (this.mediaFileUrl) URL.revokeObjectURL(this.mediaFileUrl);
+    this.mediaFileUrl = URL.createObjectURL(new Blob([bytes], type ? { type } : {}));
+    el.src = this.mediaFileUrl;
+    this.ui.media.querySelectorAll(".rm-media-file").forEach((old) => old.remove());
+    this.ui.media.appendChild(el);
+    try {
+      await el.play();
+    } catch (err) {
+      throw { media: true, cause: err };
+    }
+    const capture = el.captureStream ? el.captureStream() : el.mozCaptureStream();
+    const t0 = performance.now();
+    while (!capture.getTracks().length && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    if (!capture.getTracks().length) throw new Error("the media file gave no audio or video track");
+    return capture;
+  }
+
+  async connect(gen) {
+    const url = signalingUrl(this.cfg, this.model.get("ws_path"));
+    this.rpc = new RpcSocket(url, (m, p) => this.onNotify(m, p), (ev) => this.onSocketClosed(ev));
+    await this.rpc.open();
+    if (gen !== this.generation) return;
+    await this.rpc.call("peer.announce", { peer_id: this.peerId, capabilities: ["audio", "video", "data"],
+      user_data: { host: this.host, ua: navigator.userAgent } });
+    this.timers.push(setInterval(() => this.pollStats(), STATS_INTERVAL_MS));
+    const setting = this.transportSetting();
+    if (setting === "websocket") return this.startWsMedia(gen, "forced by setting (transport='websocket')");
+    if (typeof RTCPeerConnection === "undefined") return this.startWsMedia(gen, "this browser has no WebRTC (RTCPeerConnection)");
+    if (setting === "auto") {
+      const s = +this.model.get("webrtc_timeout_s") || 5;
+      this.fallbackTimer = setTimeout(() => this.fallBack(gen, "WebRTC not connected within " + s + " s" + this.iceHint()), s * 1000);
+    }
+    try {
+      await this.connectWebRtc(gen);
+    } catch (e) {
+      if (gen !== this.generation || this.wsm || this.path) return;  // superseded, or already fell back
+      const forced = e && e.rpc && e.rpc.data && e.rpc.data.transport === "websocket";
+      if (setting !== "auto" || (e && e.rpc && e.rpc.code === ERROR_CODES.SESSION_UNAVAILABLE)) throw e;
+      await this.fallBack(gen, forced ? "the kernel allows WebSocket media only (transport='websocket')"
+        : "WebRTC setup failed: " + (e && e.message ? e.message : String(e)));
+    }
+  }
+
+  transportSetting() {
+    const t = this.model.get("transport");
+    return t === "webrtc" || t === "websocket" ? t : "auto";
+  }
+
+  // Why ICE did not get anywhere, for the fallback reason shown in the doctor panel.
+  iceHint() {
+    const pc = this.pc;
+    if (!pc) return "";
+    let hint = " (ICE " + pc.iceConnectionState + ", " + this.localCandidates + " usable local candidate(s)";
+    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server, or no network but loopback";
+    return hint + ")";
+  }
+
+  async connectWebRtc(gen) {
+    const loopback = this.model.get("loopback_only");
+    const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
+    const iceServers = loopback ? [] : await this.freshIceServers();
+    if (gen !== this.generation) return;
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
+    this.pc = pc;
+    this.audioTransport = resolveAudioTransport(this.model.get("audio_transport"), loopback, window.location.hostname);
+    const audioOnDc = this.audioTransport === "datachannel" && this.stream.getAudioTracks().length > 0;
+    for (const track of this.stream.getTracks()) {
+      if (!(audioOnDc && track.kind === "audio")) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
+    }
+    const dc = pc.createDataChannel("pipeline-data", { ordered: true });
+    this.dc = dc;
+    if (audioOnDc) this.startDcAudio(pc, gen);
+    dc.onmessage = (ev) => this.onData(ev.data);
+    dc.onopen = () => this.onDataOpen();
+    pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
+    pc.ontrack = (ev) => this.onRemoteTrack(ev);
+    pc.onconnectionstatechange = () => this.onPcState(pc.connectionState);
+    const bench = benchHook();  // BENCH HOOK
+    if (bench && bench.onPeer) bench.onPeer(pc, dc);
+
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, pc), NO_CANDIDATE_MS));
+    const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER_ID, sdp: pc.localDescription.sdp });
+    // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
+    // so its ICE checks can start as soon as it answers instead of one signaling hop later.
+    this.offerSent = true;
+    for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
+    const answer = await answerP;
+    if (gen !== this.generation || this.pc !== pc) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.answerApplied = true;
+    this.applyJitterTarget();
+    for (const c of this.pendingRemote.splice(0)) await this.addRemoteCandidate(c);
+    for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
+    if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  }
+
+  // No local candidate at all: WebRTC cannot connect, so "auto" moves to the WebSocket now instead of after
+  // webrtc_timeout_s, and "webrtc" says why it waits.
+  checkNoCandidates(gen, pc) {
+    if (gen !== this.generation || this.pc !== pc || this.path || this.localCandidates) return;
+    if (this.transportSetting() === "auto") this.fallBack(gen, NO_NETWORK_REASON);
+    else this.setStatus("WebRTC cannot connect: " + NO_NETWORK_REASON, "connecting");
+  }
+
+  // Audio both ways on the rm-audio data channel (created before the offer; worklets start meanwhile).
+  startDcAudio(pc, gen) {
+    const bench = benchHook();  // BENCH HOOK: the bench's AudioContext, and its onset detector on our playout
+    const link = new DcAudioLink(pc, this.stream, { marginMs: +this.model.get("jitter_buffer_ms") || 0,
+      ctx: bench && bench.audioContext ? bench.audioContext() : null,
+      onPlayout: bench && bench.onPlayout ? (node) => bench.onPlayout(node) : null });
+    this.dca = link;
+    link.ready.then(() => {
+      if (gen === this.generation && this.dca === link) this.resumeOnClick(link.ctx, () => this.dca === link);
+    }).catch((e) => {
+      if (gen === this.generation && this.dca === link) this.fail("Could not start data-channel audio: " + (e && e.message ? e.message : String(e)));
+    });
+  }
+
+  // Autoplay policy: without a user gesture an AudioContext stays suspended and captures/plays nothing.
+  resumeOnClick(ctx, stillCurrent) {
+    if (!ctx || ctx.state !== "suspended") return;
+    this.showError("Click anywhere in this widget to start the audio (the browser wants a click first).");
+    const resume = () => {
+      if (!stillCurrent()) return;
+      ctx.resume().then(() => { if (stillCurrent()) this.showError(""); }).catch(() => {});
+    };
+    this.ui.root.addEventListener("click", resume, { once: true });
+  }
+
+  clearFallback() {
+    if (this.fallbackTimer) clearTimeout(this.fallbackTimer);
+    this.fallbackTimer = null;
+  }
+
+  reportPath(path, reason) {
+    this.path = path;
+    this.pathReason = reason;
+    this.ui.root.dataset.path = path || "";
+    this.model.set("path", path || "");
+    this.model.set("path_reason", reason || "");
+    this.model.save_changes();
+    this.renderStats();
+  }
+
+  // WebRTC did not connect in time (or failed): drop the peer connection, carry media over the WebSocket.
+  async fallBack(gen, reason) {
+    if (gen !== this.generation || this.path || this.wsm || this.ended) return;
+    this.clearFallback();
+    const pc = this.pc, dc = this.dc;
+    this.pc = null; this.dc = null; this.lastStats = null;
+    if (this.dca) { this.dca.close(); this.dca = null; }
+    if (dc) { dc.onmessage = null; dc.onopen = null; try { dc.close(); } catch (e) {} }
+    if (pc) {
+      pc.onconnectionstatechange = null; pc.onicecandidate = null; pc.ontrack = null;
+      try { pc.close(); } catch (e) {}
+    }
+    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
+    try {
+      await this.startWsMedia(gen, reason);
+    } catch (e) {
+      if (gen === this.generation) this.fail("WebRTC did not connect (" + reason + ") and the WebSocket media fallback failed: " +
+        (e && e.rpc ? describeConnectError(e) : (e && e.message) || String(e)));
+    }
+  }
+
+  async startWsMedia(gen, reason) {
+    this.clearFallback();
+    this.setStatus("connecting over the WebSocket (" + reason + ")…", "connecting");
+    const m = this.model;
+    const link = new WsMediaLink(this.rpc, this.stream, this.ui, { audioCodec: m.get("ws_audio_codec"),
+      pcmRate: m.get("ws_pcm_rate"), video: m.get("video"), videoCodec: m.get("ws_video_codec") || "jpeg",
+      maxFps: m.get("ws_max_fps") || 10 });
+    this.wsm = link;
+    this.rpc.onBinary = (buf) => link.onBinary(buf);
+    try {
+      await link.open();
+    } catch (e) {
+      link.close();
+      if (this.wsm === link) this.wsm = null;
+      throw e;
+    }
+    if (gen !== this.generation || this.wsm !== link) { link.close(); return; }
+    this.reportPath("websocket", reason);
+    this.setStatus("connected over the WebSocket (" + reason + ")", "connected");
+    this.resumeOnClick(link.ctx, () => this.wsm === link && !!link.ctx);
+    this.ui.mute.disabled = false;
+    this.onDataOpen();
+    this.pollStats();
+  }
+
+  onLocalCandidate(candidate) {
+    const c = candidate
+      ? { candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
+      : { candidate: "", sdp_mid: null, sdp_m_line_index: null };
+    if (candidate && !keepCandidate(candidate.candidate, this.model.get("loopback_only"))) return;
+    if (candidate) this.localCandidates++;
+    if (!this.offerSent) this.pendingLocal.push(c);
+    else this.sendCandidate(c);
+  }
+
+  // jitterBufferTarget (ms) on every receiver: how long the browser holds received audio/video before
+  // playing it (null: the browser's adaptive default). Set from Python (`jitter_buffer_ms`).
+  applyJitterTarget() {
+    const ms = this.model.get("jitter_buffer_ms");
+    if (!this.pc || ms === null || ms === undefined) return;
+    for (const r of this.pc.getReceivers()) {
+      if ("jitterBufferTarget" in r) try { r.jitterBufferTarget = ms; } catch (e) { /* out of range */ }
+    }
+  }
+
+  sendCandidate(c) {
+    if (!this.rpc) return;
+    this.rpc.call("peer.ice_candidate", { from: this.peerId, to: SERVER_PEER_ID, ...c }).catch(() => {});
+  }
+
+  async addRemoteCandidate(p) {
+    if (!this.pc) return;
+    try {
+      if (!p.candidate) { await this.pc.addIceCandidate(null); return; }
+      if (!keepCandidate(p.candidate, this.model.get("loopback_only"))) return;
+      await this.pc.addIceCandidate({ candidate: p.candidate, sdpMid: p.sdp_mid ?? p.sdpMid ?? null,
+        sdpMLineIndex: p.sdp_m_line_index ?? p.sdpMLineIndex ?? 0 });
+    } catch (e) { /* a bad or late candidate is not fatal */ }
+  }
+
+  onNotify(method, params) {
+    if (method === "media.output") { this.onOutput(params); return; }
+    if (this.wsm && method.startsWith("peer.")) return;  // the abandoned WebRTC attempt
+    if (method === "peer.ice_candidate") {
+      if (!this.answerApplied) this.pendingRemote.push(params);
+      else this.addRemoteCandidate(params);
+    } else if (method === "peer.state_change") {
+      this.serverState = params.connection_state;
+      if (params.connection_state === "failed" && this.transportSetting() === "auto" && !this.path) {
+        this.fallBack(this.generation, "the kernel's peer reported ICE failure" + this.iceHint());
+        return;
+      }
+      if (params.connection_state === "failed") this.fail("The kernel's peer reported ICE failure: no network path between this browser and the kernel.");
+      if (params.connection_state === "closed" && this.pc) this.fail("The kernel closed the connection.");
+    } else if (method === "__error__") {
+      if (params.code === ERROR_CODES.SESSION_UNAVAILABLE) this.fail(SESSION_GONE);
+      else this.fail("Signaling error " + params.code + ": " + params.message);
+    }
+  }
+
+  onSocketClosed(ev) {
+    if (this.ended || this.disposed) return;
+    if (ev && ev.code === 4404) this.fail(SESSION_GONE);
+    else if (this.pc && this.pc.connectionState === "connected")
+      this.fail("The signaling connection to the kernel closed (kernel restarted, or the handle was closed). Re-run the cell.");
+    else this.fail("The signaling connection closed" + (ev && ev.reason ? ": " + ev.reason : "") + ".");
+  }
+
+  onRemoteTrack(ev) {
+    this.applyJitterTarget();
+    const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+    if (ev.track.kind === "video") {
+      this.ui.remote.srcObject = stream;
+      this.ui.remote.hidden = false;
+    } else {
+      this.ui.audioOut.srcObject = stream;
+      this.ui.audioOut.play().catch(() => { /* autoplay needs a click: Start counts */ });
+    }
+  }
+
+  onPcState(state) {
+    if (state === "connected") {
+      this.clearFallback();
+      if (!this.path) this.reportPath("webrtc", this.transportSetting() === "webrtc" ? "forced by setting (transport='webrtc')" : "WebRTC connected");
+      this.setStatus("connected" + (this.extensionStatus ? " (extension " + this.extensionStatus.version + ")" : ""), "connected");
+      this.ui.mute.disabled = false;
+    } else if (state === "failed" && this.transportSetting() === "auto" && !this.path) {
+      this.fallBack(this.generation, "ICE failed" + this.iceHint());
+    } else if (state === "failed") {
+      this.fail("ICE failed: no network path between this browser and the kernel (a TURN server may be needed).");
+    } else if (state === "disconnected") {
+      this.setStatus("connection interrupted…", "disconnected");
+    } else if (state !== "closed") {
+      this.setStatus(state + "…", state);
+    }
+  }
+
+  onDataOpen() {
+    if (this.model.get("latency_probe")) {
+      this.sendPing();
+      this.timers.push(setInterval(() => this.sendPing(), PING_INTERVAL_MS));
+    }
+  }
+
+  sendPing() {
+    if (!this.wsm && (!this.dc || this.dc.readyState !== "open")) return;
+    const id = ++this.pingSeq;
+    this.pings.set(id, performance.now());
+    if (this.pings.size > 20) this.pings.delete(this.pings.keys().next().value);
+    this.sendData(JSON.stringify({ type: "json", value: { kind: "rm.ping", id, peer: this.peerId } }));
+  }
+
+  // One data-channel style message to the pipeline, over whichever path is in use.
+  sendData(text) {
+    if (this.wsm) this.wsm.sendMessage(text);
+    else if (this.dc && this.dc.readyState === "open") this.dc.send(text);
+  }
+
+  onData(raw) {
+    if (typeof raw !== "string") return;  // binary outputs are not shown
+    let msg;
+    try { msg = JSON.parse(raw); } catch (e) { this.text.append(raw); return; }
+    this.onOutput(msg);
+  }
+
+  // One pipeline output: data-channel JSON (WebRTC) or `media.output` params (WebSocket media).
+  onOutput(msg) {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "text") {
+      const partial = msg.channel === "partial" || msg.final === false;
+      this.text.append(msg.text, !partial);
+    } else if (msg.type === "json") {
+      const v = msg.value;
+      if (v && v.kind === "rm.ping") {
+        if (v.peer !== this.peerId || !this.pings.has(v.id)) return;
+        const rtt = performance.now() - this.pings.get(v.id);
+        this.pings.delete(v.id);
+        this.rtts.push(rtt);
+        if (this.rtts.length > 10) this.rtts.shift();
+        this.renderStats();
+      } else if (v && typeof v.text === "string") {
+        this.text.append(v.text, v.final !== false && v.is_final !== false);
+      }
+    } else if (msg.type === "error") {
+      this.text.append("⚠ " + (msg.node ? msg.node + ": " : "") + msg.message, true, "rm-line-error");
+    } else if (msg.type === "metrics") {
+      this.kernelMetrics = msg.value;
+    }
+  }
+
+  async pollStats() {
+    if (this.pc) {
+      try { this.lastStats = await collectStats(this.pc); } catch (e) { return; }
+      // the kernel side of the return path: what its latency policy trimmed, and the silence it sent
+      if (this.rpc && this.pc.connectionState === "connected") {
+        try { this.kernelStats = await this.rpc.call("media.stats", {}, 3000); } catch (e) { /* not yet offered */ }
+      }
+    } else if (!this.wsm) return;
+    this.renderStats();
+    const latency = median(this.rtts);
+    this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
+      transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null,
+      audio_transport: this.wsm ? "websocket" : this.audioTransport || null, dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
+      pings_answered: this.rtts.length, host: this.host, secure_context: window.isSecureContext,
+      permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
+    this.model.save_changes();
+  }
+
+  renderStats() {
+    if (this.ui.stats.hidden) return;
+    renderDoctor(this.ui.stats, doctorRows({ host: this.host, secureContext: window.isSecureContext,
+      permission: this.permission, devices: this.devices, path: this.path, pathReason: this.pathReason,
+      transportSetting: this.transportSetting(), webrtcTimeoutS: this.model.get("webrtc_timeout_s"), pc: this.pc,
+      wsm: this.wsm, rpc: this.rpc, lastStats: this.lastStats, rtts: this.rtts, dca: this.dca,
+      audioTransport: this.audioTransport, kernelStats: this.kernelStats, latencyProbe: this.model.get("latency_probe"),
+      ended: this.ended }));
+  }
+
+  toggleMute() {
+    if (!this.stream) return;
+    const tracks = this.stream.getAudioTracks();
+    const muted = tracks.length && tracks[0].enabled;
+    tracks.forEach((t) => (t.enabled = !muted));
+    this.ui.mute.textContent = muted ? "Unmute" : "Mute";
+    this.ui.root.dataset.muted = muted ? "true" : "false";
+  }
+
+  async restart() {
+    this.teardown();
+    await this.start();
+  }
+
+  fail(message) {
+    if (this.ended) return;
+    this.showError(message);
+    this.teardown();
+    this.setStatus("ended", "error");
+  }
+
+  stop(reason, byKernel = false) {
+    this.teardown();
+    this.setStatus(reason || "stopped", byKernel ? "closed" : "stopped");
+  }
+
+  teardown() {
+    this.ui.media.querySelectorAll(".rm-media-file").forEach((el) => el.pause());
+    this.ended = true;
+    this.generation++;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.clearFallback();
+    if (this.wsm) { this.wsm.close(); this.wsm = null; }
+    if (this.dca) { this.dca.close(); this.dca = null; }
+    if (this.path) this.reportPath(null, "");
+    this.localCandidates = 0;
+    this.audioTransport = null;
+    if (this.dc) { try { this.dc.close(); } catch (e) {} this.dc = null; }
+    if (this.pc) { try { this.pc.close(); } catch (e) {} this.pc = null; }
+    if (this.rpc) { this.rpc.close(); this.rpc = null; }
+    if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
+    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
+    this.pings.clear();
+    this.rtts = []; this.lastStats = null; this.kernelStats = null;
+    const ui = this.ui;
+    ui.start.disabled = false; ui.stop.disabled = true; ui.mute.disabled = true;
+    ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null; ui.remoteFrame.hidden = true;
+    this.peerId = "browser-" + Math.random().toString(36).slice(2, 10);
+    this.renderStats();  // no stale "connected" / RTT rows once the connection is gone
+  }
+
+  dispose() {
+    this.disposed = true;
+    this.teardown();
+    this.model.off("msg:custom", this._onMsg);
+    this.model.off("change:closed", this._onClosed);
+    this.model.off("change:error", this._onError);
+    const url = this.ui.plotImg.dataset.url;
+    if (url) URL.revokeObjectURL(url);
+  }
+}
