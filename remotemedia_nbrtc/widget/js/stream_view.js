@@ -9,7 +9,8 @@ import { WsMediaLink } from "./ws_media_link.js";
 import { DcAudioLink } from "./dc_audio_link.js";
 import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
 import { drawPlot, showPlotPng } from "./plot.js";
-import { TextLog, buildDom, element } from "./dom.js";
+import { TextLog, buildDom } from "./dom.js";
+import { MediaFilePlayer, fillDeviceSelect, listDevices, mediaConstraints, readPermissions } from "./media.js";
 import { SESSION_GONE, describeConnectError, friendlyMediaError, preflightProblem } from "./errors.js";
 
 const STATS_INTERVAL_MS = 1000;
@@ -27,6 +28,7 @@ export class StreamView {
     this.model = model;
     this.ui = buildDom(el);
     this.text = new TextLog(this.ui.text);
+    this.mediaFile = new MediaFilePlayer(this.ui.media);
     this.host = detectHost();
     this.cfg = pageConfig();
     this.pc = null;
@@ -131,26 +133,14 @@ export class StreamView {
 
   async fillDevices() {
     try {
-      const all = await navigator.mediaDevices.enumerateDevices();
-      this.devices = { audioinput: all.filter((d) => d.kind === "audioinput"), videoinput: all.filter((d) => d.kind === "videoinput") };
-      for (const [sel, list] of [[this.ui.mic, this.devices.audioinput], [this.ui.cam, this.devices.videoinput]]) {
-        const keep = sel.value;
-        sel.replaceChildren(...list.map((d, i) => {
-          const o = element("option", "", d.label || (d.kind === "audioinput" ? "microphone " : "camera ") + (i + 1));
-          o.value = d.deviceId;
-          return o;
-        }));
-        if (keep && list.some((d) => d.deviceId === keep)) sel.value = keep;
-      }
+      this.devices = await listDevices();
+      fillDeviceSelect(this.ui.mic, this.devices.audioinput);
+      fillDeviceSelect(this.ui.cam, this.devices.videoinput);
     } catch (e) { /* enumerateDevices is best effort */ }
   }
 
   async queryPermissions() {
-    if (!navigator.permissions) return;
-    for (const name of ["microphone", "camera"]) {
-      try { this.permission[name] = (await navigator.permissions.query({ name })).state; }
-      catch (e) { this.permission[name] = "unknown"; }
-    }
+    await readPermissions(this.permission);
   }
 
   async checkExtension() {
@@ -205,47 +195,19 @@ export class StreamView {
   }
 
   async openMedia() {
-    // audio_constraints / video_constraints from Python (sampleRate, width, frameRate, deviceId...) are
-    // merged in; a device picked in the widget wins over a deviceId given in Python
-    const audioExtra = this.model.get("audio_constraints") || {}, videoExtra = this.model.get("video_constraints") || {};
-    const audio = this.model.get("audio")
-      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false, ...audioExtra,
-          ...(this.ui.mic.value ? { deviceId: { exact: this.ui.mic.value } } : {}) }
-      : false;
-    const video = this.model.get("video")
-      ? { ...videoExtra, ...(this.ui.cam.value ? { deviceId: { exact: this.ui.cam.value } } : {}) }
-      : false;
+    const { audio, video } = mediaConstraints(this.model, this.ui.mic.value, this.ui.cam.value);
     const bench = benchHook();  // BENCH HOOK
     const file = this.model.get("media_file");
-    if (file && file.byteLength && !(bench && bench.stream)) { this.stream = await this.playMediaFile(file); return; }
+    if (file && file.byteLength && !(bench && bench.stream)) {
+      this.stream = await this.mediaFile.play(file, this.model.get("media_file_type") || "");
+      return;
+    }
     try {
       this.stream = bench && bench.stream ? await bench.stream() : await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (err) {
       throw { media: true, cause: err };
     }
     if (video) { this.ui.local.srcObject = this.stream; this.ui.local.hidden = false; }
-  }
-
-  // stream(media_file=...): play the file in a looping media element and stream what it plays
-  async playMediaFile(bytes) {
-    const type = this.model.get("media_file_type") || "";
-    const el = element(type.startsWith("video/") ? "video" : "audio", "rm-media-file");
-    el.loop = true; el.controls = true; el.playsInline = true;
-    if (this.mediaFileUrl) URL.revokeObjectURL(this.mediaFileUrl);
-    this.mediaFileUrl = URL.createObjectURL(new Blob([bytes], type ? { type } : {}));
-    el.src = this.mediaFileUrl;
-    this.ui.media.querySelectorAll(".rm-media-file").forEach((old) => old.remove());
-    this.ui.media.appendChild(el);
-    try {
-      await el.play();
-    } catch (err) {
-      throw { media: true, cause: err };
-    }
-    const capture = el.captureStream ? el.captureStream() : el.mozCaptureStream();
-    const t0 = performance.now();
-    while (!capture.getTracks().length && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
-    if (!capture.getTracks().length) throw new Error("the media file gave no audio or video track");
-    return capture;
   }
 
   async connect(gen) {
