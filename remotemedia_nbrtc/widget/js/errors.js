@@ -56,3 +56,10 @@ export function describeConnectError(e) {
   }
   return "Connection failed: " + (e && e.message ? e.message : String(e));
 }
+
+/** What to tell the user when the signaling WebSocket closed under a running stream (`ev`: its close event). */
+export function describeSocketClose(ev, mediaConnected) {
+  if (ev && ev.code === CLOSE_UNKNOWN_SESSION) return SESSION_GONE;
+  if (mediaConnected) return "The signaling connection to the kernel closed (kernel restarted, or the handle was closed). Re-run the cell.";
+  return "The signaling connection closed" + (ev && ev.reason ? ": " + ev.reason : "") + ".";
+}

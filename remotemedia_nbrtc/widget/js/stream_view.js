@@ -11,7 +11,7 @@ import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
 import { drawPlot, showPlotPng } from "./plot.js";
 import { TextLog, buildDom } from "./dom.js";
 import { MediaFilePlayer, fillDeviceSelect, listDevices, mediaConstraints, readPermissions } from "./media.js";
-import { SESSION_GONE, describeConnectError, friendlyMediaError, preflightProblem } from "./errors.js";
+import { SESSION_GONE, describeConnectError, describeSocketClose, friendlyMediaError, preflightProblem } from "./errors.js";
 
 const STATS_INTERVAL_MS = 1000;
 const PING_INTERVAL_MS = 1000;
@@ -442,10 +442,7 @@ export class StreamView {
 
   onSocketClosed(ev) {
     if (this.ended || this.disposed) return;
-    if (ev && ev.code === 4404) this.fail(SESSION_GONE);
-    else if (this.pc && this.pc.connectionState === "connected")
-      this.fail("The signaling connection to the kernel closed (kernel restarted, or the handle was closed). Re-run the cell.");
-    else this.fail("The signaling connection closed" + (ev && ev.reason ? ": " + ev.reason : "") + ".");
+    this.fail(describeSocketClose(ev, !!this.pc && this.pc.connectionState === "connected"));
   }
 
   onRemoteTrack(ev) {
