@@ -10,6 +10,7 @@ import { DcAudioLink } from "./dc_audio_link.js";
 import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
 import { drawPlot, showPlotPng } from "./plot.js";
 import { TextLog, buildDom } from "./dom.js";
+import { LatencyProbe } from "./latency_probe.js";
 import { MediaFilePlayer, fillDeviceSelect, listDevices, mediaConstraints, readPermissions } from "./media.js";
 import { SESSION_GONE, describeConnectError, describeSocketClose, friendlyMediaError, preflightProblem } from "./errors.js";
 
@@ -40,9 +41,7 @@ export class StreamView {
     this.pendingRemote = [];
     this.answerApplied = false;
     this.timers = [];
-    this.pings = new Map();
-    this.rtts = [];
-    this.pingSeq = 0;
+    this.probe = new LatencyProbe();
     this.lastStats = null;
     this.permission = {};
     this.devices = { audioinput: [], videoinput: [] };
@@ -483,10 +482,7 @@ export class StreamView {
 
   sendPing() {
     if (!this.wsm && (!this.dc || this.dc.readyState !== "open")) return;
-    const id = ++this.pingSeq;
-    this.pings.set(id, performance.now());
-    if (this.pings.size > 20) this.pings.delete(this.pings.keys().next().value);
-    this.sendData(JSON.stringify({ type: "json", value: { kind: "rm.ping", id, peer: this.peerId } }));
+    this.sendData(this.probe.ping(this.peerId));
   }
 
   // One data-channel style message to the pipeline, over whichever path is in use.
@@ -511,12 +507,7 @@ export class StreamView {
     } else if (msg.type === "json") {
       const v = msg.value;
       if (v && v.kind === "rm.ping") {
-        if (v.peer !== this.peerId || !this.pings.has(v.id)) return;
-        const rtt = performance.now() - this.pings.get(v.id);
-        this.pings.delete(v.id);
-        this.rtts.push(rtt);
-        if (this.rtts.length > 10) this.rtts.shift();
-        this.renderStats();
+        if (this.probe.answered(v, this.peerId)) this.renderStats();
       } else if (v && typeof v.text === "string") {
         this.text.append(v.text, v.final !== false && v.is_final !== false);
       }
@@ -536,11 +527,11 @@ export class StreamView {
       }
     } else if (!this.wsm) return;
     this.renderStats();
-    const latency = median(this.rtts);
+    const latency = median(this.probe.rtts);
     this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
       transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null,
       audio_transport: this.wsm ? "websocket" : this.audioTransport || null, dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
-      pings_answered: this.rtts.length, host: this.host, secure_context: window.isSecureContext,
+      pings_answered: this.probe.rtts.length, host: this.host, secure_context: window.isSecureContext,
       permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
     this.model.save_changes();
   }
@@ -550,7 +541,7 @@ export class StreamView {
     renderDoctor(this.ui.stats, doctorRows({ host: this.host, secureContext: window.isSecureContext,
       permission: this.permission, devices: this.devices, path: this.path, pathReason: this.pathReason,
       transportSetting: this.transportSetting(), webrtcTimeoutS: this.model.get("webrtc_timeout_s"), pc: this.pc,
-      wsm: this.wsm, rpc: this.rpc, lastStats: this.lastStats, rtts: this.rtts, dca: this.dca,
+      wsm: this.wsm, rpc: this.rpc, lastStats: this.lastStats, rtts: this.probe.rtts, dca: this.dca,
       audioTransport: this.audioTransport, kernelStats: this.kernelStats, latencyProbe: this.model.get("latency_probe"),
       ended: this.ended }));
   }
@@ -598,8 +589,8 @@ export class StreamView {
     if (this.rpc) { this.rpc.close(); this.rpc = null; }
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
     this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
-    this.pings.clear();
-    this.rtts = []; this.lastStats = null; this.kernelStats = null;
+    this.probe.reset();
+    this.lastStats = null; this.kernelStats = null;
     const ui = this.ui;
     ui.start.disabled = false; ui.stop.disabled = true; ui.mute.disabled = true;
     ui.local.srcObject = null; ui.remote.srcObject = null; ui.audioOut.srcObject = null; ui.remoteFrame.hidden = true;
