@@ -2,11 +2,11 @@
 // 2.0 over the server extension's WebSocket (rpc_socket.js): peer.announce, peer.offer answered in the result,
 // trickle ICE both ways, peer.state_change notifications; media over WebRTC, or the WebSocket fallback.
 
-import { ERROR_CODES, SERVER_PEER_ID } from "./protocol.js";
-import { authHeaders, baseUrl, benchHook, detectHost, keepCandidate, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
+import { ERROR_CODES } from "./protocol.js";
+import { authHeaders, baseUrl, benchHook, detectHost, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
 import { RpcSocket } from "./rpc_socket.js";
 import { WsMediaLink } from "./ws_media_link.js";
-import { DcAudioLink } from "./dc_audio_link.js";
+import { WebRtcLink } from "./webrtc_link.js";
 import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
 import { drawPlot, showPlotPng } from "./plot.js";
 import { TextLog, buildDom } from "./dom.js";
@@ -32,14 +32,10 @@ export class StreamView {
     this.mediaFile = new MediaFilePlayer(this.ui.media);
     this.host = detectHost();
     this.cfg = pageConfig();
-    this.pc = null;
+    this.webrtc = null;       // WebRtcLink while WebRTC is tried or carries the media
     this.rpc = null;
-    this.dc = null;
     this.stream = null;
     this.peerId = "browser-" + Math.random().toString(36).slice(2, 10);
-    this.pendingLocal = [];
-    this.pendingRemote = [];
-    this.answerApplied = false;
     this.timers = [];
     this.probe = new LatencyProbe();
     this.lastStats = null;
@@ -50,11 +46,9 @@ export class StreamView {
     this.ended = false;
     this.generation = 0;
     this.wsm = null;          // WsMediaLink while media goes over the WebSocket fallback
-    this.dca = null;          // DcAudioLink while audio goes over the rm-audio data channel
     this.path = null;         // "webrtc" | "websocket" once media flows
     this.pathReason = "";
     this.fallbackTimer = null;
-    this.localCandidates = 0;
     this._wire();
   }
 
@@ -65,8 +59,8 @@ export class StreamView {
     ui.stop.onclick = () => this.stop("stopped");
     ui.mute.onclick = () => this.toggleMute();
     ui.statsBtn.onclick = () => { ui.stats.hidden = !ui.stats.hidden; this.renderStats(); };
-    ui.mic.onchange = () => { if (this.pc || this.wsm) this.restart(); };
-    ui.cam.onchange = () => { if (this.pc || this.wsm) this.restart(); };
+    ui.mic.onchange = () => { if (this.webrtc || this.wsm) this.restart(); };
+    ui.cam.onchange = () => { if (this.webrtc || this.wsm) this.restart(); };
     ui.cam.hidden = !this.model.get("video");
     ui.local.hidden = !this.model.get("video");
     ui.remote.hidden = true;
@@ -156,7 +150,7 @@ export class StreamView {
 
   // -- connect -------------------------------------------------------------------------------
   async start() {
-    if (this.starting || this.pc || this.wsm || this.disposed) return;
+    if (this.starting || this.webrtc || this.wsm || this.disposed) return;
     const problem = preflightProblem(this.model, this.host, this.transportSetting());
     if (problem) { this.showError(problem); this.setStatus("cannot start", "error"); this.renderStats(); return; }
     this.starting = true;
@@ -242,11 +236,7 @@ export class StreamView {
 
   // Why ICE did not get anywhere, for the fallback reason shown in the doctor panel.
   iceHint() {
-    const pc = this.pc;
-    if (!pc) return "";
-    let hint = " (ICE " + pc.iceConnectionState + ", " + this.localCandidates + " usable local candidate(s)";
-    if (!this.localCandidates) hint += ": UDP blocked, or relay-only without a reachable TURN server, or no network but loopback";
-    return hint + ")";
+    return this.webrtc ? this.webrtc.iceHint() : "";
   }
 
   async connectWebRtc(gen) {
@@ -254,62 +244,44 @@ export class StreamView {
     const policy = this.model.get("ice_transport_policy") === "relay" ? "relay" : "all";
     const iceServers = loopback ? [] : await this.freshIceServers();
     if (gen !== this.generation) return;
-    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
-    this.pc = pc;
+    const link = new WebRtcLink(this.rpc, this.ui, { peerId: this.peerId, iceServers, policy,
+      loopbackOnly: () => this.model.get("loopback_only"), jitterBufferMs: () => this.model.get("jitter_buffer_ms"),
+      onData: (raw) => this.onData(raw), onDataOpen: () => this.onDataOpen(), onState: (state) => this.onPcState(state) });
+    this.webrtc = link;
     this.audioTransport = resolveAudioTransport(this.model.get("audio_transport"), loopback, window.location.hostname);
     const audioOnDc = this.audioTransport === "datachannel" && this.stream.getAudioTracks().length > 0;
-    for (const track of this.stream.getTracks()) {
-      if (!(audioOnDc && track.kind === "audio")) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
-    }
-    const dc = pc.createDataChannel("pipeline-data", { ordered: true });
-    this.dc = dc;
-    if (audioOnDc) this.startDcAudio(pc, gen);
-    dc.onmessage = (ev) => this.onData(ev.data);
-    dc.onopen = () => this.onDataOpen();
-    pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
-    pc.ontrack = (ev) => this.onRemoteTrack(ev);
-    pc.onconnectionstatechange = () => this.onPcState(pc.connectionState);
-    const bench = benchHook();  // BENCH HOOK
-    if (bench && bench.onPeer) bench.onPeer(pc, dc);
+    link.addMedia(this.stream, audioOnDc ? this.dcAudioOptions() : null);
+    if (link.dca) this.watchDcAudio(link, link.dca, gen);
+    const isCurrent = () => gen === this.generation && this.webrtc === link;
+    await link.createOffer();
+    if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, link), NO_CANDIDATE_MS));
+    await link.exchange(isCurrent);
+    if (this.webrtc === link && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  }
 
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    if (policy === "all") this.timers.push(setTimeout(() => this.checkNoCandidates(gen, pc), NO_CANDIDATE_MS));
-    const answerP = this.rpc.call("peer.offer", { from: this.peerId, to: SERVER_PEER_ID, sdp: pc.localDescription.sdp });
-    // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
-    // so its ICE checks can start as soon as it answers instead of one signaling hop later.
-    this.offerSent = true;
-    for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
-    const answer = await answerP;
-    if (gen !== this.generation || this.pc !== pc) return;
-    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    this.answerApplied = true;
-    this.applyJitterTarget();
-    for (const c of this.pendingRemote.splice(0)) await this.addRemoteCandidate(c);
-    for (const c of this.pendingLocal.splice(0)) this.sendCandidate(c);
-    if (this.pc === pc && !this.path) this.setStatus("answer applied, ICE checking…", "connecting");
+  dcAudioOptions() {
+    const bench = benchHook();  // BENCH HOOK: the bench's AudioContext, and its onset detector on our playout
+    return { marginMs: +this.model.get("jitter_buffer_ms") || 0,
+      ctx: bench && bench.audioContext ? bench.audioContext() : null,
+      onPlayout: bench && bench.onPlayout ? (node) => bench.onPlayout(node) : null };
+  }
+
+  // Data-channel audio needs its worklets and a running AudioContext (autoplay policy); a failure ends the stream.
+  watchDcAudio(link, dca, gen) {
+    const current = () => gen === this.generation && this.webrtc === link && link.dca === dca;
+    dca.ready.then(() => {
+      if (current()) this.resumeOnClick(dca.ctx, () => this.webrtc === link && link.dca === dca);
+    }).catch((e) => {
+      if (current()) this.fail("Could not start data-channel audio: " + (e && e.message ? e.message : String(e)));
+    });
   }
 
   // No local candidate at all: WebRTC cannot connect, so "auto" moves to the WebSocket now instead of after
   // webrtc_timeout_s, and "webrtc" says why it waits.
-  checkNoCandidates(gen, pc) {
-    if (gen !== this.generation || this.pc !== pc || this.path || this.localCandidates) return;
+  checkNoCandidates(gen, link) {
+    if (gen !== this.generation || this.webrtc !== link || this.path || link.localCandidates) return;
     if (this.transportSetting() === "auto") this.fallBack(gen, NO_NETWORK_REASON);
     else this.setStatus("WebRTC cannot connect: " + NO_NETWORK_REASON, "connecting");
-  }
-
-  // Audio both ways on the rm-audio data channel (created before the offer; worklets start meanwhile).
-  startDcAudio(pc, gen) {
-    const bench = benchHook();  // BENCH HOOK: the bench's AudioContext, and its onset detector on our playout
-    const link = new DcAudioLink(pc, this.stream, { marginMs: +this.model.get("jitter_buffer_ms") || 0,
-      ctx: bench && bench.audioContext ? bench.audioContext() : null,
-      onPlayout: bench && bench.onPlayout ? (node) => bench.onPlayout(node) : null });
-    this.dca = link;
-    link.ready.then(() => {
-      if (gen === this.generation && this.dca === link) this.resumeOnClick(link.ctx, () => this.dca === link);
-    }).catch((e) => {
-      if (gen === this.generation && this.dca === link) this.fail("Could not start data-channel audio: " + (e && e.message ? e.message : String(e)));
-    });
   }
 
   // Autoplay policy: without a user gesture an AudioContext stays suspended and captures/plays nothing.
@@ -342,15 +314,9 @@ export class StreamView {
   async fallBack(gen, reason) {
     if (gen !== this.generation || this.path || this.wsm || this.ended) return;
     this.clearFallback();
-    const pc = this.pc, dc = this.dc;
-    this.pc = null; this.dc = null; this.lastStats = null;
-    if (this.dca) { this.dca.close(); this.dca = null; }
-    if (dc) { dc.onmessage = null; dc.onopen = null; try { dc.close(); } catch (e) {} }
-    if (pc) {
-      pc.onconnectionstatechange = null; pc.onicecandidate = null; pc.ontrack = null;
-      try { pc.close(); } catch (e) {}
-    }
-    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
+    const link = this.webrtc;
+    this.webrtc = null; this.lastStats = null;
+    if (link) link.abandon();
     try {
       await this.startWsMedia(gen, reason);
     } catch (e) {
@@ -384,47 +350,11 @@ export class StreamView {
     this.pollStats();
   }
 
-  onLocalCandidate(candidate) {
-    const c = candidate
-      ? { candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
-      : { candidate: "", sdp_mid: null, sdp_m_line_index: null };
-    if (candidate && !keepCandidate(candidate.candidate, this.model.get("loopback_only"))) return;
-    if (candidate) this.localCandidates++;
-    if (!this.offerSent) this.pendingLocal.push(c);
-    else this.sendCandidate(c);
-  }
-
-  // jitterBufferTarget (ms) on every receiver: how long the browser holds received audio/video before
-  // playing it (null: the browser's adaptive default). Set from Python (`jitter_buffer_ms`).
-  applyJitterTarget() {
-    const ms = this.model.get("jitter_buffer_ms");
-    if (!this.pc || ms === null || ms === undefined) return;
-    for (const r of this.pc.getReceivers()) {
-      if ("jitterBufferTarget" in r) try { r.jitterBufferTarget = ms; } catch (e) { /* out of range */ }
-    }
-  }
-
-  sendCandidate(c) {
-    if (!this.rpc) return;
-    this.rpc.call("peer.ice_candidate", { from: this.peerId, to: SERVER_PEER_ID, ...c }).catch(() => {});
-  }
-
-  async addRemoteCandidate(p) {
-    if (!this.pc) return;
-    try {
-      if (!p.candidate) { await this.pc.addIceCandidate(null); return; }
-      if (!keepCandidate(p.candidate, this.model.get("loopback_only"))) return;
-      await this.pc.addIceCandidate({ candidate: p.candidate, sdpMid: p.sdp_mid ?? p.sdpMid ?? null,
-        sdpMLineIndex: p.sdp_m_line_index ?? p.sdpMLineIndex ?? 0 });
-    } catch (e) { /* a bad or late candidate is not fatal */ }
-  }
-
   onNotify(method, params) {
     if (method === "media.output") { this.onOutput(params); return; }
     if (this.wsm && method.startsWith("peer.")) return;  // the abandoned WebRTC attempt
     if (method === "peer.ice_candidate") {
-      if (!this.answerApplied) this.pendingRemote.push(params);
-      else this.addRemoteCandidate(params);
+      if (this.webrtc) this.webrtc.onRemoteCandidate(params);
     } else if (method === "peer.state_change") {
       this.serverState = params.connection_state;
       if (params.connection_state === "failed" && this.transportSetting() === "auto" && !this.path) {
@@ -432,7 +362,7 @@ export class StreamView {
         return;
       }
       if (params.connection_state === "failed") this.fail("The kernel's peer reported ICE failure: no network path between this browser and the kernel.");
-      if (params.connection_state === "closed" && this.pc) this.fail("The kernel closed the connection.");
+      if (params.connection_state === "closed" && this.webrtc) this.fail("The kernel closed the connection.");
     } else if (method === "__error__") {
       if (params.code === ERROR_CODES.SESSION_UNAVAILABLE) this.fail(SESSION_GONE);
       else this.fail("Signaling error " + params.code + ": " + params.message);
@@ -441,19 +371,7 @@ export class StreamView {
 
   onSocketClosed(ev) {
     if (this.ended || this.disposed) return;
-    this.fail(describeSocketClose(ev, !!this.pc && this.pc.connectionState === "connected"));
-  }
-
-  onRemoteTrack(ev) {
-    this.applyJitterTarget();
-    const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
-    if (ev.track.kind === "video") {
-      this.ui.remote.srcObject = stream;
-      this.ui.remote.hidden = false;
-    } else {
-      this.ui.audioOut.srcObject = stream;
-      this.ui.audioOut.play().catch(() => { /* autoplay needs a click: Start counts */ });
-    }
+    this.fail(describeSocketClose(ev, !!this.webrtc && this.webrtc.pc.connectionState === "connected"));
   }
 
   onPcState(state) {
@@ -481,14 +399,14 @@ export class StreamView {
   }
 
   sendPing() {
-    if (!this.wsm && (!this.dc || this.dc.readyState !== "open")) return;
+    if (!this.wsm && (!this.webrtc || !this.webrtc.dataOpen)) return;
     this.sendData(this.probe.ping(this.peerId));
   }
 
   // One data-channel style message to the pipeline, over whichever path is in use.
   sendData(text) {
     if (this.wsm) this.wsm.sendMessage(text);
-    else if (this.dc && this.dc.readyState === "open") this.dc.send(text);
+    else if (this.webrtc && this.webrtc.dataOpen) this.webrtc.dc.send(text);
   }
 
   onData(raw) {
@@ -519,10 +437,10 @@ export class StreamView {
   }
 
   async pollStats() {
-    if (this.pc) {
-      try { this.lastStats = await collectStats(this.pc); } catch (e) { return; }
+    if (this.webrtc) {
+      try { this.lastStats = await collectStats(this.webrtc.pc); } catch (e) { return; }
       // the kernel side of the return path: what its latency policy trimmed, and the silence it sent
-      if (this.rpc && this.pc.connectionState === "connected") {
+      if (this.rpc && this.webrtc.pc.connectionState === "connected") {
         try { this.kernelStats = await this.rpc.call("media.stats", {}, 3000); } catch (e) { /* not yet offered */ }
       }
     } else if (!this.wsm) return;
@@ -530,7 +448,7 @@ export class StreamView {
     const latency = median(this.probe.rtts);
     this.model.set("browser_stats", { ...(this.lastStats || {}), path: this.path, path_reason: this.pathReason,
       transport_setting: this.transportSetting(), websocket: this.wsm ? this.wsm.stats() : null,
-      audio_transport: this.wsm ? "websocket" : this.audioTransport || null, dc_audio: this.dca ? this.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
+      audio_transport: this.wsm ? "websocket" : this.audioTransport || null, dc_audio: this.webrtc && this.webrtc.dca ? this.webrtc.dca.stats() : null, e2e_rtt_ms: latency === null ? null : Math.round(latency * 10) / 10,
       pings_answered: this.probe.rtts.length, host: this.host, secure_context: window.isSecureContext,
       permission: this.permission, devices: { audioinput: this.devices.audioinput.length, videoinput: this.devices.videoinput.length } });
     this.model.save_changes();
@@ -540,8 +458,8 @@ export class StreamView {
     if (this.ui.stats.hidden) return;
     renderDoctor(this.ui.stats, doctorRows({ host: this.host, secureContext: window.isSecureContext,
       permission: this.permission, devices: this.devices, path: this.path, pathReason: this.pathReason,
-      transportSetting: this.transportSetting(), webrtcTimeoutS: this.model.get("webrtc_timeout_s"), pc: this.pc,
-      wsm: this.wsm, rpc: this.rpc, lastStats: this.lastStats, rtts: this.probe.rtts, dca: this.dca,
+      transportSetting: this.transportSetting(), webrtcTimeoutS: this.model.get("webrtc_timeout_s"), pc: this.webrtc && this.webrtc.pc,
+      wsm: this.wsm, rpc: this.rpc, lastStats: this.lastStats, rtts: this.probe.rtts, dca: this.webrtc && this.webrtc.dca,
       audioTransport: this.audioTransport, kernelStats: this.kernelStats, latencyProbe: this.model.get("latency_probe"),
       ended: this.ended }));
   }
@@ -580,15 +498,13 @@ export class StreamView {
     this.timers = [];
     this.clearFallback();
     if (this.wsm) { this.wsm.close(); this.wsm = null; }
-    if (this.dca) { this.dca.close(); this.dca = null; }
+    const link = this.webrtc;
+    if (link) link.closeDcAudio();
     if (this.path) this.reportPath(null, "");
-    this.localCandidates = 0;
     this.audioTransport = null;
-    if (this.dc) { try { this.dc.close(); } catch (e) {} this.dc = null; }
-    if (this.pc) { try { this.pc.close(); } catch (e) {} this.pc = null; }
+    if (link) { link.close(); this.webrtc = null; }
     if (this.rpc) { this.rpc.close(); this.rpc = null; }
     if (this.stream) { this.stream.getTracks().forEach((t) => t.stop()); this.stream = null; }
-    this.pendingLocal = []; this.pendingRemote = []; this.answerApplied = false; this.offerSent = false;
     this.probe.reset();
     this.lastStats = null; this.kernelStats = null;
     const ui = this.ui;
