@@ -46,7 +46,7 @@ def _parse(name: str, source: str) -> _Module:
     for match in _IMPORT.finditer(source):
         names = [n.strip() for n in match.group(1).split(",") if n.strip()]
         if not names or any(not re.fullmatch(r"[A-Za-z_$][\w$]*", n) for n in names):
-            raise AssembleError(f"{name}: only plain `import {{ a, b }} from \"./x.js\"` is supported: {match.group(0)}")
+            raise AssembleError(f"{name}: only `import {{ a, b }} from \"./x.js\"` is supported: {match.group(0)}")
         imports.append((match.group(2), names))
     body = _IMPORT.sub("", source)
     if stray := _ANY_IMPORT.search(body):

@@ -37,7 +37,8 @@ def run_node(source: str, tmp_path: Path, script: str) -> str:
 def test_modules_keep_their_private_names_and_share_their_exports(tmp_path: Path) -> None:
     src = write(tmp_path, {
         "a.js": 'const secret = "a";\nexport const A = secret + "!";\nexport function twice(x) { return x + x; }\n',
-        "b.js": 'import { A, twice } from "./a.js";\nconst secret = "b";\nexport class B { get v() { return twice(A) + secret; } }\n',
+        "b.js": 'import { A, twice } from "./a.js";\nconst secret = "b";\n'
+                'export class B { get v() { return twice(A) + secret; } }\n',
         "widget.js": 'import { B } from "./b.js";\nimport { A } from "./a.js";\n'
                      'function render() { return new B().v + A; }\nexport default { render };\n',
     })
@@ -46,20 +47,22 @@ def test_modules_keep_their_private_names_and_share_their_exports(tmp_path: Path
     assert json.loads(out) == ["a!a!ba!", "a!", 4, "function"]
 
 
+USES_A = 'import { x } from "./a.js";\nexport default {};\n'
+
+
 @pytest.mark.parametrize(("files", "message"), [
     ({"widget.js": 'import { x } from "./gone.js";\nexport default {};\n'}, "not in"),
-    ({"widget.js": 'import x from "./a.js";\nexport default {};\n', "a.js": "export const x = 1;\n"}, "unsupported import"),
-    ({"widget.js": 'import { y } from "./a.js";\nexport default {};\n', "a.js": "export const x = 1;\n"}, "does not export"),
-    ({"widget.js": 'import { x } from "./a.js";\nexport default {};\n',
-      "a.js": 'import { y } from "./b.js";\nexport const x = 1;\n',
+    ({"widget.js": 'import x from "./a.js";\nexport default {};\n', "a.js": "export const x = 1;\n"},
+     "unsupported import"),
+    ({"widget.js": 'import { y } from "./a.js";\nexport default {};\n', "a.js": "export const x = 1;\n"},
+     "does not export"),
+    ({"widget.js": USES_A, "a.js": 'import { y } from "./b.js";\nexport const x = 1;\n',
       "b.js": 'import { x } from "./a.js";\nexport const y = 1;\n'}, "cycle"),
     ({"widget.js": "export default {};\n", "a.js": "export const x = 1;\n"}, "no one imports"),
-    ({"widget.js": 'import { x } from "./a.js";\nexport default {};\n', "a.js": "const x = 1;\nexport { x };\n"},
-     "unsupported export"),
-    ({"widget.js": 'import { x } from "./a.js";\nexport const x = 2;\nexport default {};\n', "a.js": "export const x = 1;\n"},
-     "exported by both"),
-    ({"widget.js": 'import { x } from "./a.js";\nexport default {};\n', "a.js": "export default 1;\nexport const x = 1;\n"},
-     "only the entry"),
+    ({"widget.js": USES_A, "a.js": "const x = 1;\nexport { x };\n"}, "unsupported export"),
+    ({"widget.js": 'import { x } from "./a.js";\nexport const x = 2;\nexport default {};\n',
+      "a.js": "export const x = 1;\n"}, "exported by both"),
+    ({"widget.js": USES_A, "a.js": "export default 1;\nexport const x = 1;\n"}, "only the entry"),
     ({"widget.js": "export const x = 1;\n"}, "no default export"),
 ])
 def test_forms_it_does_not_handle_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:

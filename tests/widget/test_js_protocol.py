@@ -25,7 +25,8 @@ def js_constants() -> dict[str, Any]:
 
 
 def test_protocol_js_holds_exactly_the_shared_constants() -> None:
-    assert set(js_constants()) == {"ERROR_CODES", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID", "DC_AUDIO_LABEL"}
+    assert set(js_constants()) == {"ERROR_CODES", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID",
+                                   "DC_AUDIO_LABEL"}
 
 
 def test_error_codes_match_the_relay_and_signaling() -> None:
