@@ -344,6 +344,7 @@ class _NodeRunner:
         return {
             "in_flight": self.remote.max_in_flight - self._slots._value,  # noqa: SLF001
             "max_in_flight": self.remote.max_in_flight,
+            "compiled_graph": self.remote.compiled,
             "lost": self.lost,
             "lost_reason": self.lost_reason,
         }
