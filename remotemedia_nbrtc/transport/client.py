@@ -33,7 +33,8 @@ from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportEr
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 
 from . import signaling as rpc
-from .ice import IceConfig, prepare_peer_connection
+from .config import IceConfig
+from .ice import prepare_peer_connection, rtc_configuration
 from .loop_thread import rtc_loop
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
 from .stagetrace import StageTrace
@@ -288,7 +289,7 @@ class ClientPeer:
             "peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
         )
 
-        pc = self._pc = RTCPeerConnection(self.ice.to_rtc_configuration())
+        pc = self._pc = RTCPeerConnection(rtc_configuration(self.ice))
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
         for kind, source in (("audio", audio), ("video", video)):
