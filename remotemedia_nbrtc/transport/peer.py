@@ -12,14 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ConnectTimeout, SignalingError
-from ..runtime import AudioData, PipelineRunner, RuntimeData, VideoData
+from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
 from .bridge import SessionBridge
 from .config import PeerConfig
 from .datachannel import DataChannelLink
@@ -69,7 +69,9 @@ def _validate_offer(sdp: Any) -> None:
 
 class ServerPeer:
     """Server side of one WebRTC connection: RTCPeerConnection on the RTC loop, bound to a StreamSession on
-    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop."""
+    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop. A :class:`~.media_peer.WebRTCPeer`."""
+
+    transport_path: Final = "webrtc"
 
     def __init__(self) -> None:
         self.session_id: str = ""
@@ -101,7 +103,7 @@ class ServerPeer:
     @classmethod
     async def create(
         cls,
-        pipeline: Any,
+        pipeline: PipelineSource,
         config: PeerConfig,
         *,
         on_ice_candidate: Callable[[dict[str, Any] | None], None],
@@ -124,6 +126,11 @@ class ServerPeer:
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
         return self
+
+    @property
+    def session(self) -> StreamSession:
+        """The pipeline session (lives on the pipeline loop)."""
+        return self.bridge.session
 
     # -- signaling -----------------------------------------------------------------------------
     @property

@@ -195,13 +195,7 @@ class WebRTCServer:
         return loop.run(collect(), 5.0)
 
     def _collect_peer_stats(self) -> list[dict[str, Any]]:
-        out = []
-        for endpoint in list(self._endpoints):
-            peer = endpoint.server_peer
-            stats = getattr(peer, "stats", None)
-            if stats is not None:
-                out.append(stats())
-        return out
+        return [e.server_peer.stats() for e in list(self._endpoints) if e.server_peer is not None]
 
     # -- lifecycle (callable from any loop; the work runs on the RTC loop) -------------------------
     async def start(self) -> int:

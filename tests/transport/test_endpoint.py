@@ -28,9 +28,11 @@ SERVER = "remotemedia-server"
 
 
 class FakePeer:
-    """Records calls; emits a candidate and a state change while handling the offer."""
+    """Records calls; emits a candidate and a state change while handling the offer. A WebRTCPeer without a session."""
 
     instances: ClassVar[list[FakePeer]] = []
+    transport_path = "webrtc"
+    session = None
 
     def __init__(self, on_ice_candidate: Any, on_state_change: Any, fail: SignalingError | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
