@@ -34,7 +34,7 @@ from servers import MANIFESTS, JupyterKernel, ServerProc  # noqa: E402
 
 from remotemedia_nbrtc.runtime import now_us  # noqa: E402
 from remotemedia_nbrtc.transport.client import ClientPeer  # noqa: E402
-from remotemedia_nbrtc.transport.ice import IceConfig  # noqa: E402
+from remotemedia_nbrtc.transport.config import IceConfig  # noqa: E402
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource  # noqa: E402
 from remotemedia_nbrtc.transport.stagetrace import ENV_VAR as TRACE_ENV  # noqa: E402
 

@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_nodes  # noqa: E402,F401  (registers BenchVideoStatsNode)
 
-from remotemedia_nbrtc.transport.ice import IceConfig  # noqa: E402
-from remotemedia_nbrtc.transport.peer import PeerConfig  # noqa: E402
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig  # noqa: E402
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer  # noqa: E402
 
 

@@ -17,8 +17,7 @@ import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from .._compat import wait_for
-from ..errors import RemoteMediaError
+from ..errors import RemoteMediaError, wait_for_with_message
 from .data import RuntimeData
 from .executors import RayExecutor
 from .node import Node, iter_outputs
@@ -289,11 +288,11 @@ class _RayCalls:
         replica = next((r for r in self._replicas() if not r.dead), None)
         if replica is None:
             raise RemoteMediaError(f"node {self.node_id!r}: its Ray actor is lost")
-        return await wait_for(_await_ref(replica.actor.call_attr.remote(name)), self.call_timeout_s)
+        return await wait_for_with_message(_await_ref(replica.actor.call_attr.remote(name)), self.call_timeout_s)
 
     async def _await_start(self, ref: Any) -> None:
         try:
-            await wait_for(_await_ref(ref), self.spec.start_timeout_s)
+            await wait_for_with_message(_await_ref(ref), self.spec.start_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             raise RemoteMediaError(
                 f"node {self.node_id!r}: its Ray actor did not start within {self.spec.start_timeout_s:g} s "
@@ -312,7 +311,7 @@ class _RayCalls:
                     log.debug("stop of a Ray actor failed", exc_info=True)
         if stops:
             try:
-                await wait_for(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
+                await wait_for_with_message(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
             except (asyncio.TimeoutError, TimeoutError):
                 log.warning("node %s: Ray actor stop() timed out; killing it", self.node_id)
         for r in replicas:

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +35,16 @@ from remotemedia_nbrtc.runtime.data import (
     TextData,
     VideoData,
 )
+from remotemedia_nbrtc.runtime.runner import PipelineRunner, PipelineSource
+from remotemedia_nbrtc.runtime.session import StreamSession
 
 from . import signaling as rpc
+from .config import PeerConfig
 from .loop_thread import pipeline_loop
+from .media_peer import WebRTCPeer
+
+if TYPE_CHECKING:  # wsmedia imports av and aiortc: loaded only when media.open is called
+    from .wsmedia import WebSocketMediaPeer
 
 __all__ = ["PeerRegistry", "SignalingEndpoint"]
 
@@ -45,7 +52,7 @@ log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], "Awaitable[None] | None"]
 SendBinaryFn = Callable[[bytes], "Awaitable[None] | None"]
-PeerFactory = Callable[..., Awaitable[Any]]
+PeerFactory = Callable[..., Awaitable[WebRTCPeer]]
 
 MAX_PENDING_CANDIDATES = 512
 MAX_QUEUED_EVENTS = 256  # control.event notifications waiting for the socket; more are dropped (counted)
@@ -134,7 +141,7 @@ class PeerRegistry:
         ]
 
 
-async def _default_peer_factory(pipeline: Any, config: Any, **kwargs: Any) -> Any:
+async def _default_peer_factory(pipeline: PipelineSource, config: PeerConfig, **kwargs: Any) -> WebRTCPeer:
     from .peer import ServerPeer  # imported lazily: aiortc only when a peer is made
 
     return await ServerPeer.create(pipeline, config, **kwargs)
@@ -156,7 +163,8 @@ class SignalingEndpoint:
     """JSON-RPC signaling for one connection; owns at most one ServerPeer (one pipeline session).
 
     ``send`` delivers one text message to the client (plain function or coroutine function).
-    ``pipeline`` and ``runner`` are handed to ``ServerPeer.create`` on each offer.
+    ``pipeline``, ``peer_config`` (None: the defaults) and ``runner`` are handed to ``ServerPeer.create``
+    on each offer.
     ``registry`` is shared by the endpoints of one server (a private one is made if omitted).
     ``on_close`` is called once when the endpoint closes (e.g. to close the WebSocket).
     ``offer_timeout_s`` (optional) closes the connection, after a -32006 notice, when it has no live
@@ -168,10 +176,10 @@ class SignalingEndpoint:
     def __init__(
         self,
         send: SendFn,
-        pipeline: Any,
-        peer_config: Any,
+        pipeline: PipelineSource,
+        peer_config: PeerConfig | None,
         *,
-        runner: Any = None,
+        runner: PipelineRunner | None = None,
         server_peer_id: str = rpc.SERVER_PEER_ID,
         registry: PeerRegistry | None = None,
         max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES,
@@ -189,7 +197,7 @@ class SignalingEndpoint:
         self._announces = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pipeline = pipeline
-        self._peer_config = peer_config
+        self._peer_config = peer_config if peer_config is not None else PeerConfig()
         self._runner = runner
         self.server_peer_id = server_peer_id
         self.registry = registry if registry is not None else PeerRegistry()
@@ -200,7 +208,7 @@ class SignalingEndpoint:
         self._send_binary: SendBinaryFn | None = None
         self._binary_refusals = 0
         self.peer_id: str | None = None
-        self.server_peer: Any = None
+        self.server_peer: WebRTCPeer | WebSocketMediaPeer | None = None
         self._generation = 0
         self._pending_candidates: list[dict[str, Any] | None] = []
         self._holding_notifications = False
@@ -244,9 +252,9 @@ class SignalingEndpoint:
         """One binary frame from the client: WebSocket media (see :mod:`.wsmedia`). Never blocks."""
         if self.closed:
             return
-        on_frame = getattr(self.server_peer, "on_frame", None)
-        if on_frame is not None:
-            on_frame(frame)
+        peer = self.server_peer
+        if peer is not None and peer.transport_path == "websocket":
+            peer.on_frame(frame)
             return
         self._binary_refusals += 1
         if self._binary_refusals == 1:  # one error, not one per media frame
@@ -256,18 +264,12 @@ class SignalingEndpoint:
     @property
     def transport_path(self) -> str | None:
         """``"webrtc"`` or ``"websocket"`` while a peer serves this connection, else ``None``."""
-        if self.server_peer is None:
-            return None
-        return "websocket" if hasattr(self.server_peer, "on_frame") else "webrtc"
+        return None if self.server_peer is None else self.server_peer.transport_path
 
     @property
-    def session(self) -> Any:
-        """The pipeline session of the current ServerPeer (lives on the pipeline loop), or None."""
-        peer = self.server_peer
-        session = getattr(peer, "session", None)
-        if session is None:
-            session = getattr(getattr(peer, "bridge", None), "session", None)
-        return session
+    def session(self) -> StreamSession | None:
+        """The pipeline session of the current peer (lives on the pipeline loop), or None."""
+        return None if self.server_peer is None else self.server_peer.session
 
     async def handle_message(self, text: str | bytes) -> None:
         """Handle one client message and send its reply (if any). Never raises for bad input."""
@@ -472,7 +474,7 @@ class SignalingEndpoint:
                 answer = await peer.handle_offer(sdp)
                 pending, self._pending_candidates = self._pending_candidates, []
                 for candidate in pending:
-                    await self._apply_candidate(candidate)
+                    await self._apply_candidate(peer, candidate)
             except BaseException:
                 self._held.clear()
                 await self._close_server_peer()
@@ -507,13 +509,15 @@ class SignalingEndpoint:
                 )
             self._pending_candidates.append(candidate)
             return {"success": True, "to_peer_id": to, "buffered": True}
-        await self._apply_candidate(candidate)
+        await self._apply_candidate(self.server_peer, candidate)
         # upstream's answer for an applied candidate; it adds buffered=false only when it drops one
         return {"success": True, "to_peer_id": to}
 
-    async def _apply_candidate(self, candidate: dict[str, Any] | None) -> None:
+    async def _apply_candidate(self, peer: WebRTCPeer | WebSocketMediaPeer, candidate: dict[str, Any] | None) -> None:
+        if peer.transport_path == "websocket":
+            raise rpc.RpcError(rpc.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
         try:
-            await self.server_peer.add_ice_candidate(candidate)
+            await peer.add_ice_candidate(candidate)
         except SignalingError:
             raise
         except Exception as exc:
@@ -543,21 +547,21 @@ class SignalingEndpoint:
         return {"addresses": [{"ip": "127.0.0.1", "is_default": True}], "hostname": socket.gethostname()}
 
     async def _session_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        ice = getattr(self._peer_config, "ice", None)
-        browser_servers = ice.browser_servers() if hasattr(ice, "browser_servers") else []
+        browser_servers = self._peer_config.ice.browser_servers()
         session = self.session
+        peer = self.server_peer
         from .wsmedia import AUDIO_CODECS, HEADER_BYTES, VIDEO_CODECS
 
         transport = self._transport_setting()
         return {
             "peer_id": self.peer_id,
             "server_peer_id": self.server_peer_id,
-            "session_id": getattr(self.server_peer, "session_id", None),
-            "connection_state": getattr(self.server_peer, "connection_state", None),
+            "session_id": None if peer is None else peer.session_id,
+            "connection_state": None if peer is None else peer.connection_state,
             "transport": {
                 "setting": transport,
                 "active": self.transport_path,
-                "webrtc_timeout_s": getattr(self._peer_config, "webrtc_timeout_s", 5.0),
+                "webrtc_timeout_s": self._peer_config.webrtc_timeout_s,
                 "websocket_media": None if transport == "webrtc" or self._send_binary is None else {
                     "version": 1,
                     "audio_codecs": list(AUDIO_CODECS),
@@ -566,7 +570,7 @@ class SignalingEndpoint:
                     "max_frame_bytes": self.max_message_bytes,
                 },
             },
-            "nodes": list(getattr(session, "node_ids", []) or []),
+            "nodes": [] if session is None else list(session.node_ids),
             "ice_servers": browser_servers,
             "limits": {
                 "max_message_bytes": self.max_message_bytes,
@@ -615,7 +619,7 @@ class SignalingEndpoint:
                 log.debug("ServerPeer.close failed", exc_info=True)
 
     # -- control.* -------------------------------------------------------------------------
-    def _require_session(self) -> Any:
+    def _require_session(self) -> StreamSession:
         session = self.session
         if session is None:
             raise rpc.RpcError(
@@ -654,8 +658,8 @@ class SignalingEndpoint:
         for sub in self._subscriptions.values():
             await self._add_taps(sub, session)
 
-    async def _add_taps(self, sub: _Subscription, session: Any) -> None:
-        if sub.node in (_SYSTEM_TOPIC, "__perf__") or not hasattr(session, "add_tap"):
+    async def _add_taps(self, sub: _Subscription, session: StreamSession) -> None:
+        if sub.node in (_SYSTEM_TOPIC, "__perf__"):
             return
         nodes = list(session.node_ids) if sub.node == "*" else [sub.node]
         if sub.node not in nodes and sub.node != "*":
@@ -740,7 +744,7 @@ class SignalingEndpoint:
 
     # -- media.* (WebSocket media fallback, see .wsmedia) -------------------------------------
     def _transport_setting(self) -> str:
-        return str(getattr(self._peer_config, "transport", "auto") or "auto")
+        return self._peer_config.transport
 
     async def _media_open(self, params: dict[str, Any]) -> dict[str, Any]:
         from .wsmedia import HEADER_BYTES, WebSocketMediaPeer, negotiate
@@ -762,7 +766,7 @@ class SignalingEndpoint:
                 send_text=self._emit,
                 send_binary=send_binary,
                 runner=self._runner,
-                video_format=getattr(self._peer_config, "video_format", None),
+                video_format=self._peer_config.video_format,
             )
         except BaseException:
             self.registry.release_session(self.peer_id)
@@ -778,9 +782,9 @@ class SignalingEndpoint:
             "max_frame_bytes": self.max_message_bytes,
         }
 
-    def _media_peer(self) -> Any:
+    def _media_peer(self) -> WebSocketMediaPeer:
         peer = self.server_peer
-        if peer is None or not hasattr(peer, "on_frame"):
+        if peer is None or peer.transport_path != "websocket":
             raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
         return peer
 
@@ -813,17 +817,7 @@ class SignalingEndpoint:
             raise rpc.RpcError(
                 rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
             )
-        flush = getattr(self.server_peer, "flush_audio", None)
-        if flush is None:
-            raise rpc.RpcError(
-                rpc.METHOD_NOT_FOUND,
-                "Method not found",
-                {"method": "control.flush_audio", "reason": "not supported by this server peer"},
-            )
-        dropped = flush()
-        if inspect.isawaitable(dropped):
-            dropped = await dropped
-        return {"flushed": True, "frames_dropped": int(dropped or 0)}
+        return {"flushed": True, "frames_dropped": self.server_peer.flush_audio()}
 
 
 def payload_to_runtime_data(payload: Any) -> RuntimeData:
@@ -885,5 +879,5 @@ def output_event(topic: str, data: RuntimeData, *, include_audio: bool = False) 
             payload={"type": "error", "node_id": data.node_id, "message": data.message, "error_type": data.error_type},
         )
     else:
-        event.update(kind="other", payload={"type": getattr(data, "data_type", type(data).__name__)})
+        event.update(kind="other", payload={"type": data.data_type})
     return event

@@ -33,8 +33,7 @@ import tornado.httpclient
 import tornado.websocket
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .._compat import wait_for
-from ..errors import ConnectTimeout, SignalingError, TransportError
+from ..errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
 from ..runtime import AudioData, VideoData, now_us
 from . import signaling as rpc
 from .client import signaling_request
@@ -232,7 +231,7 @@ class WebSocketMediaClient:
             self._pending.pop(request_id, None)
             raise TransportError("socket is closed") from None
         try:
-            return await wait_for(future, timeout_s, f"{method}: no reply within {timeout_s} s")
+            return await wait_for_with_message(future, timeout_s, f"{method}: no reply within {timeout_s} s")
         finally:
             self._pending.pop(request_id, None)
 
@@ -251,7 +250,7 @@ class WebSocketMediaClient:
         """The next output; ``None`` once the socket has closed and every output was read."""
         if self._socket_closed.is_set() and self._outputs.empty():
             return None
-        item = await wait_for(self._outputs.get(), timeout)
+        item = await wait_for_with_message(self._outputs.get(), timeout)
         if item is _END:
             self._outputs.put_nowait(_END)
             return None
@@ -265,7 +264,7 @@ class WebSocketMediaClient:
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Until the server closed the socket (or :meth:`close` was called)."""
-        await wait_for(self._socket_closed.wait(), timeout)
+        await wait_for_with_message(self._socket_closed.wait(), timeout)
 
     @property
     def closed(self) -> bool:

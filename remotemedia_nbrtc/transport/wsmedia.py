@@ -78,12 +78,21 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import av
 import numpy as np
 
-from ..runtime import AudioData, AudioFormat, BinaryData, PipelineRunner, RuntimeData, VideoData
+from ..runtime import (
+    AudioData,
+    AudioFormat,
+    BinaryData,
+    PipelineRunner,
+    PipelineSource,
+    RuntimeData,
+    StreamSession,
+    VideoData,
+)
 from . import signaling as rpc
 from .bridge import SessionBridge
 from .tracks import AudioNormalizer
@@ -308,8 +317,10 @@ class WebSocketMediaPeer:
     Lives on the RTC loop; its :class:`SessionBridge` puts the stream session on the pipeline loop.
     ``send_text`` sends one JSON-RPC text message (the endpoint's ordered sender); ``send_binary``
     sends one binary frame and may return an awaitable that resolves once the frame is written
-    (awaited: that is the outbound backpressure).
+    (awaited: that is the outbound backpressure). A :class:`~.media_peer.MediaPeer`.
     """
+
+    transport_path: Final = "websocket"
 
     def __init__(self) -> None:
         self.session_id = ""
@@ -350,7 +361,7 @@ class WebSocketMediaPeer:
     @classmethod
     async def create(
         cls,
-        pipeline: Any,
+        pipeline: PipelineSource,
         formats: MediaFormats,
         *,
         send_text: SendText,
@@ -379,7 +390,7 @@ class WebSocketMediaPeer:
         return self
 
     @property
-    def session(self) -> Any:
+    def session(self) -> StreamSession:
         return self.bridge.session
 
     @property

@@ -16,7 +16,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from remotemedia_nbrtc.server.extension import LINK_URL_ENV
 from remotemedia_nbrtc.testing.jupyter import JupyterServer, KernelHandle
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.sources import ToneSource
 from tests.outputs import collect
 from tests.server._e2e import serve_in_kernel

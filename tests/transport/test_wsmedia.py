@@ -13,7 +13,7 @@ import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport import signaling as rpc
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneSource
 from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient, connect_media

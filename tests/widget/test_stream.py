@@ -364,8 +364,7 @@ async def _metrics(session: Any) -> dict[str, Any]:
 
 
 def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
-    from remotemedia_nbrtc.transport.ice import IceConfig
-    from remotemedia_nbrtc.transport.peer import PeerConfig
+    from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 
     issued: list[str] = []
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from remotemedia_nbrtc.stream import stream
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
 from remotemedia_nbrtc.widget import StreamWidget
 
