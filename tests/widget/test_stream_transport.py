@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from remotemedia_nbrtc.protocol.media_frames import pack_frame, unpack_frame
 from remotemedia_nbrtc.stream import stream
 from remotemedia_nbrtc.transport.ice import IceConfig
 from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
 from remotemedia_nbrtc.widget import StreamWidget
 
 from .test_stream import FakeServe, level_vad_pipeline
