@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 
 from . import signaling as rpc
@@ -307,13 +308,13 @@ class ClientPeer:
         sdp, candidates = split_candidates(pc.localDescription.sdp)
 
         # pipelined like upstream's page: offer, then every candidate, then end-of-candidates
-        offer = self._request("peer.offer", {"from": self.peer_id, "to": rpc.SERVER_PEER_ID, "sdp": sdp})
+        offer = self._request("peer.offer", {"from": self.peer_id, "to": SERVER_PEER_ID, "sdp": sdp})
         trickled = [
             self._request(
                 "peer.ice_candidate",
                 {
                     "from": self.peer_id,
-                    "to": rpc.SERVER_PEER_ID,
+                    "to": SERVER_PEER_ID,
                     "candidate": c["candidate"],
                     "sdp_mid": c["sdpMid"],
                     "sdp_m_line_index": c["sdpMLineIndex"],
@@ -326,7 +327,7 @@ class ClientPeer:
                 "peer.ice_candidate",
                 {
                     "from": self.peer_id,
-                    "to": rpc.SERVER_PEER_ID,
+                    "to": SERVER_PEER_ID,
                     "candidate": "",
                     "sdp_mid": None,
                     "sdp_m_line_index": None,
@@ -388,7 +389,7 @@ class ClientPeer:
             if "error" in obj:
                 err = obj["error"] or {}
                 future.set_exception(
-                    SignalingError(err.get("code", rpc.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
+                    SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
                 )
             else:
                 future.set_result(obj.get("result"))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
 from remotemedia_nbrtc.runtime.data import (
     AudioData,
     BinaryData,
@@ -86,19 +87,19 @@ class PeerRegistry:
     _sessions: set[str] = field(default_factory=set)
 
     def add(self, entry: _PeerEntry) -> None:
-        if entry.peer_id in self._peers or entry.peer_id == rpc.SERVER_PEER_ID:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
+        if entry.peer_id in self._peers or entry.peer_id == SERVER_PEER_ID:
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
         idle = [e for pid, e in self._peers.items() if pid not in self._sessions]
         max_idle = self.max_idle if self.max_idle is not None else max(16, 4 * self.max_sessions)
         if len(idle) >= max_idle:
             raise rpc.RpcError(
-                rpc.SESSION_LIMIT, "Too many peers waiting to offer", {"max_idle": max_idle}
+                ErrorCode.SESSION_LIMIT, "Too many peers waiting to offer", {"max_idle": max_idle}
             )
         if entry.address is not None:
             same = sum(1 for e in idle if e.address == entry.address)
             if same >= self.max_idle_per_address:
                 raise rpc.RpcError(
-                    rpc.SESSION_LIMIT,
+                    ErrorCode.SESSION_LIMIT,
                     "Too many peers waiting to offer from this address",
                     {"max_idle_per_address": self.max_idle_per_address},
                 )
@@ -123,7 +124,7 @@ class PeerRegistry:
 
     def acquire_session(self, peer_id: str) -> None:
         if peer_id not in self._sessions and len(self._sessions) >= self.max_sessions:
-            raise rpc.RpcError(rpc.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
+            raise rpc.RpcError(ErrorCode.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
         self._sessions.add(peer_id)
 
     def release_session(self, peer_id: str) -> None:
@@ -180,7 +181,7 @@ class SignalingEndpoint:
         peer_config: PeerConfig | None,
         *,
         runner: PipelineRunner | None = None,
-        server_peer_id: str = rpc.SERVER_PEER_ID,
+        server_peer_id: str = SERVER_PEER_ID,
         registry: PeerRegistry | None = None,
         max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES,
         server_info: dict[str, Any] | None = None,
@@ -259,7 +260,7 @@ class SignalingEndpoint:
         self._binary_refusals += 1
         if self._binary_refusals == 1:  # one error, not one per media frame
             reason = {"reason": "binary frames carry WebSocket media: call media.open first"}
-            self._post(rpc.error_message(None, rpc.INVALID_REQUEST, "Invalid Request", reason))
+            self._post(rpc.error_message(None, ErrorCode.INVALID_REQUEST, "Invalid Request", reason))
 
     @property
     def transport_path(self) -> str | None:
@@ -318,7 +319,7 @@ class SignalingEndpoint:
             request = rpc.parse_message(text, max_bytes=self.max_message_bytes)
             request_id = request.id
             if request.method != "peer.announce" and self.peer_id is None:
-                raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
+                raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
             result = await self._handlers[request.method](request.params)
         except rpc.RpcError as exc:
             if exc.request_id is None:
@@ -331,7 +332,7 @@ class SignalingEndpoint:
         except Exception as exc:
             log.exception("signaling request failed")
             return rpc.error_message(
-                request_id, rpc.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
+                request_id, ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
             )
         if request.is_notification:
             return None
@@ -391,7 +392,7 @@ class SignalingEndpoint:
         log.info("closing signaling connection of %r: no session within %.3g s", self.peer_id, self.offer_timeout_s)
         reason = {"reason": f"no peer.offer or media.open within {self.offer_timeout_s:g} s",
                   "timeout_s": self.offer_timeout_s}
-        await self._emit(rpc.error_message(None, rpc.CONNECTION_TIMEOUT, "Connection timeout", reason))
+        await self._emit(rpc.error_message(None, ErrorCode.CONNECTION_TIMEOUT, "Connection timeout", reason))
         await self.close("offer timeout")
 
     # -- peer.* ----------------------------------------------------------------------------
@@ -400,13 +401,13 @@ class SignalingEndpoint:
         if self._announces > self.max_announces:
             self._spawn(self.close("too many announces"))
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST,
+                ErrorCode.INVALID_REQUEST,
                 "Invalid Request",
                 {"reason": f"more than {self.max_announces} peer.announce on one connection: closing it"},
             )
         if self.peer_id is not None:
             raise rpc.RpcError(
-                rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
             )
         peer_id = params["peer_id"]
         capabilities = list(params.get("capabilities") or [])
@@ -428,26 +429,26 @@ class SignalingEndpoint:
     def _relay_target(self, to: str) -> _PeerEntry:
         entry = self.registry.get(to)
         if entry is None or entry.endpoint is self:
-            raise rpc.RpcError(rpc.PEER_NOT_FOUND, "Peer not found", {"peer_id": to})
+            raise rpc.RpcError(ErrorCode.PEER_NOT_FOUND, "Peer not found", {"peer_id": to})
         return entry
 
     async def _offer(self, params: dict[str, Any]) -> dict[str, Any]:
         to, sdp = params["to"], params["sdp"]
         if to != self.server_peer_id:
             target = self._relay_target(to)
-            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
             target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
             return {"success": True, "to_peer_id": to}
         try:
-            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
-            rpc.validate_dtls_fingerprints(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
+            rpc.validate_dtls_fingerprints(sdp, code=ErrorCode.OFFER_INVALID)
         except rpc.RpcError as exc:
             log.warning("rejected offer from peer %r: %s", self.peer_id, (exc.data or {}).get("reason"))
             raise
         assert self.peer_id is not None
         if self._transport_setting() == "websocket":
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST,
+                ErrorCode.INVALID_REQUEST,
                 "Invalid Request",
                 {"reason": "this session is set to transport='websocket': use media.open", "transport": "websocket"},
             )
@@ -487,9 +488,9 @@ class SignalingEndpoint:
     async def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
         to = params["to"]
         if to == self.server_peer_id:
-            raise rpc.RpcError(rpc.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
+            raise rpc.RpcError(ErrorCode.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
         target = self._relay_target(to)
-        rpc.validate_sdp(params["sdp"], code=rpc.ANSWER_INVALID)
+        rpc.validate_sdp(params["sdp"], code=ErrorCode.ANSWER_INVALID)
         target.endpoint.notify("peer.answer", {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
         return {"success": True, "to_peer_id": to}
 
@@ -503,7 +504,7 @@ class SignalingEndpoint:
         if self.server_peer is None:
             if len(self._pending_candidates) >= MAX_PENDING_CANDIDATES:
                 raise rpc.RpcError(
-                    rpc.ICE_INVALID,
+                    ErrorCode.ICE_INVALID,
                     "Too many ICE candidates before the offer",
                     {"reason": f"at most {MAX_PENDING_CANDIDATES} are queued"},
                 )
@@ -515,13 +516,13 @@ class SignalingEndpoint:
 
     async def _apply_candidate(self, peer: WebRTCPeer | WebSocketMediaPeer, candidate: dict[str, Any] | None) -> None:
         if peer.transport_path == "websocket":
-            raise rpc.RpcError(rpc.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
+            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
         try:
             await peer.add_ice_candidate(candidate)
         except SignalingError:
             raise
         except Exception as exc:
-            raise rpc.RpcError(rpc.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
+            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
 
     async def _disconnect(self, params: dict[str, Any]) -> dict[str, Any]:
         peer_id = params["peer_id"]
@@ -550,7 +551,8 @@ class SignalingEndpoint:
         browser_servers = self._peer_config.ice.browser_servers()
         session = self.session
         peer = self.server_peer
-        from .wsmedia import AUDIO_CODECS, HEADER_BYTES, VIDEO_CODECS
+        from ..protocol.media_frames import HEADER_BYTES
+        from .wsmedia import AUDIO_CODECS, VIDEO_CODECS
 
         transport = self._transport_setting()
         return {
@@ -623,7 +625,7 @@ class SignalingEndpoint:
         session = self.session
         if session is None:
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
             )
         return session
 
@@ -635,7 +637,7 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self.session
         if session is not None and node not in ("*", _SYSTEM_TOPIC, "__perf__") and node not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
         old = self._subscriptions.pop(topic, None)
         if old is not None:
             await self._remove_taps(old)
@@ -720,13 +722,13 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self._require_session()
         if node not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
         data = payload_to_runtime_data(params["payload"])
         try:
             await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
         except asyncio.TimeoutError:
             raise rpc.RpcError(
-                rpc.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
+                ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
             ) from None
         return {"published": True, "topic": topic}
 
@@ -734,7 +736,7 @@ class SignalingEndpoint:
         session = self._require_session()
         node_id, state = params["node_id"], params["state"]
         if node_id not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
 
         async def apply() -> None:
             session.set_node_state(node_id, state)
@@ -747,12 +749,13 @@ class SignalingEndpoint:
         return self._peer_config.transport
 
     async def _media_open(self, params: dict[str, Any]) -> dict[str, Any]:
-        from .wsmedia import HEADER_BYTES, WebSocketMediaPeer, negotiate
+        from ..protocol.media_frames import HEADER_BYTES
+        from .wsmedia import WebSocketMediaPeer, negotiate
 
         if self._transport_setting() == "webrtc" or self._send_binary is None:
             reason = ("this session is set to transport='webrtc'" if self._send_binary is not None
                       else "this connection cannot carry binary frames")
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": reason, "transport": "webrtc"})
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": reason, "transport": "webrtc"})
         formats = negotiate(params)
         assert self.peer_id is not None
         await self._close_server_peer()  # media.open replaces a WebRTC peer or an earlier media.open
@@ -785,7 +788,7 @@ class SignalingEndpoint:
     def _media_peer(self) -> WebSocketMediaPeer:
         peer = self.server_peer
         if peer is None or peer.transport_path != "websocket":
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
         return peer
 
     async def _media_close(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -801,13 +804,13 @@ class SignalingEndpoint:
         try:
             self._media_peer().send_message(params["message"])
         except UndecodableMessage as exc:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
         return {"sent": True}
 
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         """The kernel peer's counters, for either media path (the doctor panel shows what the kernel trimmed)."""
         if self.server_peer is None:
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
         stats: dict[str, Any] = self.server_peer.stats()
         stats.pop("trace", None)  # profiling only, and large
         return stats
@@ -815,7 +818,7 @@ class SignalingEndpoint:
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.server_peer is None:
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
             )
         return {"flushed": True, "frames_dropped": self.server_peer.flush_audio()}
 
@@ -834,7 +837,7 @@ def payload_to_runtime_data(payload: Any) -> RuntimeData:
                 raw = base64.b64decode(payload["binary_b64"], validate=True)
             except ValueError:
                 raise rpc.RpcError(
-                    rpc.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}
+                    ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}
                 ) from None
             return BinaryData(raw, str(payload.get("mime_type", "application/octet-stream")))
     return JsonData(payload)

@@ -19,15 +19,16 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ConnectTimeout, SignalingError
+from ..protocol.jsonrpc import ErrorCode
+from ..protocol.media_frames import DC_AUDIO_LABEL
 from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
 from .bridge import SessionBridge
 from .config import PeerConfig
 from .datachannel import DataChannelLink
-from .dcaudio import LABEL as AUDIO_CHANNEL_LABEL
 from .dcaudio import DataChannelAudio
 from .ice import prepare_peer_connection, rtc_configuration
-from .signaling import validate_dtls_fingerprints
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from .signaling import validate_dtls_fingerprints
 from .stagetrace import StageTrace
 from .tracks import PipelineAudioTrack, PipelineVideoTrack, TrackReader, install_opus_frame_size
 
@@ -35,8 +36,6 @@ __all__ = ["ServerPeer"]
 
 log = logging.getLogger(__name__)
 
-OFFER_INVALID = -32002
-ICE_INVALID = -32004
 
 
 def with_audio_ptime(sdp: str, ptime_ms: int | None) -> str:
@@ -59,11 +58,11 @@ def with_audio_ptime(sdp: str, ptime_ms: int | None) -> str:
 
 def _validate_offer(sdp: Any) -> None:
     if not isinstance(sdp, str) or not sdp.strip():
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "empty or non-string SDP"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "empty or non-string SDP"})
     if not sdp.lstrip().startswith("v=0"):
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
     if "\nm=" not in sdp.replace("\r\n", "\n"):
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
     validate_dtls_fingerprints(sdp)
 
 
@@ -140,7 +139,7 @@ class ServerPeer:
     async def handle_offer(self, sdp: str) -> str:
         """Apply the client's offer and return our answer SDP (all our candidates are in it)."""
         if self._closed:
-            raise SignalingError(OFFER_INVALID, "peer is closed", data={"reason": "closed"})
+            raise SignalingError(ErrorCode.OFFER_INVALID, "peer is closed", data={"reason": "closed"})
         _validate_offer(sdp)
         if self._negotiating:
             raise SignalingError(-32005, "negotiation in progress")
@@ -152,7 +151,7 @@ class ServerPeer:
                 raise
             except Exception as exc:
                 raise SignalingError(
-                    OFFER_INVALID, "invalid offer", data={"reason": f"{type(exc).__name__}: {exc}"}
+                    ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": f"{type(exc).__name__}: {exc}"}
                 ) from exc
             self._setup_transceivers()
             prepare_peer_connection(self.pc, self.config.ice)
@@ -241,7 +240,7 @@ class ServerPeer:
             await self.pc.addIceCandidate(parsed)
         except Exception as exc:
             raise SignalingError(
-                ICE_INVALID, "invalid ICE candidate", data={"reason": f"{type(exc).__name__}: {exc}"}
+                ErrorCode.ICE_INVALID, "invalid ICE candidate", data={"reason": f"{type(exc).__name__}: {exc}"}
             ) from exc
 
     async def _connect_watchdog(self) -> None:
@@ -265,7 +264,7 @@ class ServerPeer:
         self._readers.append(reader.start())
 
     def _on_datachannel(self, channel: Any) -> None:
-        if channel.label == AUDIO_CHANNEL_LABEL:
+        if channel.label == DC_AUDIO_LABEL:
             self.dc_audio.attach(channel)  # audio both ways on this channel (see .dcaudio)
         else:
             self.datachannel.attach(channel)

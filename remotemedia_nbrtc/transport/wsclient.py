@@ -34,10 +34,11 @@ import tornado.websocket
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from ..protocol.jsonrpc import ErrorCode
+from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from ..runtime import AudioData, VideoData, now_us
 from . import signaling as rpc
 from .client import signaling_request
-from .wsmedia import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 
 __all__ = ["MediaPath", "WebSocketMediaClient", "connect_media"]
 
@@ -443,7 +444,7 @@ class WebSocketMediaClient:
                 return
             if "error" in obj:
                 err = obj["error"] or {}
-                future.set_exception(SignalingError(err.get("code", rpc.INTERNAL_ERROR), err.get("message", ""),
+                future.set_exception(SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""),
                                                     err.get("data")))
             else:
                 future.set_result(obj.get("result"))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from remotemedia_nbrtc.protocol.media_frames import pack_frame, unpack_frame
 from remotemedia_nbrtc.stream import stream
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
-from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
 from remotemedia_nbrtc.widget import StreamWidget
 
 from .test_stream import FakeServe, level_vad_pipeline

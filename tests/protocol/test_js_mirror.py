@@ -1,4 +1,4 @@
-"""The front end's protocol constants (widget/js/protocol.js) agree with the Python side's."""
+"""The front end's protocol constants (widget/js/protocol.js) are the ones of remotemedia_nbrtc.protocol."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from remotemedia_nbrtc.server import relay
-from remotemedia_nbrtc.transport import dcaudio, signaling, wsmedia
+from remotemedia_nbrtc import protocol
 
-PROTOCOL_JS = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "js" / "protocol.js"
+PROTOCOL_JS = Path(protocol.__file__).parents[1] / "widget" / "js" / "protocol.js"
 
 
 def js_constants() -> dict[str, Any]:
@@ -29,21 +28,17 @@ def test_protocol_js_holds_exactly_the_shared_constants() -> None:
                                    "DC_AUDIO_LABEL"}
 
 
-def test_error_codes_match_the_relay_and_signaling() -> None:
+def test_every_error_code_the_front_end_knows_is_the_python_one() -> None:
     codes = js_constants()["ERROR_CODES"]
-    assert codes == {"PARSE_ERROR": relay.PARSE_ERROR, "INVALID_REQUEST": relay.INVALID_REQUEST,
-                     "SESSION_UNAVAILABLE": relay.SESSION_UNAVAILABLE}
-    # the kernel's endpoint calls -32000 "peer not found"; through the relay the browser reads it as the same
-    assert (codes["PARSE_ERROR"], codes["INVALID_REQUEST"], codes["SESSION_UNAVAILABLE"]) == (
-        signaling.PARSE_ERROR, signaling.INVALID_REQUEST, signaling.PEER_NOT_FOUND)
+    assert codes and all(protocol.ERROR_CODES[name] == code for name, code in codes.items()), codes
 
 
 def test_frames_server_peer_and_audio_channel_match() -> None:
     c = js_constants()
-    assert c["FRAME_KINDS"] == {"audio": wsmedia.KIND_AUDIO, "video": wsmedia.KIND_VIDEO, "data": wsmedia.KIND_DATA}
-    assert c["FRAME_HEADER_BYTES"] == wsmedia.HEADER_BYTES
-    assert c["SERVER_PEER_ID"] == signaling.SERVER_PEER_ID
-    assert c["DC_AUDIO_LABEL"] == dcaudio.LABEL
+    assert c["FRAME_KINDS"] == protocol.FRAME_KINDS
+    assert c["FRAME_HEADER_BYTES"] == protocol.HEADER_BYTES
+    assert c["SERVER_PEER_ID"] == protocol.SERVER_PEER_ID
+    assert c["DC_AUDIO_LABEL"] == protocol.DC_AUDIO_LABEL
 
 
 def test_the_front_end_uses_the_constants_not_literals() -> None:
