@@ -39,7 +39,7 @@ async def client_main(url: str, seconds: float) -> None:
     import psutil
 
     from remotemedia_nbrtc.transport import ClientPeer, ToneSource
-    from remotemedia_nbrtc.transport.ice import IceConfig
+    from remotemedia_nbrtc.transport.config import IceConfig
 
     started = time.monotonic()
     client = await ClientPeer.connect(url, audio=ToneSource(440.0), ice=IceConfig(loopback_only=True))

@@ -19,8 +19,7 @@ import sys
 
 import bench_nodes  # noqa: E402,F401  (registers BenchVideoStatsNode)
 
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 

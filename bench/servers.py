@@ -95,8 +95,7 @@ class ServerProc:
 SERVE_CODE = """
 import json, os
 from remotemedia_nbrtc.kernel import serve
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 _bench_session = serve({manifest!r}, peer_config=PeerConfig(ice=IceConfig(loopback_only=True)))
 print(json.dumps({{"session_id": _bench_session.session_id, "ws_path": _bench_session.ws_path, "pid": os.getpid()}}))
 """

@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class RemoteMediaError(Exception):
@@ -63,3 +67,11 @@ class SignalingError(TransportError):
 
 class ConnectTimeout(TransportError):
     """The peer connection did not reach ``connected`` in time."""
+
+
+async def wait_for_with_message(aw: Awaitable[T], timeout: float | None, message: str | None = None) -> T:
+    """``asyncio.wait_for`` whose ``TimeoutError`` says what timed out (default: ``"timed out after N s"``)."""
+    try:
+        return await asyncio.wait_for(aw, timeout)
+    except TimeoutError:
+        raise TimeoutError(message or f"timed out after {timeout} s") from None

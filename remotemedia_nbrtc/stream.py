@@ -39,7 +39,7 @@ PING_KIND = "rm.ping"
 #: packets arrive evenly on one host, so the browser need not hold audio for network jitter.
 LOOPBACK_JITTER_BUFFER_MS = 0.0
 
-#: :class:`~.transport.peer.PeerConfig` audio settings of the widget's peer (when no ``peer_config`` is
+#: :class:`~.transport.config.PeerConfig` audio settings of the widget's peer (when no ``peer_config`` is
 #: given): the browser sends 10 ms Opus packets (half the wait for a packet to fill), and the returned
 #: audio goes out as 10 ms packets on a regular grid locked to the arrivals, which keeps Chrome's
 #: adaptive receive buffer short (irregularly spaced packets made it hold 40-55 ms instead of ~20).
@@ -539,8 +539,7 @@ def stream(
 
     peer_config = opts.peer_config
     if peer_config is None:
-        from .transport.ice import IceConfig
-        from .transport.peer import PeerConfig
+        from .transport.config import IceConfig, PeerConfig
 
         ice = IceConfig(ice_servers=list(opts.ice_servers or []), browser_ice_servers=opts.browser_ice_servers,
                         loopback_only=loopback_only)

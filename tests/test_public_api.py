@@ -40,3 +40,11 @@ def test_transport_exports_load_lazily_and_resolve():
             "assert 'aiortc' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_peer_settings_do_not_import_webrtc():
+    code = ("import sys; from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig;"
+            "PeerConfig(ice=IceConfig(loopback_only=True));"
+            "bad=[m for m in ('aiortc','aioice','av') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from remotemedia_nbrtc.protocol.kernel_link import LINK_URL_ENV
+
 __all__ = ["Check", "StatsReport", "kernel_checks", "stats_report"]
 
-_LINK_URL_ENV = "REMOTEMEDIA_NBRTC_LINK_URL"  # exported by the server extension to kernels it starts
 
 
 @dataclass
@@ -32,8 +33,8 @@ def kernel_checks() -> list[Check]:
     checks = [
         Check(
             "server extension link",
-            bool(os.environ.get(_LINK_URL_ENV)),
-            os.environ.get(_LINK_URL_ENV)
+            bool(os.environ.get(LINK_URL_ENV)),
+            os.environ.get(LINK_URL_ENV)
             or "not set: this kernel was not started by a Jupyter server with remotemedia_nbrtc.server enabled",
         )
     ]

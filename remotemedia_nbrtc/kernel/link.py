@@ -32,14 +32,16 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from remotemedia_nbrtc.errors import TransportError
+from remotemedia_nbrtc.protocol.kernel_link import (
+    LINK_CERT_ENV,
+    LINK_MAX_MESSAGE_BYTES,
+    LINK_SECRET_ENV,
+    LINK_SECRET_HEADER,
+    LINK_URL_ENV,
+)
 
 log = logging.getLogger(__name__)
 
-LINK_URL_ENV = "REMOTEMEDIA_NBRTC_LINK_URL"
-LINK_SECRET_ENV = "REMOTEMEDIA_NBRTC_LINK_SECRET"
-LINK_CERT_ENV = "REMOTEMEDIA_NBRTC_LINK_CERT"
-LINK_SECRET_HEADER = "X-RemoteMedia-Link-Secret"
-LINK_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 #: Signaling messages waiting for one endpoint; a browser that floods it is disconnected.
 CONN_QUEUE_SIZE = 256

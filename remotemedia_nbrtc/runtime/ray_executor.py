@@ -11,18 +11,18 @@ import asyncio
 import inspect
 import logging
 import os
+import pickle
 import socket
 import threading
 from collections.abc import Awaitable
 from typing import Any
 
-from .._compat import wait_for
-from ..errors import RemoteMediaError
+from ..errors import RemoteMediaError, wait_for_with_message
 from .data import RuntimeData
 from .executors import RayExecutor
 from .node import Node, iter_outputs
 
-__all__ = ["NodeHost", "RayUnavailableError", "ensure_ray", "open_ray_node", "live_pools"]
+__all__ = ["GraphLostError", "NodeHost", "RayUnavailableError", "ensure_ray", "open_ray_node", "live_pools"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,10 @@ class NodeHost:
     def process(self, data: RuntimeData) -> list[RuntimeData]:
         return self._outputs(self.node.process, (data,))
 
+    def process_pickled(self, frame: bytes) -> bytes:
+        """``process`` for the compiled graph: a frame and its outputs as pickles (see _CompiledProcess)."""
+        return pickle.dumps(self.process(pickle.loads(frame)), protocol=pickle.HIGHEST_PROTOCOL)
+
     def flush(self) -> list[RuntimeData]:
         return self._outputs(self.node.flush, ())
 
@@ -144,6 +148,93 @@ def _await_ref(ref: Any) -> Awaitable[Any]:
     return asyncio.wrap_future(ref.future())
 
 
+class GraphLostError(RemoteMediaError):
+    """The compiled graph of a node's actor stopped (its actor or the cluster is gone)."""
+
+
+class _CompiledProcess:
+    """``process`` of one actor through a Ray Compiled Graph: each frame goes over shared-memory
+    channels to a loop already running in the actor, instead of being a Ray task of its own.
+
+    Frames and outputs cross as pickled bytes: the graph would hand numpy arrays over zero-copy, as
+    views of its channel's buffer, and a node or session that keeps one (an audio buffer, the output
+    queue) would hold the channel, so the next frame would wait forever.
+    """
+
+    def __init__(self, ray: Any, graph: Any) -> None:
+        self._ray = ray
+        self._graph = graph
+        self._order = asyncio.Lock()  # FIFO: frames go through the graph in the order they were submitted
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._last: asyncio.Task[Any] | None = None
+
+    @classmethod
+    def compile(cls, ray: Any, actor: Any, node_id: str) -> _CompiledProcess | None:
+        """Compile on the running loop (the graph's futures belong to it); None: plain calls instead."""
+        from ray.dag import InputNode
+
+        quiet = logging.getLogger("ray.dag.compiled_dag_node")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)  # an INFO block per teardown, i.e. per closed session
+        try:
+            with InputNode() as frame:
+                dag = actor.process_pickled.bind(frame)
+            graph = dag.experimental_compile(enable_asyncio=True, _max_inflight_executions=1)
+        except Exception as exc:
+            log.warning("node %s: no Ray Compiled Graph (%s: %s); using plain actor calls",
+                        node_id, type(exc).__name__, exc)
+            return None
+        return cls(ray, graph)
+
+    def submit(self, data: RuntimeData) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(self._execute(data))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        self._last = task
+        # a caller's timeout must not cancel the graph's future: Ray then blocks the next execution
+        return asyncio.shield(task)
+
+    async def _execute(self, data: RuntimeData) -> Any:
+        try:
+            # one frame in the graph at a time: the actor runs its node one frame at a time anyway
+            async with self._order:
+                result = await self._graph.execute_async(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+                return pickle.loads(await result)
+        except self._ray.exceptions.RayTaskError:
+            raise  # the node raised: an ErrorData, the graph goes on
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise GraphLostError(f"its Ray Compiled Graph stopped ({type(exc).__name__}: {first})") from exc
+
+    async def idle(self, timeout_s: float | None = None) -> None:
+        """Wait until every frame submitted so far is done (before a flush or stop reaches the node)."""
+        if self._last is not None and not self._last.done():
+            await asyncio.wait({self._last}, timeout=timeout_s)
+
+    async def teardown(self, timeout_s: float) -> None:
+        """Stop the graph's loop in the actor; on a thread with a deadline, since a lost cluster can block it."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._graph.teardown()
+            except Exception:
+                log.debug("compiled graph teardown failed", exc_info=True)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="rm-ray-graph-teardown", daemon=True).start()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not done.is_set() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        if not done.is_set():
+            log.warning("Ray compiled graph teardown did not finish within %g s", timeout_s)
+        for task in list(self._calls):
+            task.cancel()
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+
+
 class _RayCalls:
     """What both bindings share: error classification and the actors' teardown."""
 
@@ -160,6 +251,8 @@ class _RayCalls:
         exceptions = self.ray.exceptions
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return f"no reply from its Ray actor within {self.call_timeout_s:g} s (call_timeout_s)"
+        if isinstance(exc, GraphLostError):
+            return str(exc)
         if isinstance(exc, exceptions.RayTaskError) and not isinstance(exc, exceptions.RayActorError):
             return None
         if isinstance(exc, exceptions.RayError):
@@ -179,8 +272,10 @@ class _RayCalls:
     def _call(self, replica: _Replica, method: str, data: RuntimeData | None) -> asyncio.Future[Any]:
         fn = getattr(replica.actor, method)
         ref = fn.remote(data) if data is not None else fn.remote()
+        return self._track(replica, _await_ref(ref))
+
+    def _track(self, replica: _Replica, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
         replica.in_flight += 1
-        fut = _await_ref(ref)
         fut.add_done_callback(lambda f: self._done(replica, f))
         return fut
 
@@ -193,11 +288,11 @@ class _RayCalls:
         replica = next((r for r in self._replicas() if not r.dead), None)
         if replica is None:
             raise RemoteMediaError(f"node {self.node_id!r}: its Ray actor is lost")
-        return await wait_for(_await_ref(replica.actor.call_attr.remote(name)), self.call_timeout_s)
+        return await wait_for_with_message(_await_ref(replica.actor.call_attr.remote(name)), self.call_timeout_s)
 
     async def _await_start(self, ref: Any) -> None:
         try:
-            await wait_for(_await_ref(ref), self.spec.start_timeout_s)
+            await wait_for_with_message(_await_ref(ref), self.spec.start_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             raise RemoteMediaError(
                 f"node {self.node_id!r}: its Ray actor did not start within {self.spec.start_timeout_s:g} s "
@@ -216,7 +311,7 @@ class _RayCalls:
                     log.debug("stop of a Ray actor failed", exc_info=True)
         if stops:
             try:
-                await wait_for(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
+                await wait_for_with_message(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
             except (asyncio.TimeoutError, TimeoutError):
                 log.warning("node %s: Ray actor stop() timed out; killing it", self.node_id)
         for r in replicas:
@@ -233,6 +328,7 @@ class _SessionActor(_RayCalls):
         super().__init__(ray, node, spec)
         self._node = node
         self._replica: _Replica | None = None
+        self._graph: _CompiledProcess | None = None
         self._closed = False
 
     async def start(self) -> None:
@@ -240,16 +336,34 @@ class _SessionActor(_RayCalls):
         self._replica = _Replica(actor, actor.start.remote())
         try:
             await self._await_start(self._replica.started)
+            if self.spec.compiled_graph:
+                self._graph = _CompiledProcess.compile(self.ray, actor, self.node_id)
         except BaseException:
             await self.close()
             raise
+
+    @property
+    def compiled(self) -> bool:
+        """Whether frames go through a Ray Compiled Graph (else plain actor calls)."""
+        return self._graph is not None
 
     def _replicas(self) -> list[_Replica]:
         return [] if self._replica is None else [self._replica]
 
     def submit(self, method: str, data: RuntimeData | None) -> Awaitable[list[RuntimeData]]:
         assert self._replica is not None, "start() first"
-        return self._call(self._replica, method, data)
+        if self._graph is None:
+            return self._call(self._replica, method, data)
+        if method == "process" and data is not None:
+            return self._track(self._replica, self._graph.submit(data))
+        return asyncio.ensure_future(self._call_when_idle(self._replica, self._graph, method, data))
+
+    async def _call_when_idle(self, replica: _Replica, graph: _CompiledProcess, method: str,
+                              data: RuntimeData | None) -> list[RuntimeData]:
+        # the graph runs process() on its own thread in the actor: a flush must not overtake a frame
+        await graph.idle()
+        result: list[RuntimeData] = await self._call(replica, method, data)
+        return result
 
     @property
     def actor(self) -> Any:
@@ -259,6 +373,11 @@ class _SessionActor(_RayCalls):
         if self._closed or self._replica is None:
             return
         self._closed = True
+        graph, self._graph = self._graph, None
+        if graph is not None:
+            if not self._replica.dead:
+                await graph.idle(timeout_s=min(10.0, self.call_timeout_s))
+            await graph.teardown(timeout_s=0.5 if self._replica.dead else 10.0)
         await self._stop_actors([self._replica])
 
 
@@ -314,6 +433,8 @@ class _PoolLease(_RayCalls):
 
     def _replicas(self) -> list[_Replica]:
         return [] if self._pool is None else self._pool.replicas
+
+    compiled = False  # replicas serve sessions on several event loops: plain actor calls
 
     def submit(self, method: str, data: RuntimeData | None) -> Awaitable[list[RuntimeData]]:
         assert self._pool is not None, "start() first"

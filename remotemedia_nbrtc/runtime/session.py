@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
-from .._compat import wait_for
-from ..errors import SessionClosedError
+from ..errors import SessionClosedError, wait_for_with_message
 from .data import ControlData, ErrorData, RuntimeData, VideoData
 from .executors import Executor, LocalExecutor, RemoteNode
 from .node import Node, iter_outputs
@@ -279,7 +278,7 @@ class _NodeRunner:
             outs: list[Any] = payload if kind == "ready" else []
             if kind == "call":
                 try:
-                    outs = await wait_for(payload, remote.call_timeout_s)
+                    outs = await wait_for_with_message(payload, remote.call_timeout_s)
                     if control is None:
                         self.metrics.durations.append(time.perf_counter() - started)
                 except asyncio.CancelledError:
@@ -344,6 +343,7 @@ class _NodeRunner:
         return {
             "in_flight": self.remote.max_in_flight - self._slots._value,  # noqa: SLF001
             "max_in_flight": self.remote.max_in_flight,
+            "compiled_graph": self.remote.compiled,
             "lost": self.lost,
             "lost_reason": self.lost_reason,
         }
@@ -476,7 +476,7 @@ class StreamSession:
         try:
             if timeout is None:
                 return await self._outputs.get()
-            return await wait_for(self._outputs.get(), timeout)
+            return await wait_for_with_message(self._outputs.get(), timeout)
         except EOFError:
             return None
 

@@ -9,14 +9,11 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
+from remotemedia_nbrtc.protocol.kernel_link import LINK_CERT_ENV, LINK_SECRET_ENV, LINK_URL_ENV
+
 from .handlers import BrowserSocketHandler, KernelLinkHandler, StatusHandler
 from .relay import Relay
 
-#: Kernels started by this server inherit these and use them to reach the kernel link.
-LINK_URL_ENV = "REMOTEMEDIA_NBRTC_LINK_URL"
-LINK_SECRET_ENV = "REMOTEMEDIA_NBRTC_LINK_SECRET"
-#: With HTTPS (``ServerApp.certfile``): the certificate the kernel link must present (pinned by the kernel).
-LINK_CERT_ENV = "REMOTEMEDIA_NBRTC_LINK_CERT"
 ROUTE_PREFIX = "remotemedia"
 
 

@@ -12,15 +12,14 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .relay import PARSE_ERROR, SESSION_UNAVAILABLE, Relay, SessionUnavailable, jsonrpc_error
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.kernel_link import LINK_MAX_MESSAGE_BYTES, LINK_SECRET_HEADER
+
+from .relay import Relay, SessionUnavailable, jsonrpc_error
 
 AUTH_RESOURCE = "remotemedia"
-#: Header (or ``?secret=`` query argument) that carries the kernel-link secret.
-LINK_SECRET_HEADER = "X-RemoteMedia-Link-Secret"
 #: Signaling messages are SDP-sized; anything bigger is a client bug or abuse.
 BROWSER_MAX_MESSAGE_BYTES = 256 * 1024
-#: The link multiplexes many browsers' messages, each wrapped in an envelope.
-LINK_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # WebSocket close codes (4000-4999 are application-defined).
 CLOSE_NORMAL = 1000
@@ -100,7 +99,7 @@ class BrowserSocketHandler(_SocketBase):
         try:
             self.conn_id = self.relay.open_browser(session_id, self._send, self._close, self._send_binary)
         except SessionUnavailable as exc:
-            self.write_message(jsonrpc_error(SESSION_UNAVAILABLE, f"{exc}; run serve() in the kernel first"))
+            self.write_message(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, f"{exc}; run serve() in the kernel first"))
             self.close(CLOSE_UNKNOWN_SESSION, "unknown session")
 
     def on_message(self, message: str | bytes) -> None:
@@ -111,7 +110,7 @@ class BrowserSocketHandler(_SocketBase):
         try:
             json.loads(message)
         except ValueError:
-            self.write_message(jsonrpc_error(PARSE_ERROR, "Parse error", data={"reason": "not valid JSON"}))
+            self.write_message(jsonrpc_error(ErrorCode.PARSE_ERROR, "Parse error", data={"reason": "not valid JSON"}))
             return
         if self.conn_id is not None:
             self.relay.browser_message(self.conn_id, message)

@@ -24,14 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.kernel_link import ENVELOPE_KINDS_FROM_KERNEL
+
 log = logging.getLogger(__name__)
 
-#: JSON-RPC code sent to a browser whose session has no live kernel (upstream: "peer not found").
-SESSION_UNAVAILABLE = -32000
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
 
-ENVELOPE_KINDS_FROM_KERNEL = frozenset({"register", "unregister", "message", "close"})
 
 BinarySend = Callable[[bytes], None]
 
@@ -136,7 +134,7 @@ class Relay:
         for conn_id in list(kernel.conns):
             browser = self._browsers.pop(conn_id, None)
             if browser is not None:
-                browser.send(jsonrpc_error(SESSION_UNAVAILABLE, "the kernel serving this session disconnected"))
+                browser.send(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the kernel serving this session disconnected"))
                 browser.close("kernel disconnected")
 
     def kernel_message(self, link_id: int, text: str) -> None:
@@ -212,7 +210,7 @@ class Relay:
         for conn_id in [c for c in kernel.conns if self._browsers[c].session_id == sid]:
             browser = self._drop_browser(conn_id)
             if browser is not None:
-                browser.send(jsonrpc_error(SESSION_UNAVAILABLE, "the session was closed by the kernel"))
+                browser.send(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the session was closed by the kernel"))
                 browser.close("session closed")
         kernel.send(envelope("unregistered", session=sid))
 

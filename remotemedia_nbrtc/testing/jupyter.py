@@ -103,7 +103,7 @@ class JupyterServer:
         ``log`` defaults to ``root/.jupyter-test/<app>.log``. Raises ``RuntimeError`` with the log's tail
         when the server exits or is not ready within ``ready_timeout`` seconds (it is stopped then).
         """
-        from remotemedia_nbrtc.server.extension import LINK_CERT_ENV, LINK_SECRET_ENV, LINK_URL_ENV
+        from remotemedia_nbrtc.protocol.kernel_link import LINK_CERT_ENV, LINK_SECRET_ENV, LINK_URL_ENV
 
         state = root / STATE_DIR
         dirs = {"JUPYTER_CONFIG_DIR": state / "config", "JUPYTER_RUNTIME_DIR": state / "runtime"}

@@ -85,8 +85,7 @@ async def measure_stt_over_webrtc_async(
     """
     from ..runtime import PipelineRunner
     from ..transport.client import ClientPeer
-    from ..transport.ice import IceConfig
-    from ..transport.peer import PeerConfig
+    from ..transport.config import IceConfig, PeerConfig
     from ..transport.server import ServerConfig, WebRTCServer
     from ..transport.sources import WavFileSource
 

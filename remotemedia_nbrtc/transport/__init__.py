@@ -10,8 +10,8 @@ from typing import Any
 
 _EXPORTS = {
     "ClientPeer": ".client",
-    "IceConfig": ".ice",
-    "PeerConfig": ".peer",
+    "IceConfig": ".config",
+    "PeerConfig": ".config",
     "ServerConfig": ".server",
     "ServerPeer": ".peer",
     "SignalingEndpoint": ".endpoint",

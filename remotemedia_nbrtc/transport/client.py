@@ -28,12 +28,13 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from remotemedia_nbrtc._compat import wait_for
-from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError
+from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 
 from . import signaling as rpc
-from .ice import IceConfig, prepare_peer_connection
+from .config import IceConfig
+from .ice import prepare_peer_connection, rtc_configuration
 from .loop_thread import rtc_loop
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
 from .stagetrace import StageTrace
@@ -288,7 +289,7 @@ class ClientPeer:
             "peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
         )
 
-        pc = self._pc = RTCPeerConnection(self.ice.to_rtc_configuration())
+        pc = self._pc = RTCPeerConnection(rtc_configuration(self.ice))
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
         for kind, source in (("audio", audio), ("video", video)):
@@ -307,13 +308,13 @@ class ClientPeer:
         sdp, candidates = split_candidates(pc.localDescription.sdp)
 
         # pipelined like upstream's page: offer, then every candidate, then end-of-candidates
-        offer = self._request("peer.offer", {"from": self.peer_id, "to": rpc.SERVER_PEER_ID, "sdp": sdp})
+        offer = self._request("peer.offer", {"from": self.peer_id, "to": SERVER_PEER_ID, "sdp": sdp})
         trickled = [
             self._request(
                 "peer.ice_candidate",
                 {
                     "from": self.peer_id,
-                    "to": rpc.SERVER_PEER_ID,
+                    "to": SERVER_PEER_ID,
                     "candidate": c["candidate"],
                     "sdp_mid": c["sdpMid"],
                     "sdp_m_line_index": c["sdpMLineIndex"],
@@ -326,20 +327,20 @@ class ClientPeer:
                 "peer.ice_candidate",
                 {
                     "from": self.peer_id,
-                    "to": rpc.SERVER_PEER_ID,
+                    "to": SERVER_PEER_ID,
                     "candidate": "",
                     "sdp_mid": None,
                     "sdp_m_line_index": None,
                 },
             )
         )
-        self.answer = await wait_for(offer, timeout_s, f"no answer within {timeout_s} s")
+        self.answer = await wait_for_with_message(offer, timeout_s, f"no answer within {timeout_s} s")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer["sdp"], type="answer"))
         self._remote_set = True
         for cand in self._remote_candidates:
             await self._add_remote_candidate(cand)
         self._remote_candidates.clear()
-        await wait_for(asyncio.gather(*trickled), timeout_s)
+        await wait_for_with_message(asyncio.gather(*trickled), timeout_s)
         remaining = max(0.1, timeout_s - (time.monotonic() - started))
         try:
             await asyncio.wait_for(asyncio.gather(self._connected.wait(), self._dc_open.wait()), remaining)
@@ -357,7 +358,7 @@ class ClientPeer:
         return future
 
     async def _call(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
-        return await wait_for(self._request(method, params), timeout_s, f"{method}: no reply within {timeout_s} s")
+        return await wait_for_with_message(self._request(method, params), timeout_s, f"{method}: no reply within {timeout_s} s")
 
     async def _read_signaling(self) -> None:
         assert self._ws is not None
@@ -388,7 +389,7 @@ class ClientPeer:
             if "error" in obj:
                 err = obj["error"] or {}
                 future.set_exception(
-                    SignalingError(err.get("code", rpc.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
+                    SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
                 )
             else:
                 future.set_result(obj.get("result"))
@@ -461,7 +462,7 @@ class ClientPeer:
             return None
         if self._closed and queue.empty():
             return None
-        item = await wait_for(queue.get(), timeout)
+        item = await wait_for_with_message(queue.get(), timeout)
         if item is _END:
             queue.put_nowait(_END)  # keep the end marker for other readers
             return None

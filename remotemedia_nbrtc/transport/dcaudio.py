@@ -4,7 +4,7 @@ A browser's RTP audio costs latency the page cannot remove: its Opus encoder fil
 looks 6.5 ms ahead, and its receive buffer (NetEq) holds about 30 ms even with ``jitterBufferTarget``
 0. With ``audio_transport="datachannel"`` (what ``"auto"`` picks when the kernel is on the browser's
 machine) the widget instead reads the mic track's PCM as it comes (MediaStreamTrackProcessor's 10 ms
-chunks, or 128-sample quanta from an AudioWorklet), sends it on a data channel labelled :data:`LABEL`
+chunks, or 128-sample quanta from an AudioWorklet), sends it on a data channel labelled :data:`DC_AUDIO_LABEL`
 (unordered, no retransmits), and plays the returned audio from its own small adaptive buffer in an
 AudioWorklet. Video (if any) stays on RTP. Good on loopback and LANs; over lossy or slow links RTP/Opus
 is the better choice: PCM costs 768 kbit/s at 48 kHz and a lost message is a gap (filled with silence,
@@ -38,15 +38,15 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
+from ..protocol.media_frames import DC_AUDIO_LABEL, KIND_AUDIO, pack_frame, unpack_frame, wall_us
 from ..runtime import AudioData, AudioFormat
 from .tracks import AudioNormalizer, PipelineAudioTrack
-from .wsmedia import KIND_AUDIO, MAX_PCM_RATE, MIN_PCM_RATE, PayloadAudioDecoder, pack_frame, unpack_frame, wall_us
+from .wsmedia import MAX_PCM_RATE, MIN_PCM_RATE, PayloadAudioDecoder
 
-__all__ = ["LABEL", "DataChannelAudio", "parse_protocol"]
+__all__ = ["DataChannelAudio", "parse_protocol"]
 
 log = logging.getLogger(__name__)
 
-LABEL = "rm-audio"
 MAX_GAP_FILL_FRAMES = 10
 OUT_FRAME_MS = 10
 OUT_LEAD_MS = 10.0  # small: the browser's playout buffer, not the network, absorbs jitter here
@@ -58,16 +58,16 @@ def parse_protocol(protocol: str) -> tuple[int, int]:
     """``(rate, out_rate)`` of a ``"pcm16/<rate>[/<out_rate>]"`` channel protocol; ``ValueError`` otherwise."""
     match = _PROTOCOL.match(protocol or "")
     if not match:
-        raise ValueError(f"{LABEL} channel protocol must be 'pcm16/<rate>[/<out_rate>]', not {protocol!r}")
+        raise ValueError(f"{DC_AUDIO_LABEL} channel protocol must be 'pcm16/<rate>[/<out_rate>]', not {protocol!r}")
     rates = (int(match.group(1)), int(match.group(2) or match.group(1)))
     for rate in rates:
         if not MIN_PCM_RATE <= rate <= MAX_PCM_RATE:
-            raise ValueError(f"{LABEL} sample rates must be {MIN_PCM_RATE}..{MAX_PCM_RATE} Hz, not {rate}")
+            raise ValueError(f"{DC_AUDIO_LABEL} sample rates must be {MIN_PCM_RATE}..{MAX_PCM_RATE} Hz, not {rate}")
     return rates
 
 
 class DataChannelAudio:
-    """Audio in and out on the peer's :data:`LABEL` channel; call everything on the RTC loop.
+    """Audio in and out on the peer's :data:`DC_AUDIO_LABEL` channel; call everything on the RTC loop.
 
     ``sink`` receives each inbound frame as :class:`AudioData` in ``audio_format`` (the pipeline's
     ``audio_input``; None: 48 kHz mono), with ``arrival_ts_us`` and ``metadata["capture_ts_us"]``.
@@ -97,7 +97,7 @@ class DataChannelAudio:
         return self.channel is not None and self.channel.readyState == "open" and not self._closed
 
     def attach(self, channel: Any) -> bool:
-        """Adopt a :data:`LABEL` channel; False (channel closed, ``error`` set) if its protocol is unusable."""
+        """Adopt a :data:`DC_AUDIO_LABEL` channel; False (channel closed, ``error`` set) if its protocol is unusable."""
         try:
             rate, out_rate = parse_protocol(channel.protocol)
         except ValueError as exc:
@@ -201,7 +201,7 @@ class DataChannelAudio:
 
     def stats(self) -> dict[str, Any]:
         """Counters, the rates in use, and the outgoing track's (``out``: see :meth:`PipelineAudioTrack.stats`)."""
-        return {"label": LABEL, "rate": self.rate, "out_rate": self.out_rate, "error": self.error, **self.counters,
+        return {"label": DC_AUDIO_LABEL, "rate": self.rate, "out_rate": self.out_rate, "error": self.error, **self.counters,
                 "out": None if self._out_track is None else self._out_track.stats(),
                 "state": None if self.channel is None else self.channel.readyState}
 

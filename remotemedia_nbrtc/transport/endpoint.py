@@ -21,11 +21,12 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
 from remotemedia_nbrtc.runtime.data import (
     AudioData,
     BinaryData,
@@ -35,9 +36,16 @@ from remotemedia_nbrtc.runtime.data import (
     TextData,
     VideoData,
 )
+from remotemedia_nbrtc.runtime.runner import PipelineRunner, PipelineSource
+from remotemedia_nbrtc.runtime.session import StreamSession
 
 from . import signaling as rpc
+from .config import PeerConfig
 from .loop_thread import pipeline_loop
+from .media_peer import WebRTCPeer
+
+if TYPE_CHECKING:  # wsmedia imports av and aiortc: loaded only when media.open is called
+    from .wsmedia import WebSocketMediaPeer
 
 __all__ = ["PeerRegistry", "SignalingEndpoint"]
 
@@ -45,7 +53,7 @@ log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], "Awaitable[None] | None"]
 SendBinaryFn = Callable[[bytes], "Awaitable[None] | None"]
-PeerFactory = Callable[..., Awaitable[Any]]
+PeerFactory = Callable[..., Awaitable[WebRTCPeer]]
 
 MAX_PENDING_CANDIDATES = 512
 MAX_QUEUED_EVENTS = 256  # control.event notifications waiting for the socket; more are dropped (counted)
@@ -79,19 +87,19 @@ class PeerRegistry:
     _sessions: set[str] = field(default_factory=set)
 
     def add(self, entry: _PeerEntry) -> None:
-        if entry.peer_id in self._peers or entry.peer_id == rpc.SERVER_PEER_ID:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
+        if entry.peer_id in self._peers or entry.peer_id == SERVER_PEER_ID:
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
         idle = [e for pid, e in self._peers.items() if pid not in self._sessions]
         max_idle = self.max_idle if self.max_idle is not None else max(16, 4 * self.max_sessions)
         if len(idle) >= max_idle:
             raise rpc.RpcError(
-                rpc.SESSION_LIMIT, "Too many peers waiting to offer", {"max_idle": max_idle}
+                ErrorCode.SESSION_LIMIT, "Too many peers waiting to offer", {"max_idle": max_idle}
             )
         if entry.address is not None:
             same = sum(1 for e in idle if e.address == entry.address)
             if same >= self.max_idle_per_address:
                 raise rpc.RpcError(
-                    rpc.SESSION_LIMIT,
+                    ErrorCode.SESSION_LIMIT,
                     "Too many peers waiting to offer from this address",
                     {"max_idle_per_address": self.max_idle_per_address},
                 )
@@ -116,7 +124,7 @@ class PeerRegistry:
 
     def acquire_session(self, peer_id: str) -> None:
         if peer_id not in self._sessions and len(self._sessions) >= self.max_sessions:
-            raise rpc.RpcError(rpc.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
+            raise rpc.RpcError(ErrorCode.SESSION_LIMIT, "Session limit reached", {"max_sessions": self.max_sessions})
         self._sessions.add(peer_id)
 
     def release_session(self, peer_id: str) -> None:
@@ -134,7 +142,7 @@ class PeerRegistry:
         ]
 
 
-async def _default_peer_factory(pipeline: Any, config: Any, **kwargs: Any) -> Any:
+async def _default_peer_factory(pipeline: PipelineSource, config: PeerConfig, **kwargs: Any) -> WebRTCPeer:
     from .peer import ServerPeer  # imported lazily: aiortc only when a peer is made
 
     return await ServerPeer.create(pipeline, config, **kwargs)
@@ -156,7 +164,8 @@ class SignalingEndpoint:
     """JSON-RPC signaling for one connection; owns at most one ServerPeer (one pipeline session).
 
     ``send`` delivers one text message to the client (plain function or coroutine function).
-    ``pipeline`` and ``runner`` are handed to ``ServerPeer.create`` on each offer.
+    ``pipeline``, ``peer_config`` (None: the defaults) and ``runner`` are handed to ``ServerPeer.create``
+    on each offer.
     ``registry`` is shared by the endpoints of one server (a private one is made if omitted).
     ``on_close`` is called once when the endpoint closes (e.g. to close the WebSocket).
     ``offer_timeout_s`` (optional) closes the connection, after a -32006 notice, when it has no live
@@ -168,11 +177,11 @@ class SignalingEndpoint:
     def __init__(
         self,
         send: SendFn,
-        pipeline: Any,
-        peer_config: Any,
+        pipeline: PipelineSource,
+        peer_config: PeerConfig | None,
         *,
-        runner: Any = None,
-        server_peer_id: str = rpc.SERVER_PEER_ID,
+        runner: PipelineRunner | None = None,
+        server_peer_id: str = SERVER_PEER_ID,
         registry: PeerRegistry | None = None,
         max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES,
         server_info: dict[str, Any] | None = None,
@@ -189,7 +198,7 @@ class SignalingEndpoint:
         self._announces = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pipeline = pipeline
-        self._peer_config = peer_config
+        self._peer_config = peer_config if peer_config is not None else PeerConfig()
         self._runner = runner
         self.server_peer_id = server_peer_id
         self.registry = registry if registry is not None else PeerRegistry()
@@ -200,7 +209,7 @@ class SignalingEndpoint:
         self._send_binary: SendBinaryFn | None = None
         self._binary_refusals = 0
         self.peer_id: str | None = None
-        self.server_peer: Any = None
+        self.server_peer: WebRTCPeer | WebSocketMediaPeer | None = None
         self._generation = 0
         self._pending_candidates: list[dict[str, Any] | None] = []
         self._holding_notifications = False
@@ -244,30 +253,24 @@ class SignalingEndpoint:
         """One binary frame from the client: WebSocket media (see :mod:`.wsmedia`). Never blocks."""
         if self.closed:
             return
-        on_frame = getattr(self.server_peer, "on_frame", None)
-        if on_frame is not None:
-            on_frame(frame)
+        peer = self.server_peer
+        if peer is not None and peer.transport_path == "websocket":
+            peer.on_frame(frame)
             return
         self._binary_refusals += 1
         if self._binary_refusals == 1:  # one error, not one per media frame
             reason = {"reason": "binary frames carry WebSocket media: call media.open first"}
-            self._post(rpc.error_message(None, rpc.INVALID_REQUEST, "Invalid Request", reason))
+            self._post(rpc.error_message(None, ErrorCode.INVALID_REQUEST, "Invalid Request", reason))
 
     @property
     def transport_path(self) -> str | None:
         """``"webrtc"`` or ``"websocket"`` while a peer serves this connection, else ``None``."""
-        if self.server_peer is None:
-            return None
-        return "websocket" if hasattr(self.server_peer, "on_frame") else "webrtc"
+        return None if self.server_peer is None else self.server_peer.transport_path
 
     @property
-    def session(self) -> Any:
-        """The pipeline session of the current ServerPeer (lives on the pipeline loop), or None."""
-        peer = self.server_peer
-        session = getattr(peer, "session", None)
-        if session is None:
-            session = getattr(getattr(peer, "bridge", None), "session", None)
-        return session
+    def session(self) -> StreamSession | None:
+        """The pipeline session of the current peer (lives on the pipeline loop), or None."""
+        return None if self.server_peer is None else self.server_peer.session
 
     async def handle_message(self, text: str | bytes) -> None:
         """Handle one client message and send its reply (if any). Never raises for bad input."""
@@ -316,7 +319,7 @@ class SignalingEndpoint:
             request = rpc.parse_message(text, max_bytes=self.max_message_bytes)
             request_id = request.id
             if request.method != "peer.announce" and self.peer_id is None:
-                raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
+                raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
             result = await self._handlers[request.method](request.params)
         except rpc.RpcError as exc:
             if exc.request_id is None:
@@ -329,7 +332,7 @@ class SignalingEndpoint:
         except Exception as exc:
             log.exception("signaling request failed")
             return rpc.error_message(
-                request_id, rpc.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
+                request_id, ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
             )
         if request.is_notification:
             return None
@@ -389,7 +392,7 @@ class SignalingEndpoint:
         log.info("closing signaling connection of %r: no session within %.3g s", self.peer_id, self.offer_timeout_s)
         reason = {"reason": f"no peer.offer or media.open within {self.offer_timeout_s:g} s",
                   "timeout_s": self.offer_timeout_s}
-        await self._emit(rpc.error_message(None, rpc.CONNECTION_TIMEOUT, "Connection timeout", reason))
+        await self._emit(rpc.error_message(None, ErrorCode.CONNECTION_TIMEOUT, "Connection timeout", reason))
         await self.close("offer timeout")
 
     # -- peer.* ----------------------------------------------------------------------------
@@ -398,13 +401,13 @@ class SignalingEndpoint:
         if self._announces > self.max_announces:
             self._spawn(self.close("too many announces"))
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST,
+                ErrorCode.INVALID_REQUEST,
                 "Invalid Request",
                 {"reason": f"more than {self.max_announces} peer.announce on one connection: closing it"},
             )
         if self.peer_id is not None:
             raise rpc.RpcError(
-                rpc.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"already announced as {self.peer_id!r}"}
             )
         peer_id = params["peer_id"]
         capabilities = list(params.get("capabilities") or [])
@@ -426,26 +429,26 @@ class SignalingEndpoint:
     def _relay_target(self, to: str) -> _PeerEntry:
         entry = self.registry.get(to)
         if entry is None or entry.endpoint is self:
-            raise rpc.RpcError(rpc.PEER_NOT_FOUND, "Peer not found", {"peer_id": to})
+            raise rpc.RpcError(ErrorCode.PEER_NOT_FOUND, "Peer not found", {"peer_id": to})
         return entry
 
     async def _offer(self, params: dict[str, Any]) -> dict[str, Any]:
         to, sdp = params["to"], params["sdp"]
         if to != self.server_peer_id:
             target = self._relay_target(to)
-            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
             target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
             return {"success": True, "to_peer_id": to}
         try:
-            rpc.validate_sdp(sdp, code=rpc.OFFER_INVALID)
-            rpc.validate_dtls_fingerprints(sdp, code=rpc.OFFER_INVALID)
+            rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
+            rpc.validate_dtls_fingerprints(sdp, code=ErrorCode.OFFER_INVALID)
         except rpc.RpcError as exc:
             log.warning("rejected offer from peer %r: %s", self.peer_id, (exc.data or {}).get("reason"))
             raise
         assert self.peer_id is not None
         if self._transport_setting() == "websocket":
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST,
+                ErrorCode.INVALID_REQUEST,
                 "Invalid Request",
                 {"reason": "this session is set to transport='websocket': use media.open", "transport": "websocket"},
             )
@@ -472,7 +475,7 @@ class SignalingEndpoint:
                 answer = await peer.handle_offer(sdp)
                 pending, self._pending_candidates = self._pending_candidates, []
                 for candidate in pending:
-                    await self._apply_candidate(candidate)
+                    await self._apply_candidate(peer, candidate)
             except BaseException:
                 self._held.clear()
                 await self._close_server_peer()
@@ -485,9 +488,9 @@ class SignalingEndpoint:
     async def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
         to = params["to"]
         if to == self.server_peer_id:
-            raise rpc.RpcError(rpc.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
+            raise rpc.RpcError(ErrorCode.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
         target = self._relay_target(to)
-        rpc.validate_sdp(params["sdp"], code=rpc.ANSWER_INVALID)
+        rpc.validate_sdp(params["sdp"], code=ErrorCode.ANSWER_INVALID)
         target.endpoint.notify("peer.answer", {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
         return {"success": True, "to_peer_id": to}
 
@@ -501,23 +504,25 @@ class SignalingEndpoint:
         if self.server_peer is None:
             if len(self._pending_candidates) >= MAX_PENDING_CANDIDATES:
                 raise rpc.RpcError(
-                    rpc.ICE_INVALID,
+                    ErrorCode.ICE_INVALID,
                     "Too many ICE candidates before the offer",
                     {"reason": f"at most {MAX_PENDING_CANDIDATES} are queued"},
                 )
             self._pending_candidates.append(candidate)
             return {"success": True, "to_peer_id": to, "buffered": True}
-        await self._apply_candidate(candidate)
+        await self._apply_candidate(self.server_peer, candidate)
         # upstream's answer for an applied candidate; it adds buffered=false only when it drops one
         return {"success": True, "to_peer_id": to}
 
-    async def _apply_candidate(self, candidate: dict[str, Any] | None) -> None:
+    async def _apply_candidate(self, peer: WebRTCPeer | WebSocketMediaPeer, candidate: dict[str, Any] | None) -> None:
+        if peer.transport_path == "websocket":
+            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
         try:
-            await self.server_peer.add_ice_candidate(candidate)
+            await peer.add_ice_candidate(candidate)
         except SignalingError:
             raise
         except Exception as exc:
-            raise rpc.RpcError(rpc.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
+            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
 
     async def _disconnect(self, params: dict[str, Any]) -> dict[str, Any]:
         peer_id = params["peer_id"]
@@ -543,21 +548,22 @@ class SignalingEndpoint:
         return {"addresses": [{"ip": "127.0.0.1", "is_default": True}], "hostname": socket.gethostname()}
 
     async def _session_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        ice = getattr(self._peer_config, "ice", None)
-        browser_servers = ice.browser_servers() if hasattr(ice, "browser_servers") else []
+        browser_servers = self._peer_config.ice.browser_servers()
         session = self.session
-        from .wsmedia import AUDIO_CODECS, HEADER_BYTES, VIDEO_CODECS
+        peer = self.server_peer
+        from ..protocol.media_frames import HEADER_BYTES
+        from .wsmedia import AUDIO_CODECS, VIDEO_CODECS
 
         transport = self._transport_setting()
         return {
             "peer_id": self.peer_id,
             "server_peer_id": self.server_peer_id,
-            "session_id": getattr(self.server_peer, "session_id", None),
-            "connection_state": getattr(self.server_peer, "connection_state", None),
+            "session_id": None if peer is None else peer.session_id,
+            "connection_state": None if peer is None else peer.connection_state,
             "transport": {
                 "setting": transport,
                 "active": self.transport_path,
-                "webrtc_timeout_s": getattr(self._peer_config, "webrtc_timeout_s", 5.0),
+                "webrtc_timeout_s": self._peer_config.webrtc_timeout_s,
                 "websocket_media": None if transport == "webrtc" or self._send_binary is None else {
                     "version": 1,
                     "audio_codecs": list(AUDIO_CODECS),
@@ -566,7 +572,7 @@ class SignalingEndpoint:
                     "max_frame_bytes": self.max_message_bytes,
                 },
             },
-            "nodes": list(getattr(session, "node_ids", []) or []),
+            "nodes": [] if session is None else list(session.node_ids),
             "ice_servers": browser_servers,
             "limits": {
                 "max_message_bytes": self.max_message_bytes,
@@ -615,11 +621,11 @@ class SignalingEndpoint:
                 log.debug("ServerPeer.close failed", exc_info=True)
 
     # -- control.* -------------------------------------------------------------------------
-    def _require_session(self) -> Any:
+    def _require_session(self) -> StreamSession:
         session = self.session
         if session is None:
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
             )
         return session
 
@@ -631,7 +637,7 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self.session
         if session is not None and node not in ("*", _SYSTEM_TOPIC, "__perf__") and node not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
         old = self._subscriptions.pop(topic, None)
         if old is not None:
             await self._remove_taps(old)
@@ -654,8 +660,8 @@ class SignalingEndpoint:
         for sub in self._subscriptions.values():
             await self._add_taps(sub, session)
 
-    async def _add_taps(self, sub: _Subscription, session: Any) -> None:
-        if sub.node in (_SYSTEM_TOPIC, "__perf__") or not hasattr(session, "add_tap"):
+    async def _add_taps(self, sub: _Subscription, session: StreamSession) -> None:
+        if sub.node in (_SYSTEM_TOPIC, "__perf__"):
             return
         nodes = list(session.node_ids) if sub.node == "*" else [sub.node]
         if sub.node not in nodes and sub.node != "*":
@@ -716,13 +722,13 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self._require_session()
         if node not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
         data = payload_to_runtime_data(params["payload"])
         try:
             await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
         except asyncio.TimeoutError:
             raise rpc.RpcError(
-                rpc.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
+                ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
             ) from None
         return {"published": True, "topic": topic}
 
@@ -730,7 +736,7 @@ class SignalingEndpoint:
         session = self._require_session()
         node_id, state = params["node_id"], params["state"]
         if node_id not in session.node_ids:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
 
         async def apply() -> None:
             session.set_node_state(node_id, state)
@@ -740,15 +746,16 @@ class SignalingEndpoint:
 
     # -- media.* (WebSocket media fallback, see .wsmedia) -------------------------------------
     def _transport_setting(self) -> str:
-        return str(getattr(self._peer_config, "transport", "auto") or "auto")
+        return self._peer_config.transport
 
     async def _media_open(self, params: dict[str, Any]) -> dict[str, Any]:
-        from .wsmedia import HEADER_BYTES, WebSocketMediaPeer, negotiate
+        from ..protocol.media_frames import HEADER_BYTES
+        from .wsmedia import WebSocketMediaPeer, negotiate
 
         if self._transport_setting() == "webrtc" or self._send_binary is None:
             reason = ("this session is set to transport='webrtc'" if self._send_binary is not None
                       else "this connection cannot carry binary frames")
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": reason, "transport": "webrtc"})
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": reason, "transport": "webrtc"})
         formats = negotiate(params)
         assert self.peer_id is not None
         await self._close_server_peer()  # media.open replaces a WebRTC peer or an earlier media.open
@@ -762,7 +769,7 @@ class SignalingEndpoint:
                 send_text=self._emit,
                 send_binary=send_binary,
                 runner=self._runner,
-                video_format=getattr(self._peer_config, "video_format", None),
+                video_format=self._peer_config.video_format,
             )
         except BaseException:
             self.registry.release_session(self.peer_id)
@@ -778,10 +785,10 @@ class SignalingEndpoint:
             "max_frame_bytes": self.max_message_bytes,
         }
 
-    def _media_peer(self) -> Any:
+    def _media_peer(self) -> WebSocketMediaPeer:
         peer = self.server_peer
-        if peer is None or not hasattr(peer, "on_frame"):
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
+        if peer is None or peer.transport_path != "websocket":
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
         return peer
 
     async def _media_close(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -797,13 +804,13 @@ class SignalingEndpoint:
         try:
             self._media_peer().send_message(params["message"])
         except UndecodableMessage as exc:
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": str(exc)}) from None
         return {"sent": True}
 
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         """The kernel peer's counters, for either media path (the doctor panel shows what the kernel trimmed)."""
         if self.server_peer is None:
-            raise rpc.RpcError(rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
+            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
         stats: dict[str, Any] = self.server_peer.stats()
         stats.pop("trace", None)  # profiling only, and large
         return stats
@@ -811,19 +818,9 @@ class SignalingEndpoint:
     async def _flush_audio(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.server_peer is None:
             raise rpc.RpcError(
-                rpc.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no server peer yet: send peer.offer first"}
             )
-        flush = getattr(self.server_peer, "flush_audio", None)
-        if flush is None:
-            raise rpc.RpcError(
-                rpc.METHOD_NOT_FOUND,
-                "Method not found",
-                {"method": "control.flush_audio", "reason": "not supported by this server peer"},
-            )
-        dropped = flush()
-        if inspect.isawaitable(dropped):
-            dropped = await dropped
-        return {"flushed": True, "frames_dropped": int(dropped or 0)}
+        return {"flushed": True, "frames_dropped": self.server_peer.flush_audio()}
 
 
 def payload_to_runtime_data(payload: Any) -> RuntimeData:
@@ -840,7 +837,7 @@ def payload_to_runtime_data(payload: Any) -> RuntimeData:
                 raw = base64.b64decode(payload["binary_b64"], validate=True)
             except ValueError:
                 raise rpc.RpcError(
-                    rpc.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}
+                    ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "binary_b64 is not base64"}
                 ) from None
             return BinaryData(raw, str(payload.get("mime_type", "application/octet-stream")))
     return JsonData(payload)
@@ -885,5 +882,5 @@ def output_event(topic: str, data: RuntimeData, *, include_audio: bool = False) 
             payload={"type": "error", "node_id": data.node_id, "message": data.message, "error_type": data.error_type},
         )
     else:
-        event.update(kind="other", payload={"type": getattr(data, "data_type", type(data).__name__)})
+        event.update(kind="other", payload={"type": data.data_type})
     return event

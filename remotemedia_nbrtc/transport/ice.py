@@ -1,4 +1,4 @@
-"""ICE configuration for the server (kernel) peer and for browsers.
+"""ICE for the server (kernel) peer: :class:`~.config.IceConfig` applied to aiortc.
 
 What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
 
@@ -14,8 +14,7 @@ What aiortc 1.16 / aioice 0.13 can and cannot do (read from their source):
   A failed verification is silent: that connection simply gathers no relay candidate.
   Checked against a real coturn on 127.0.0.1 (``tests/transport/test_turn_relay.py``): relay over
   ``turn:?transport=udp``, ``turn:?transport=tcp`` and ``turns:?transport=tcp`` (verified self-signed cert).
-- **Relay-only** (``transport_policy="relay"``, aioice ``TransportPolicy.RELAY``; needs aiortc 1.16,
-  so Python 3.11 -- aiortc 1.15 on Python 3.10 raises ``ValueError`` for it): no host or
+- **Relay-only** (``transport_policy="relay"``, aioice ``TransportPolicy.RELAY``): no host or
   server-reflexive candidates are gathered, and remote host/srflx candidates are still paired (aioice
   only drops remote mDNS candidates), so a relay-only peer can reach a peer's host candidate through its
   own relay.
@@ -44,96 +43,33 @@ adds the loopback candidate when the host has no other address.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 
-try:  # aiortc >= 1.16; 1.15 (the last release for Python 3.10) has no ICE transport policy
-    from aiortc import RTCIceTransportPolicy
-except ImportError:  # pragma: no cover - aiortc 1.15
-    RTCIceTransportPolicy = None  # type: ignore[assignment,misc]
+from .config import IceConfig
 
-__all__ = ["LOOPBACK_ADDRESS", "IceConfig", "prepare_peer_connection"]
+__all__ = ["LOOPBACK_ADDRESS", "prepare_peer_connection", "rtc_configuration"]
 
 LOOPBACK_ADDRESS = "127.0.0.1"
 _PATCHED_FLAG = "_remotemedia_ice_prepared"
 
-CredentialsFn = Callable[[], dict[str, Any]]
 
-
-@dataclass
-class IceConfig:
-    """ICE servers for our peer and for browsers, and gathering limits.
-
-    ``ice_servers`` / ``browser_ice_servers`` use the browser's ``RTCIceServer`` shape:
-    ``{"urls": str | list[str], "username"?: str, "credential"?: str}``, for example
-    ``{"urls": "turns:turn.example.org:443?transport=tcp", "username": "u", "credential": "p"}``.
-    ``browser_ice_servers=None`` sends browsers the same list. ``credentials`` (optional) returns fresh
-    TURN credentials ``{"username": ..., "credential": ...}``; they are applied to every TURN entry
-    each time a configuration is built. ``transport_policy``: ``"all"`` or ``"relay"`` (TURN relay
-    candidates only, for our own peer; the browser's policy is the widget's ``ice_transport_policy``).
-    """
-
-    ice_servers: list[dict[str, Any]] = field(default_factory=list)
-    browser_ice_servers: list[dict[str, Any]] | None = None
-    credentials: CredentialsFn | None = None
-    loopback_only: bool = False
-    gather_timeout_s: float = 2.0
-    transport_policy: str = "all"
-
-    def __post_init__(self) -> None:
-        if self.transport_policy not in ("all", "relay"):
-            raise ValueError(f"transport_policy must be 'all' or 'relay', not {self.transport_policy!r}")
-
-    def _with_credentials(self, servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.credentials is None:
-            return [dict(s) for s in servers]
-        creds = self.credentials()
-        out = []
-        for server in servers:
-            server = dict(server)
-            urls = server.get("urls", [])
-            urls = [urls] if isinstance(urls, str) else list(urls)
-            if any(u.startswith(("turn:", "turns:")) for u in urls):
-                server["username"] = creds.get("username", server.get("username"))
-                server["credential"] = creds.get("credential", server.get("credential"))
-            out.append(server)
-        return out
-
-    def server_ice_servers(self) -> list[dict[str, Any]]:
-        """The list our own peer uses (empty in loopback-only mode)."""
-        if self.loopback_only:
-            return []
-        return self._with_credentials(self.ice_servers)
-
-    def browser_servers(self) -> list[dict[str, Any]]:
-        """The ``iceServers`` list to hand to a browser's ``RTCPeerConnection``."""
-        if self.loopback_only:
-            return []
-        servers = self.ice_servers if self.browser_ice_servers is None else self.browser_ice_servers
-        return self._with_credentials(servers)
-
-    def to_rtc_configuration(self) -> RTCConfiguration:
-        """An aiortc ``RTCConfiguration`` (never ``iceServers=None``, which would mean Google STUN)."""
-        servers = []
-        for server in self.server_ice_servers():
-            if "urls" not in server:
-                raise ValueError(f"ICE server entry without 'urls': {server!r}")
-            servers.append(
-                RTCIceServer(
-                    urls=server["urls"],
-                    username=server.get("username"),
-                    credential=server.get("credential"),
-                )
+def rtc_configuration(config: IceConfig) -> RTCConfiguration:
+    """aiortc's ``RTCConfiguration`` for ``config`` (never ``iceServers=None``, which would mean Google STUN)."""
+    servers = []
+    for server in config.server_ice_servers():
+        if "urls" not in server:
+            raise ValueError(f"ICE server entry without 'urls': {server!r}")
+        servers.append(
+            RTCIceServer(
+                urls=server["urls"],
+                username=server.get("username"),
+                credential=server.get("credential"),
             )
-        if RTCIceTransportPolicy is None:
-            if self.transport_policy == "relay":
-                raise ValueError('transport_policy="relay" needs aiortc >= 1.16 (and so Python >= 3.11)')
-            return RTCConfiguration(iceServers=servers)
-        policy = RTCIceTransportPolicy.RELAY if self.transport_policy == "relay" else RTCIceTransportPolicy.ALL
-        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+        )
+    policy = RTCIceTransportPolicy.RELAY if config.transport_policy == "relay" else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 def _gatherers(pc: RTCPeerConnection) -> list[Any]:

@@ -12,88 +12,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ConnectTimeout, SignalingError
-from ..runtime import AudioData, PipelineRunner, RuntimeData, VideoData
+from ..protocol.jsonrpc import ErrorCode
+from ..protocol.media_frames import DC_AUDIO_LABEL
+from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
 from .bridge import SessionBridge
+from .config import PeerConfig
 from .datachannel import DataChannelLink
-from .dcaudio import LABEL as AUDIO_CHANNEL_LABEL
 from .dcaudio import DataChannelAudio
-from .ice import IceConfig, prepare_peer_connection
-from .signaling import validate_dtls_fingerprints
+from .ice import prepare_peer_connection, rtc_configuration
 from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
-from .stagetrace import StageTrace, trace_from_env
-from .tracks import PACING_MODES, PipelineAudioTrack, PipelineVideoTrack, TrackReader, install_opus_frame_size
+from .signaling import validate_dtls_fingerprints
+from .stagetrace import StageTrace
+from .tracks import PipelineAudioTrack, PipelineVideoTrack, TrackReader, install_opus_frame_size
 
-__all__ = ["PeerConfig", "ServerPeer"]
+__all__ = ["ServerPeer"]
 
 log = logging.getLogger(__name__)
 
-OFFER_INVALID = -32002
-ICE_INVALID = -32004
-
-
-@dataclass
-class PeerConfig:
-    """Settings of one server peer.
-
-    ``jitter_target_ms``: reorder wait of the audio receive buffer (None: low-latency default, adaptive).
-    ``send_audio`` / ``send_video``: answer with our outgoing track on the first audio / video line the
-    client can receive on. ``audio_out_rate``: sample rate of the outgoing audio track.
-    ``audio_out_target_ms``: standing backlog the outgoing audio track keeps; audio that arrives late
-    (after silence was sent in its place) and stays queued beyond it is trimmed and counted
-    (``stats()["audio_out"]["trimmed_frames"]``); None never trims (see :class:`PipelineAudioTrack`).
-    ``connect_timeout_s``: after the answer, close the peer if it is not connected by then.
-    ``video_format``: pixel format of received video frames given to the pipeline (None: as decoded,
-    normally ``yuv420p``). ``low_latency_receive=False`` keeps aiortc's own jitter buffer (about 80 ms
-    more audio latency; for comparison or if the low-latency buffer misbehaves).
-    ``transport``: ``"auto"`` (clients try WebRTC, then fall back to WebSocket media after
-    ``webrtc_timeout_s``), ``"webrtc"`` (``media.open`` is refused) or ``"websocket"`` (``peer.offer``
-    is refused, so clients go straight to WebSocket media; see :mod:`.wsmedia`).
-    ``audio_ptime_ms``: add ``a=ptime:N`` to the answer's audio sections, asking the client to send N ms
-    Opus packets (None: the client's default, 20 ms). 10 halves the time the browser spends filling a
-    packet before it sends it (an onset waits 0-10 ms instead of 0-20 ms), for twice the packets.
-    ``audio_out_frame_ms`` (20 or 10): duration of the frames and Opus packets of our outgoing audio.
-    ``audio_out_pacing``: ``"immediate"`` sends each outgoing frame as soon as the pipeline has delivered
-    it (lowest latency; the frames leave as irregularly as they arrive), ``"smooth"`` on a regular grid
-    locked to the audio's arrival (a browser's adaptive jitter buffer then stays short; costs the client
-    the wait for the slot, about 1-3 ms on loopback); see :class:`PipelineAudioTrack`.
-    :func:`remotemedia_nbrtc.stream` (the browser widget) uses 10 / 10 / ``"smooth"``.
-    ``stage_trace``: stamp audio onsets at every stage of the path (profiling; ``stats()["trace"]``, see
-    :mod:`.stagetrace`); defaults to the ``REMOTEMEDIA_STAGE_TRACE`` environment variable.
-    """
-
-    ice: IceConfig = field(default_factory=IceConfig)
-    jitter_target_ms: float | None = None
-    send_audio: bool = True
-    send_video: bool = True
-    audio_out_rate: int = 48000
-    audio_out_target_ms: float | None = 0.0
-    connect_timeout_s: float = 15
-    video_format: str | None = None
-    low_latency_receive: bool = True
-    transport: str = "auto"
-    webrtc_timeout_s: float = 5.0
-    stage_trace: bool = field(default_factory=trace_from_env)
-    audio_ptime_ms: int | None = None
-    audio_out_frame_ms: int = 20
-    audio_out_pacing: str = "immediate"
-
-    def __post_init__(self) -> None:
-        if self.audio_out_frame_ms not in (10, 20):
-            raise ValueError(f"audio_out_frame_ms must be 10 or 20, not {self.audio_out_frame_ms!r}")
-        if self.audio_out_pacing not in PACING_MODES:
-            raise ValueError(f"audio_out_pacing must be one of {PACING_MODES}, not {self.audio_out_pacing!r}")
-        if self.audio_ptime_ms is not None and not 10 <= self.audio_ptime_ms <= 120:
-            raise ValueError(f"audio_ptime_ms must be 10-120 or None, not {self.audio_ptime_ms!r}")
-        if self.transport not in ("auto", "webrtc", "websocket"):
-            raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {self.transport!r}")
 
 
 def with_audio_ptime(sdp: str, ptime_ms: int | None) -> str:
@@ -116,17 +58,19 @@ def with_audio_ptime(sdp: str, ptime_ms: int | None) -> str:
 
 def _validate_offer(sdp: Any) -> None:
     if not isinstance(sdp, str) or not sdp.strip():
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "empty or non-string SDP"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "empty or non-string SDP"})
     if not sdp.lstrip().startswith("v=0"):
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "SDP must start with v=0"})
     if "\nm=" not in sdp.replace("\r\n", "\n"):
-        raise SignalingError(OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
+        raise SignalingError(ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": "SDP has no m= line"})
     validate_dtls_fingerprints(sdp)
 
 
 class ServerPeer:
     """Server side of one WebRTC connection: RTCPeerConnection on the RTC loop, bound to a StreamSession on
-    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop."""
+    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop. A :class:`~.media_peer.WebRTCPeer`."""
+
+    transport_path: Final = "webrtc"
 
     def __init__(self) -> None:
         self.session_id: str = ""
@@ -158,7 +102,7 @@ class ServerPeer:
     @classmethod
     async def create(
         cls,
-        pipeline: Any,
+        pipeline: PipelineSource,
         config: PeerConfig,
         *,
         on_ice_candidate: Callable[[dict[str, Any] | None], None],
@@ -176,11 +120,16 @@ class ServerPeer:
         self.session_id = self.bridge.session_id
         self._audio_format = self.bridge.session.audio_input
         self.dc_audio = DataChannelAudio(self.bridge.send_audio, self._audio_format)
-        self.pc = RTCPeerConnection(config.ice.to_rtc_configuration())
+        self.pc = RTCPeerConnection(rtc_configuration(config.ice))
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
         return self
+
+    @property
+    def session(self) -> StreamSession:
+        """The pipeline session (lives on the pipeline loop)."""
+        return self.bridge.session
 
     # -- signaling -----------------------------------------------------------------------------
     @property
@@ -190,7 +139,7 @@ class ServerPeer:
     async def handle_offer(self, sdp: str) -> str:
         """Apply the client's offer and return our answer SDP (all our candidates are in it)."""
         if self._closed:
-            raise SignalingError(OFFER_INVALID, "peer is closed", data={"reason": "closed"})
+            raise SignalingError(ErrorCode.OFFER_INVALID, "peer is closed", data={"reason": "closed"})
         _validate_offer(sdp)
         if self._negotiating:
             raise SignalingError(-32005, "negotiation in progress")
@@ -202,7 +151,7 @@ class ServerPeer:
                 raise
             except Exception as exc:
                 raise SignalingError(
-                    OFFER_INVALID, "invalid offer", data={"reason": f"{type(exc).__name__}: {exc}"}
+                    ErrorCode.OFFER_INVALID, "invalid offer", data={"reason": f"{type(exc).__name__}: {exc}"}
                 ) from exc
             self._setup_transceivers()
             prepare_peer_connection(self.pc, self.config.ice)
@@ -291,7 +240,7 @@ class ServerPeer:
             await self.pc.addIceCandidate(parsed)
         except Exception as exc:
             raise SignalingError(
-                ICE_INVALID, "invalid ICE candidate", data={"reason": f"{type(exc).__name__}: {exc}"}
+                ErrorCode.ICE_INVALID, "invalid ICE candidate", data={"reason": f"{type(exc).__name__}: {exc}"}
             ) from exc
 
     async def _connect_watchdog(self) -> None:
@@ -315,7 +264,7 @@ class ServerPeer:
         self._readers.append(reader.start())
 
     def _on_datachannel(self, channel: Any) -> None:
-        if channel.label == AUDIO_CHANNEL_LABEL:
+        if channel.label == DC_AUDIO_LABEL:
             self.dc_audio.attach(channel)  # audio both ways on this channel (see .dcaudio)
         else:
             self.datachannel.attach(channel)

@@ -22,7 +22,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import tornado.httpserver
@@ -33,11 +33,9 @@ import tornado.websocket
 from remotemedia_nbrtc.runtime import PipelineRunner, load_manifest
 
 from . import signaling as rpc
+from .config import PeerConfig
 from .endpoint import PeerRegistry, SignalingEndpoint
 from .loop_thread import rtc_loop
-
-if TYPE_CHECKING:
-    from .peer import PeerConfig
 
 __all__ = ["ServerConfig", "WebRTCServer"]
 
@@ -46,19 +44,13 @@ log = logging.getLogger(__name__)
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def _default_peer_config() -> PeerConfig:
-    from .peer import PeerConfig
-
-    return PeerConfig()
-
-
 @dataclass
 class ServerConfig:
     """Where to listen and what to allow. ``port=0`` picks a free port (see :attr:`WebRTCServer.port`)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    peer: PeerConfig = field(default_factory=_default_peer_config)
+    peer: PeerConfig = field(default_factory=PeerConfig)
     max_sessions: int = 10
     max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES
     auth_token: str | None = None
@@ -203,13 +195,7 @@ class WebRTCServer:
         return loop.run(collect(), 5.0)
 
     def _collect_peer_stats(self) -> list[dict[str, Any]]:
-        out = []
-        for endpoint in list(self._endpoints):
-            peer = endpoint.server_peer
-            stats = getattr(peer, "stats", None)
-            if stats is not None:
-                out.append(stats())
-        return out
+        return [e.server_peer.stats() for e in list(self._endpoints) if e.server_peer is not None]
 
     # -- lifecycle (callable from any loop; the work runs on the RTC loop) -------------------------
     async def start(self) -> int:

@@ -16,25 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
 
 __all__ = [
-    "ANSWER_INVALID",
-    "CODEC_MISMATCH",
-    "CONNECTION_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "ICE_INVALID",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
     "METHODS",
-    "METHOD_NOT_FOUND",
-    "NEGOTIATION_IN_PROGRESS",
     "NODE_STATES",
-    "OFFER_INVALID",
-    "PARSE_ERROR",
-    "PEER_NOT_FOUND",
-    "SERVER_PEER_ID",
-    "SESSION_LIMIT",
     "Request",
     "RpcError",
     "error_message",
@@ -50,21 +37,6 @@ __all__ = [
     "validate_sdp",
 ]
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-PEER_NOT_FOUND = -32000
-SESSION_LIMIT = -32001
-OFFER_INVALID = -32002
-ANSWER_INVALID = -32003
-ICE_INVALID = -32004
-NEGOTIATION_IN_PROGRESS = -32005
-CONNECTION_TIMEOUT = -32006
-CODEC_MISMATCH = -32007
-
-SERVER_PEER_ID = "remotemedia-server"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
 NODE_STATES = ("enabled", "bypass", "disabled")
@@ -178,58 +150,58 @@ def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_
     """Parse and validate one client message; raise :class:`RpcError` for anything malformed."""
     size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise RpcError(INVALID_REQUEST, "Message too large", {"max_bytes": max_bytes, "size": size})
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Message too large", {"max_bytes": max_bytes, "size": size})
     if isinstance(message, bytes):
         try:
             message = message.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"not UTF-8: {exc.reason}"}) from None
+            raise RpcError(ErrorCode.PARSE_ERROR, "Parse error", {"reason": f"not UTF-8: {exc.reason}"}) from None
     try:
         obj = _loads(message)
     except (ValueError, RecursionError) as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
-        raise RpcError(PARSE_ERROR, "Parse error", {"reason": reason}) from None
+        raise RpcError(ErrorCode.PARSE_ERROR, "Parse error", {"reason": reason}) from None
     if isinstance(obj, list):
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "batch requests are not supported"})
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "batch requests are not supported"})
     if not isinstance(obj, dict):
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "a request must be a JSON object"})
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "a request must be a JSON object"})
     has_id = "id" in obj
     request_id = obj.get("id")
     if not _valid_id(request_id):
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "id must be a string, a number or null"})
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "id must be a string, a number or null"})
     if obj.get("jsonrpc") != "2.0":
-        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id)
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id)
     method = obj.get("method")
     if not isinstance(method, str) or not method:
         raise RpcError(
-            INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id
         )
     if "result" in obj or "error" in obj:
         raise RpcError(
-            INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id
         )
     if method not in _PARAM_SPECS:
-        raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
+        raise RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
     params = obj.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": "params must be an object"}, request_id=request_id)
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "params must be an object"}, request_id=request_id)
     for name, (types, required) in _PARAM_SPECS[method].items():
         if name not in params:
             if required:
-                raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": f"missing {name!r}"}, request_id=request_id)
+                raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"missing {name!r}"}, request_id=request_id)
             continue
         if not _type_ok(params[name], types):
             reason = f"{name!r} must be {_type_name(types)}"
-            raise RpcError(INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
+            raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
     _check_method_params(method, params, request_id)
     return Request(method=method, params=params, id=request_id, is_notification=not has_id)
 
 
 def _check_method_params(method: str, params: dict[str, Any], request_id: Any) -> None:
     def bad(reason: str) -> RpcError:
-        return RpcError(INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
+        return RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": reason}, request_id=request_id)
 
     for key in ("peer_id", "from", "to"):
         value = params.get(key)
@@ -256,9 +228,9 @@ def parse_topic(topic: str) -> tuple[str, str, str | None] | None:
     return match["node"], match["dir"], match["port"]
 
 
-def validate_sdp(sdp: str, *, code: int = OFFER_INVALID) -> None:
+def validate_sdp(sdp: str, *, code: int = ErrorCode.OFFER_INVALID) -> None:
     """Upstream's check: the SDP starts with ``v=0`` and has an ``m=`` line; else ``code`` with data.reason."""
-    kind = "offer" if code == OFFER_INVALID else "answer"
+    kind = "offer" if code == ErrorCode.OFFER_INVALID else "answer"
     if not sdp.lstrip().startswith("v=0"):
         raise RpcError(code, f"Invalid SDP {kind}", {"reason": "SDP must start with v=0"})
     if not re.search(r"(^|\r?\n)m=", sdp):
@@ -270,13 +242,13 @@ _FINGERPRINT_BYTES = {"sha-256": 32, "sha-384": 48, "sha-512": 64}
 _FINGERPRINT_VALUE_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})*$")
 
 
-def validate_dtls_fingerprints(sdp: str, *, code: int = OFFER_INVALID) -> None:
+def validate_dtls_fingerprints(sdp: str, *, code: int = ErrorCode.OFFER_INVALID) -> None:
     """Every media section must carry a well-formed ``a=fingerprint`` (its own or the session's).
 
     aiortc only notices a missing or unusable fingerprint when DTLS starts, after the offer was
     answered, and then fails with a bare ``AssertionError``; checking here gives the client a reason.
     """
-    kind = "offer" if code == OFFER_INVALID else "answer"
+    kind = "offer" if code == ErrorCode.OFFER_INVALID else "answer"
 
     def bad(reason: str) -> RpcError:
         return RpcError(code, f"Invalid SDP {kind}", {"reason": reason})
@@ -327,16 +299,16 @@ def normalize_candidate(params: dict[str, Any]) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
-        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "candidate must be a string"})
+        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "candidate must be a string"})
     if mid is not None and not isinstance(mid, str):
-        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid must be a string"})
+        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid must be a string"})
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
-        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMLineIndex must be a non-negative integer"})
+        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMLineIndex must be a non-negative integer"})
     if mid is None and index is None:
-        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid or sdpMLineIndex is required"})
+        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid or sdpMLineIndex is required"})
     reason = _candidate_problem(raw)
     if reason:
-        raise RpcError(ICE_INVALID, "Invalid ICE candidate", {"reason": reason})
+        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": reason})
     return {"candidate": raw.strip(), "sdpMid": mid, "sdpMLineIndex": index}
 
 
@@ -413,5 +385,5 @@ def parse_response(message: str) -> dict[str, Any]:
     """Parse a server message on the client side: a response or a notification (a dict either way)."""
     obj = _loads(message)
     if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0":
-        raise RpcError(INVALID_REQUEST, "Invalid message from server", {"reason": "not a JSON-RPC 2.0 object"})
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid message from server", {"reason": "not a JSON-RPC 2.0 object"})
     return obj

@@ -29,14 +29,14 @@ from aiortc.mediastreams import MediaStreamError
 
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
 from ..runtime.queues import DropOldest
+from .config import PACING_MODES
 from .stagetrace import StageTrace
 
-__all__ = ["PACING_MODES", "PipelineAudioTrack", "PipelineVideoTrack", "TrackReader", "install_opus_frame_size"]
+__all__ = ["PipelineAudioTrack", "PipelineVideoTrack", "TrackReader", "install_opus_frame_size"]
 
 log = logging.getLogger(__name__)
 
 AUDIO_PTIME_S = 0.020
-PACING_MODES = ("immediate", "smooth")
 VIDEO_CLOCK_RATE = 90000
 _LAYOUTS = {1: "mono", 2: "stereo"}
 

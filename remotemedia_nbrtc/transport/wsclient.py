@@ -33,13 +33,13 @@ import tornado.httpclient
 import tornado.websocket
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .._compat import wait_for
-from ..errors import ConnectTimeout, SignalingError, TransportError
+from ..errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from ..protocol.jsonrpc import ErrorCode
+from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from ..runtime import AudioData, VideoData, now_us
 from ..runtime.queues import DropOldest
 from . import signaling as rpc
 from .client import signaling_request
-from .wsmedia import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 
 __all__ = ["MediaPath", "WebSocketMediaClient", "connect_media"]
 
@@ -232,7 +232,7 @@ class WebSocketMediaClient:
             self._pending.pop(request_id, None)
             raise TransportError("socket is closed") from None
         try:
-            return await wait_for(future, timeout_s, f"{method}: no reply within {timeout_s} s")
+            return await wait_for_with_message(future, timeout_s, f"{method}: no reply within {timeout_s} s")
         finally:
             self._pending.pop(request_id, None)
 
@@ -251,7 +251,7 @@ class WebSocketMediaClient:
         """The next output; ``None`` once the socket has closed and every output was read."""
         if self._socket_closed.is_set() and self._outputs.empty():
             return None
-        item = await wait_for(self._outputs.get(), timeout)
+        item = await wait_for_with_message(self._outputs.get(), timeout)
         if item is _END:
             self._outputs.put_nowait(_END)
             return None
@@ -265,7 +265,7 @@ class WebSocketMediaClient:
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Until the server closed the socket (or :meth:`close` was called)."""
-        await wait_for(self._socket_closed.wait(), timeout)
+        await wait_for_with_message(self._socket_closed.wait(), timeout)
 
     @property
     def closed(self) -> bool:
@@ -442,7 +442,7 @@ class WebSocketMediaClient:
                 return
             if "error" in obj:
                 err = obj["error"] or {}
-                future.set_exception(SignalingError(err.get("code", rpc.INTERNAL_ERROR), err.get("message", ""),
+                future.set_exception(SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""),
                                                     err.get("data")))
             else:
                 future.set_result(obj.get("result"))

@@ -73,17 +73,27 @@ import asyncio
 import fractions
 import json
 import logging
-import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import av
 import numpy as np
 
-from ..runtime import AudioData, AudioFormat, BinaryData, PipelineRunner, RuntimeData, VideoData
+from ..protocol.jsonrpc import ErrorCode
+from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
+from ..runtime import (
+    AudioData,
+    AudioFormat,
+    BinaryData,
+    PipelineRunner,
+    PipelineSource,
+    RuntimeData,
+    StreamSession,
+    VideoData,
+)
 from ..runtime.queues import DropOldest
 from . import signaling as rpc
 from .bridge import SessionBridge
@@ -91,25 +101,15 @@ from .tracks import AudioNormalizer
 from .wire import MessageTooLarge, decode_message, encode_error, encode_output
 
 __all__ = [
-    "HEADER",
-    "HEADER_BYTES",
-    "KIND_AUDIO",
-    "KIND_DATA",
-    "KIND_VIDEO",
     "MediaFormats",
     "PayloadAudioDecoder",
     "Pcm16Encoder",
     "WebSocketMediaPeer",
     "negotiate",
-    "pack_frame",
-    "unpack_frame",
 ]
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<BIQ")
-HEADER_BYTES = HEADER.size  # 13
-KIND_AUDIO, KIND_VIDEO, KIND_DATA = 1, 2, 3
 AUDIO_CODECS = ("pcm16", "opus")
 VIDEO_CODECS = ("jpeg", "webp")
 MIN_PCM_RATE, MAX_PCM_RATE = 16000, 48000
@@ -124,24 +124,6 @@ SendText = Callable[[str], Awaitable[None]]
 SendBinary = Callable[[bytes], "Awaitable[None] | None"]
 
 
-def wall_us() -> int:
-    """Microseconds since the Unix epoch (the header's timestamp clock)."""
-    return time.time_ns() // 1000
-
-
-def pack_frame(kind: int, seq: int, timestamp_us: int, payload: bytes) -> bytes:
-    """One binary frame: the 13-byte header, then ``payload``."""
-    return HEADER.pack(kind, seq & 0xFFFFFFFF, max(0, int(timestamp_us)) & 0xFFFFFFFFFFFFFFFF) + payload
-
-
-def unpack_frame(frame: bytes) -> tuple[int, int, int, bytes]:
-    """``(kind, seq, timestamp_us, payload)``; raises ``ValueError`` for a short or unknown frame."""
-    if len(frame) < HEADER_BYTES:
-        raise ValueError(f"binary frame of {len(frame)} bytes is shorter than the {HEADER_BYTES}-byte header")
-    kind, seq, ts = HEADER.unpack_from(frame)
-    if kind not in (KIND_AUDIO, KIND_VIDEO, KIND_DATA):
-        raise ValueError(f"unknown binary frame kind {kind}")
-    return kind, seq, ts, bytes(memoryview(frame)[HEADER_BYTES:])
 
 
 @dataclass
@@ -158,13 +140,13 @@ class MediaFormats:
 
 
 def _mismatch(reason: str) -> rpc.RpcError:
-    return rpc.RpcError(rpc.CODEC_MISMATCH, "Codec mismatch", {"reason": reason, "audio_codecs": list(AUDIO_CODECS),
+    return rpc.RpcError(ErrorCode.CODEC_MISMATCH, "Codec mismatch", {"reason": reason, "audio_codecs": list(AUDIO_CODECS),
                                                                "video_codecs": list(VIDEO_CODECS)})
 
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": f"{name!r} must be a number"})
+        raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"{name!r} must be a number"})
     return float(value)
 
 
@@ -174,7 +156,7 @@ def negotiate(params: dict[str, Any]) -> MediaFormats:
     audio = params.get("audio")
     if audio is not None:
         if not isinstance(audio, dict):
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": "'audio' must be an object"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "'audio' must be an object"})
         codec = audio.get("codec", "pcm16")
         if codec not in AUDIO_CODECS:
             raise _mismatch(f"audio codec {codec!r} is not supported (8 kHz mu-law never is)")
@@ -190,7 +172,7 @@ def negotiate(params: dict[str, Any]) -> MediaFormats:
     video = params.get("video")
     if video is not None:
         if not isinstance(video, dict):
-            raise rpc.RpcError(rpc.INVALID_PARAMS, "Invalid params", {"reason": "'video' must be an object"})
+            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "'video' must be an object"})
         codec = video.get("codec", "jpeg")
         if codec not in VIDEO_CODECS:
             raise _mismatch(f"video codec {codec!r} is not supported")
@@ -309,8 +291,10 @@ class WebSocketMediaPeer:
     Lives on the RTC loop; its :class:`SessionBridge` puts the stream session on the pipeline loop.
     ``send_text`` sends one JSON-RPC text message (the endpoint's ordered sender); ``send_binary``
     sends one binary frame and may return an awaitable that resolves once the frame is written
-    (awaited: that is the outbound backpressure).
+    (awaited: that is the outbound backpressure). A :class:`~.media_peer.MediaPeer`.
     """
+
+    transport_path: Final = "websocket"
 
     def __init__(self) -> None:
         self.session_id = ""
@@ -351,7 +335,7 @@ class WebSocketMediaPeer:
     @classmethod
     async def create(
         cls,
-        pipeline: Any,
+        pipeline: PipelineSource,
         formats: MediaFormats,
         *,
         send_text: SendText,
@@ -380,7 +364,7 @@ class WebSocketMediaPeer:
         return self
 
     @property
-    def session(self) -> Any:
+    def session(self) -> StreamSession:
         return self.bridge.session
 
     @property

@@ -1,4 +1,4 @@
-"""``StreamWidget``: the anywidget that runs the browser side of a stream (one ESM file, no build).
+"""``StreamWidget``: the anywidget that runs the browser side of a stream (ES modules in ``js/``, no build).
 
 The kernel side gives it a session id, the extension WebSocket path and the browser ICE servers; the
 browser opens the WebSocket, speaks RemoteMedia's JSON-RPC signaling and shows the media, text and
@@ -15,13 +15,16 @@ from typing import Any
 import anywidget
 import traitlets
 
+from .assemble import assemble
+
 _HERE = Path(__file__).parent
 
 
 class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
     """Browser half of a stream; usually made by :func:`remotemedia_nbrtc.stream`."""
 
-    _esm = _HERE / "widget.js"
+    #: the front end's modules joined into one ESM string (anywidget takes one module; see assemble.py)
+    _esm = assemble(_HERE / "js")
     _css = _HERE / "widget.css"
 
     # kernel -> browser

@@ -22,7 +22,7 @@ def manifest(executor):
 def test_ray_spec_round_trips_through_save_and_load(tmp_path):
     p = Pipeline("heavy")
     p.add("a", PassThrough(), executor=rm.ray(num_cpus=0.5, num_gpus=1, max_in_flight=2))
-    p.add("b", PassThrough(), executor=rm.ray(stateful=False, replicas=3, resources={"tpu": 1}))
+    p.add("b", PassThrough(), executor=rm.ray(stateful=False, replicas=3, resources={"tpu": 1}, compiled_graph=False))
     p.add("c", Gain(gain_db=-3.0))
     p.chain("a", "b", "c")
     for name in ("m.json", "m.yaml"):
@@ -30,6 +30,7 @@ def test_ray_spec_round_trips_through_save_and_load(tmp_path):
         assert loaded.to_manifest() == p.to_manifest()
         assert loaded.executor("a") == rm.ray(num_cpus=0.5, num_gpus=1, max_in_flight=2)
         assert loaded.executor("b").replicas == 3 and loaded.executor("b").stateful is False
+        assert loaded.executor("b").compiled_graph is False
         assert loaded.executor("c") == rm.local()
     nodes = {n["id"]: n for n in p.to_manifest()["nodes"]}
     assert nodes["a"]["executor"] == {"kind": "ray", "num_cpus": 0.5, "num_gpus": 1, "max_in_flight": 2}
@@ -41,6 +42,7 @@ def test_ray_spec_round_trips_through_save_and_load(tmp_path):
     ({"kind": "ray", "num_gpu": 1}, "executor.num_gpu"),
     ({"kind": "ray", "replicas": 0}, "executor.replicas"),
     ({"kind": "ray", "num_cpus": "two"}, "executor.num_cpus"),
+    ({"kind": "ray", "compiled_graph": "yes"}, "executor.compiled_graph"),
     ({"kind": "ray", "replicas": 2}, "executor.replicas"),  # PassThrough is stateful by default: no pool
     (["ray"], "executor"),
 ])

@@ -69,8 +69,7 @@ def cluster():
 async def test_pocketsphinx_stt_on_the_cluster_behind_webrtc(cluster):
     from remotemedia_nbrtc.nodes.speech import PocketSphinxSTT, SpeechGate, WebRTCVAD
     from remotemedia_nbrtc.transport.client import ClientPeer
-    from remotemedia_nbrtc.transport.ice import IceConfig
-    from remotemedia_nbrtc.transport.peer import PeerConfig
+    from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
     from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
     from remotemedia_nbrtc.transport.sources import WavFileSource
 

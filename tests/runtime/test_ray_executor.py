@@ -76,9 +76,10 @@ def local_ray():
         os.environ["RAY_ADDRESS"] = saved
 
 
-async def test_a_stateful_node_runs_in_its_own_actor_in_order_and_errors_become_error_data(local_ray):
+@pytest.mark.parametrize("compiled_graph", [True, False], ids=["compiled-graph", "actor-calls"])
+async def test_a_stateful_node_runs_in_its_own_actor_in_order_and_errors_become_error_data(local_ray, compiled_graph):
     p = Pipeline()
-    p.add("count", Counter(), executor=rm.ray(num_cpus=0))
+    p.add("count", Counter(), executor=rm.ray(num_cpus=0, compiled_graph=compiled_graph))
     p.add("gain", Gain(gain_db=0.0))
     p.chain("count", "gain")
     session = await PipelineRunner().create_stream_session(p)
@@ -98,6 +99,7 @@ async def test_a_stateful_node_runs_in_its_own_actor_in_order_and_errors_become_
     assert [(e.node_id, e.error_type, e.message) for e in errors] == [("count", "ValueError", "kaboom")]
     m = session.metrics()["count"]
     assert (m["executor"], m["frames_in"], m["frames_out"], m["errors"], m["lost"]) == ("ray", 61, 60, 1, 0)
+    assert m["compiled_graph"] is compiled_graph
     assert await session.node_attribute("count", "started_in") == audio[0].metadata["pid"]  # start() ran there
     await session.close()
     assert alive_actors() == 0

@@ -28,8 +28,7 @@ FRAME_US = 20_000  # ToneSource frames: 20 ms, so level results' media_ts_us ste
 SERVE_CODE = """
 import json
 from remotemedia_nbrtc.kernel import serve
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 {var} = serve({manifest!r}, peer_config=PeerConfig(ice=IceConfig(loopback_only=True)))
 print(json.dumps({{"session_id": {var}.session_id, "ws_path": {var}.ws_path}}))
 """

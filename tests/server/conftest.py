@@ -17,7 +17,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and their h
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from remotemedia_nbrtc.server.extension import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.protocol.kernel_link import LINK_SECRET_ENV, LINK_URL_ENV
 from remotemedia_nbrtc.testing.jupyter import JupyterServer
 from tests.server._e2e import start_server
 

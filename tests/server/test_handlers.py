@@ -13,7 +13,7 @@ from tornado.websocket import WebSocketClientConnection
 
 from remotemedia_nbrtc.errors import TransportError
 from remotemedia_nbrtc.kernel.link import KernelLink, ServedSession, link_settings_from_env
-from remotemedia_nbrtc.server.extension import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.protocol.kernel_link import LINK_SECRET_ENV, LINK_URL_ENV
 
 pytestmark = pytest.mark.timeout(30)
 

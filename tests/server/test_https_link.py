@@ -15,7 +15,7 @@ import tornado.websocket
 from tornado.httpclient import HTTPRequest
 
 from remotemedia_nbrtc.kernel.link import LINK_CERT_ENV, link_ssl_context
-from remotemedia_nbrtc.server.extension import LINK_URL_ENV
+from remotemedia_nbrtc.protocol.kernel_link import LINK_URL_ENV
 from remotemedia_nbrtc.testing.jupyter import JupyterServer
 from tests.server._e2e import serve_in_kernel
 from tests.tools import require_tools

@@ -12,8 +12,8 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
+from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 LOOPBACK = IceConfig(loopback_only=True)
@@ -93,7 +93,7 @@ class Client:
 
     def __init__(self, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None,
                  datachannel: bool = True) -> None:
-        self.pc = RTCPeerConnection(LOOPBACK.to_rtc_configuration())
+        self.pc = RTCPeerConnection(rtc_configuration(LOOPBACK))
         self.messages: list[Any] = []
         self.message_event = asyncio.Event()
         self.received: dict[str, list[Any]] = {"audio": [], "video": []}

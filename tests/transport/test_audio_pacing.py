@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.runtime import AudioData
-from remotemedia_nbrtc.transport.peer import PeerConfig, with_audio_ptime
+from remotemedia_nbrtc.transport.config import PeerConfig
+from remotemedia_nbrtc.transport.peer import with_audio_ptime
 from remotemedia_nbrtc.transport.tracks import PipelineAudioTrack, install_opus_frame_size
 
 pytestmark = pytest.mark.timeout(30)

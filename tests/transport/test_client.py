@@ -16,7 +16,7 @@ import pytest
 
 from remotemedia_nbrtc.runtime import JsonData, Node, Pipeline, RuntimeData, VideoData
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.loop_thread import LoopThread, pipeline_loop, rtc_loop
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import (

@@ -28,9 +28,11 @@ SERVER = "remotemedia-server"
 
 
 class FakePeer:
-    """Records calls; emits a candidate and a state change while handling the offer."""
+    """Records calls; emits a candidate and a state change while handling the offer. A WebRTCPeer without a session."""
 
     instances: ClassVar[list[FakePeer]] = []
+    transport_path = "webrtc"
+    session = None
 
     def __init__(self, on_ice_candidate: Any, on_state_change: Any, fail: SignalingError | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -327,9 +329,10 @@ async def test_real_server_peer_with_candidates_before_offer() -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from remotemedia_nbrtc.transport.client import split_candidates
-    from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+    from remotemedia_nbrtc.transport.config import IceConfig
+    from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-    from remotemedia_nbrtc.transport.peer import PeerConfig
+    from remotemedia_nbrtc.transport.config import PeerConfig
 
     ice = IceConfig(loopback_only=True)
     manifest = {
@@ -342,7 +345,7 @@ async def test_real_server_peer_with_candidates_before_offer() -> None:
     async def scenario() -> dict[str, Any]:
         sent: list[dict[str, Any]] = []
         ep = SignalingEndpoint(lambda text: sent.append(json.loads(text)), manifest, PeerConfig(ice=ice))
-        pc = RTCPeerConnection(ice.to_rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(ice))
         dc = pc.createDataChannel("pipeline-data")
         opened = asyncio.Event()
         echoed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -404,9 +407,10 @@ async def test_real_server_peer_trickled_candidates_answered_as_upstream() -> No
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from remotemedia_nbrtc.transport.client import split_candidates
-    from remotemedia_nbrtc.transport.ice import IceConfig, prepare_peer_connection
+    from remotemedia_nbrtc.transport.config import IceConfig
+    from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-    from remotemedia_nbrtc.transport.peer import PeerConfig
+    from remotemedia_nbrtc.transport.config import PeerConfig
 
     ice = IceConfig(loopback_only=True)
     manifest = {"version": "v1", "metadata": {}, "nodes": [{"id": "echo", "node_type": "PassThrough"}],
@@ -415,7 +419,7 @@ async def test_real_server_peer_trickled_candidates_answered_as_upstream() -> No
     async def scenario() -> dict[str, Any]:
         sent: list[dict[str, Any]] = []
         ep = SignalingEndpoint(lambda text: sent.append(json.loads(text)), manifest, PeerConfig(ice=ice))
-        pc = RTCPeerConnection(ice.to_rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(ice))
         dc = pc.createDataChannel("pipeline-data")
         opened = asyncio.Event()
         dc.on("open", opened.set)

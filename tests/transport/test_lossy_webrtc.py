@@ -16,9 +16,9 @@ import pytest
 
 from remotemedia_nbrtc.runtime import now_us
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 

@@ -15,7 +15,8 @@ from tests.transport._peer_helpers import LOOPBACK, Client, ColorTrack, ToneTrac
 
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport.loop_thread import LoopThread
-from remotemedia_nbrtc.transport.peer import PeerConfig, ServerPeer
+from remotemedia_nbrtc.transport.config import PeerConfig
+from remotemedia_nbrtc.transport.peer import ServerPeer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
-from remotemedia_nbrtc.transport.ice import prepare_peer_connection
+from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
 from remotemedia_nbrtc.transport.loop_thread import LoopThread
 from remotemedia_nbrtc.transport.receiver import (
     _REQUIRED,
@@ -200,8 +200,8 @@ def test_receiver_internals_present_and_version_pinned() -> None:
 
 async def _latency_run(ours: bool, frames: int = 80) -> list[float]:
     tone = ToneTrack()
-    a = RTCPeerConnection(LOOPBACK.to_rtc_configuration())
-    b = RTCPeerConnection(LOOPBACK.to_rtc_configuration())
+    a = RTCPeerConnection(rtc_configuration(LOOPBACK))
+    b = RTCPeerConnection(rtc_configuration(LOOPBACK))
     a.addTrack(tone)
     latencies: list[float] = []
     done = asyncio.Event()

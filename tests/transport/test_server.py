@@ -15,7 +15,7 @@ import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from tests.transport._peer_helpers import start_server
 from tests.tools import CHROMIUM, require_tools

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
 from remotemedia_nbrtc.transport import signaling as rpc
 from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
@@ -29,7 +30,7 @@ def code_of(text: str) -> tuple[int, object]:
 
 
 def test_error_code_values_match_upstream() -> None:
-    assert (rpc.PARSE_ERROR, rpc.INVALID_REQUEST, rpc.METHOD_NOT_FOUND, rpc.INVALID_PARAMS, rpc.INTERNAL_ERROR) == (
+    assert (ErrorCode.PARSE_ERROR, ErrorCode.INVALID_REQUEST, ErrorCode.METHOD_NOT_FOUND, ErrorCode.INVALID_PARAMS, ErrorCode.INTERNAL_ERROR) == (
         -32700,
         -32600,
         -32601,
@@ -37,14 +38,14 @@ def test_error_code_values_match_upstream() -> None:
         -32603,
     )
     assert [
-        rpc.PEER_NOT_FOUND,
-        rpc.SESSION_LIMIT,
-        rpc.OFFER_INVALID,
-        rpc.ANSWER_INVALID,
-        rpc.ICE_INVALID,
-        rpc.NEGOTIATION_IN_PROGRESS,
-        rpc.CONNECTION_TIMEOUT,
-        rpc.CODEC_MISMATCH,
+        ErrorCode.PEER_NOT_FOUND,
+        ErrorCode.SESSION_LIMIT,
+        ErrorCode.OFFER_INVALID,
+        ErrorCode.ANSWER_INVALID,
+        ErrorCode.ICE_INVALID,
+        ErrorCode.NEGOTIATION_IN_PROGRESS,
+        ErrorCode.CONNECTION_TIMEOUT,
+        ErrorCode.CODEC_MISMATCH,
     ] == list(range(-32000, -32008, -1))
 
 
@@ -118,7 +119,7 @@ def test_validate_sdp() -> None:
         rpc.validate_sdp("hello")
     assert info.value.code == -32002 and "v=0" in info.value.data["reason"]
     with pytest.raises(rpc.RpcError) as info:
-        rpc.validate_sdp("v=0\r\ns=-\r\n", code=rpc.ANSWER_INVALID)
+        rpc.validate_sdp("v=0\r\ns=-\r\n", code=ErrorCode.ANSWER_INVALID)
     assert info.value.code == -32003 and "m=" in info.value.data["reason"]
 
 

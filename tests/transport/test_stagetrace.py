@@ -11,8 +11,7 @@ import pytest
 
 from remotemedia_nbrtc.runtime import now_us
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 from remotemedia_nbrtc.transport.stagetrace import ENV_VAR, StageTrace, trace_from_env

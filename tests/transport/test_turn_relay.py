@@ -20,7 +20,7 @@ import pytest
 
 from remotemedia_nbrtc.errors import ConnectTimeout
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneSource
 from tests.transport._peer_helpers import start_server

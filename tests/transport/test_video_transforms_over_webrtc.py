@@ -17,8 +17,7 @@ from remotemedia_nbrtc.nodes import VideoFlip, VideoGrayscale, VideoScaler
 from remotemedia_nbrtc.nodes.vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
 from remotemedia_nbrtc.runtime import Node, Pipeline, VideoData
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource
 

@@ -12,19 +12,14 @@ import pytest
 import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.media_frames import HEADER_BYTES, KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame
 from remotemedia_nbrtc.transport import signaling as rpc
-from remotemedia_nbrtc.transport.ice import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneSource
 from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient, connect_media
-from remotemedia_nbrtc.transport.wsmedia import (
-    HEADER_BYTES,
-    KIND_AUDIO,
-    KIND_VIDEO,
-    negotiate,
-    pack_frame,
-    unpack_frame,
-)
+from remotemedia_nbrtc.transport.wsmedia import negotiate
 from tests.outputs import collect
 from tests.transport._peer_helpers import start_server
 
@@ -68,7 +63,7 @@ def test_negotiate_refuses_narrowband_and_unknown_codecs() -> None:
                 {"codec": "opus", "sample_rate": 16000}, {"codec": "pcm16", "sample_rate": 48000, "channels": 3}):
         with pytest.raises(SignalingError) as err:
             negotiate({"audio": bad})
-        assert err.value.code == rpc.CODEC_MISMATCH, bad
+        assert err.value.code == ErrorCode.CODEC_MISMATCH, bad
     with pytest.raises(SignalingError):
         negotiate({"video": {"codec": "h264"}})
     got = negotiate({"audio": {"codec": "pcm16", "sample_rate": 16000}, "video": {"max_fps": 100},

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from remotemedia_nbrtc.kernel.link import LINK_SECRET_ENV, LINK_URL_ENV
+from remotemedia_nbrtc.protocol.kernel_link import LINK_SECRET_ENV, LINK_URL_ENV
 from remotemedia_nbrtc.stream import live_handles
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -229,11 +230,12 @@ def test_closing_the_widget_closes_the_handle() -> None:
     assert display_threads() == []
 
 
-def test_esm_is_one_file_with_a_default_render_export() -> None:
-    source = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "widget.js"
-    text = source.read_text()
-    assert "export default { render }" in text
-    assert "import " not in text.split("export default")[0].split("\n", 3)[-1].replace("// ", "")
+def test_esm_is_one_module_with_a_default_render_export() -> None:
+    entry = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "js" / "widget.js"
+    assert "export default { render }" in entry.read_text()
+    text = StreamWidget._esm
+    assert isinstance(text, str) and text.count("\nexport default ") == 1
+    assert not re.search(r"^\s*import\b", text, re.M)  # one module: nothing left to fetch
     for method in ("peer.announce", "peer.offer", "peer.ice_candidate", "remotemedia/status"):
         assert method in text
     assert "echoCancellation: false" in text and "autoGainControl: false" in text
@@ -371,8 +373,7 @@ async def _metrics(session: Any) -> dict[str, Any]:
 
 
 def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
-    from remotemedia_nbrtc.transport.ice import IceConfig
-    from remotemedia_nbrtc.transport.peer import PeerConfig
+    from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 
     issued: list[str] = []
 

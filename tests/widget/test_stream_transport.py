@@ -1,5 +1,6 @@
 """StreamOptions(transport=..., audio_transport=...): the media path settings reach the kernel peer config and the widget; the widget's
-13-byte WebSocket media header is byte-identical to the kernel's (checked by running widget.js in node)."""
+13-byte WebSocket media header is byte-identical to the kernel's (checked by running the widget's assembled ESM in
+node)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ from pathlib import Path
 import pytest
 
 from remotemedia_nbrtc import StreamOptions
-from remotemedia_nbrtc.transport.ice import IceConfig
-from remotemedia_nbrtc.transport.peer import PeerConfig
-from remotemedia_nbrtc.transport.wsmedia import pack_frame, unpack_frame
+from remotemedia_nbrtc.protocol.media_frames import pack_frame, unpack_frame
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
+from remotemedia_nbrtc.widget import StreamWidget
 
 from .test_stream import FakeServe, level_vad_pipeline, stream_with
 
 pytestmark = pytest.mark.timeout(30)
-
-WIDGET_JS = Path(__file__).parents[2] / "remotemedia_nbrtc" / "widget" / "widget.js"
 
 
 def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:
@@ -88,8 +87,15 @@ def test_audio_transport_setting_and_what_the_browser_chose() -> None:
 def node_or_fail() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node is needed to run widget.js (apt-get install nodejs)", pytrace=False)
+        pytest.fail("node is needed to run the widget's JavaScript (apt-get install nodejs)", pytrace=False)
     return node
+
+
+def widget_module(tmp_path: Path) -> Path:
+    """The ESM the browser gets (``StreamWidget._esm``), as a file node can import."""
+    module = tmp_path / "widget.mjs"
+    module.write_text(StreamWidget._esm, encoding="utf-8")
+    return module
 
 
 JS_AUDIO_TRANSPORT = """
@@ -102,8 +108,7 @@ console.log(JSON.stringify(out));
 
 
 def test_auto_audio_transport_picks_the_data_channel_only_on_this_machine(tmp_path: Path) -> None:
-    module = tmp_path / "widget.mjs"
-    shutil.copy(WIDGET_JS, module)
+    module = widget_module(tmp_path)
     cases = {("auto", False, "localhost"): "datachannel", ("auto", False, "127.0.0.1"): "datachannel",
              ("auto", False, "[::1]"): "datachannel", ("auto", False, "lab.localhost"): "datachannel",
              ("auto", True, "hub.example.org"): "datachannel", ("auto", False, "hub.example.org"): "rtp",
@@ -131,8 +136,7 @@ console.log(JSON.stringify(out));
 
 def test_the_widget_header_matches_the_kernel_header(tmp_path: Path) -> None:
     node = node_or_fail()
-    module = tmp_path / "widget.mjs"
-    shutil.copy(WIDGET_JS, module)
+    module = widget_module(tmp_path)
     cases = [[1, 0, 0, []], [2, 7, 1_700_000_000_123_456, [255, 0, 1]], [3, 2**32 + 5, 2**52, [1, 2, 3, 4]],
              [1, 2**32 - 1, 123, list(range(40))]]
     run = subprocess.run([node, "--input-type=module", "-e", JS_FRAMES, str(module), json.dumps(cases)],

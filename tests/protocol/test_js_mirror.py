@@ -1,0 +1,51 @@
+"""The front end's protocol constants (widget/js/protocol.js) are the ones of remotemedia_nbrtc.protocol."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from remotemedia_nbrtc import protocol
+
+PROTOCOL_JS = Path(protocol.__file__).parents[1] / "widget" / "js" / "protocol.js"
+
+
+def js_constants() -> dict[str, Any]:
+    """``export const NAME = <JSON>;`` lines of protocol.js, parsed as JSON."""
+    out = {}
+    for line in PROTOCOL_JS.read_text().splitlines():
+        if line.startswith("export "):
+            m = re.fullmatch(r"export const ([A-Z_]+) = (.+);", line)
+            assert m, f"not a one-line JSON constant: {line}"
+            out[m.group(1)] = json.loads(m.group(2))
+    return out
+
+
+def test_protocol_js_holds_exactly_the_shared_constants() -> None:
+    assert set(js_constants()) == {"ERROR_CODES", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID",
+                                   "DC_AUDIO_LABEL"}
+
+
+def test_every_error_code_the_front_end_knows_is_the_python_one() -> None:
+    codes = js_constants()["ERROR_CODES"]
+    assert codes and all(protocol.ERROR_CODES[name] == code for name, code in codes.items()), codes
+
+
+def test_frames_server_peer_and_audio_channel_match() -> None:
+    c = js_constants()
+    assert c["FRAME_KINDS"] == protocol.FRAME_KINDS
+    assert c["FRAME_HEADER_BYTES"] == protocol.HEADER_BYTES
+    assert c["SERVER_PEER_ID"] == protocol.SERVER_PEER_ID
+    assert c["DC_AUDIO_LABEL"] == protocol.DC_AUDIO_LABEL
+
+
+def test_the_front_end_uses_the_constants_not_literals() -> None:
+    for path in PROTOCOL_JS.parent.glob("*.js"):
+        if path == PROTOCOL_JS:
+            continue
+        text = path.read_text()
+        for literal in ("-32000", "-32600", "-32700", '"remotemedia-server"', '"rm-audio"'):
+            assert literal not in text, (path.name, literal)
+        assert not re.search(r"KIND_\w+ = \d", text), path.name
