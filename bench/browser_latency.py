@@ -15,7 +15,7 @@ Figures (see bench/README.md): burst -> level result back on the page; echo roun
 AudioContext clock (AudioWorklet onset detection); createOffer -> first frame at the pipeline. Run it in
 a loopback-only namespace::
 
-    unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python bench/browser_latency.py [--quick]
+    unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m bench.browser_latency [--quick]
 """
 
 from __future__ import annotations
@@ -35,15 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO))
-from report import percentiles, write_section  # noqa: E402
-from servers import ServerProc  # noqa: E402
+from bench.report import percentiles, write_section
+from bench.servers import ServerProc
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, JupyterServer, start_server
+from tests.browser.nbpage import open_notebook, output_text, run_cell, write_notebook
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, JupyterServer, start_server  # noqa: E402
-from tests.browser.nbpage import open_notebook, output_text, run_cell, write_notebook  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 PAGE_JS = BENCH / "browser_bench.js"
 PERIOD_MS = 500
@@ -131,7 +128,8 @@ def send_pattern():
 
 pipe = Pipeline("browser-bench")
 pipe.add("level", BenchLevel())
-h = rm.stream(pipe, audio=True, loopback_only=True, plot=False, jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT)
+h = rm.stream(pipe, audio=True, loopback_only=True, plot=False,
+              options=rm.StreamOptions(jitter_buffer_ms=JITTER, audio_transport=AUDIOTRANSPORT))
 h''',
     "_cpu0 = (time.process_time(), time.monotonic()); print('CPU_MARK')",
     "_cpu = 100 * (time.process_time() - _cpu0[0]) / (time.monotonic() - _cpu0[1])\n"
@@ -549,8 +547,8 @@ def main() -> int:
         "AudioContext time into a "
         "MediaStreamDestination track that replaces the mic (the widget's bench hook, `window.__rmBench`), the "
         f"first {SKIP_BURSTS} not counted; {n_connects} connections per server. **ours**: JupyterLab + the "
-        "extension + a kernel running `rm.stream(pipeline, loopback_only=True, jitter_buffer_ms="
-        f"{jitter}, audio_transport=...)`, pipeline `AudioLevelNode(passthrough=True)` + server wall-clock stamps "
+        "extension + a kernel running `rm.stream(pipeline, loopback_only=True, options=StreamOptions(jitter_buffer_ms="
+        f"{jitter}, audio_transport=...))`, pipeline `AudioLevelNode(passthrough=True)` + server wall-clock stamps "
         "(level results on the data channel, the audio back), the widget's own signaling (trickle ICE) and "
         "Stop/Start for reconnects; one run per audio transport: `'rtp'` (the default: Opus media tracks both "
         "ways, the browser's encoder and receive buffer; what `'auto'` picks across networks) and `'datachannel'` "
@@ -575,7 +573,7 @@ def main() -> int:
     )
     diagnostic = args.track_kw or args.peer_kw or args.opus_ptime or args.skip_baseline or args.worklet_capture
     if not args.no_write and not diagnostic and not any(r.error and not r.burst_ms for r in runs):
-        cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python bench/browser_latency.py"
+        cmd = ("unshare -n sh -c 'ip link set lo up && exec \"$@\"' sh .venv/bin/python -m bench.browser_latency"
                + (" --quick" if args.quick else ""))
         write_section("Browser latency (headless Chromium)", body, command=cmd)
     return 0 if not (any(r.error for r in runs) or base.error) else 1

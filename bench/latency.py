@@ -26,17 +26,16 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_aiortc import PlainClient  # noqa: E402
-from procstat import ProcSampler  # noqa: E402
-from report import percentiles, write_section  # noqa: E402
-from servers import MANIFESTS, JupyterKernel, ServerProc  # noqa: E402
+from baseline_aiortc import PlainClient
+from procstat import ProcSampler
+from report import percentiles, write_section
+from servers import MANIFESTS, JupyterKernel, ServerProc
 
-from remotemedia_nbrtc.runtime import now_us  # noqa: E402
-from remotemedia_nbrtc.transport.client import ClientPeer  # noqa: E402
-from remotemedia_nbrtc.transport.config import IceConfig  # noqa: E402
-from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource  # noqa: E402
-from remotemedia_nbrtc.transport.stagetrace import ENV_VAR as TRACE_ENV  # noqa: E402
+from remotemedia_nbrtc.runtime import now_us
+from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.transport.config import IceConfig
+from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource
+from remotemedia_nbrtc.transport.stagetrace import ENV_VAR as TRACE_ENV
 
 ICE = IceConfig(loopback_only=True)
 WARMUP_S = 1.0  # bursts / frames sent in the first second after connecting are not counted

@@ -25,12 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
+from procstat import ProcSampler
+from servers import ServerProc, _env
 
-from procstat import ProcSampler  # noqa: E402
-from servers import ServerProc, _env  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 WARMUP_S = 1.0
 FULL_RATE = 50.0  # 20 ms chunks per second

@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import write_section  # noqa: E402
+from report import write_section
 
 KERNEL_CODE = """
 import json, os, time, threading

@@ -18,18 +18,16 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import percentiles, write_section  # noqa: E402
+from report import percentiles, write_section
 
-import remotemedia_nbrtc as rm  # noqa: E402
-from remotemedia_nbrtc import AudioData, Node, Pipeline, PipelineRunner, TextData  # noqa: E402
-from remotemedia_nbrtc.nodes import PassThrough  # noqa: E402
-from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, synthesize  # noqa: E402
+import remotemedia_nbrtc as rm
+from remotemedia_nbrtc import AudioData, Node, Pipeline, PipelineRunner, TextData
+from remotemedia_nbrtc.nodes import PassThrough
+from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, synthesize
 
 
 class UtteranceSTT(Node, register=False):

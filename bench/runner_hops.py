@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
+from report import write_section
 
-from remotemedia_nbrtc import AudioData, Pipeline, PipelineRunner, VideoData  # noqa: E402
-from remotemedia_nbrtc.nodes import PassThrough  # noqa: E402
+from remotemedia_nbrtc import AudioData, Pipeline, PipelineRunner, VideoData
+from remotemedia_nbrtc.nodes import PassThrough
 
 
 async def through_runner(hops: int, items: list) -> float:

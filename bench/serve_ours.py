@@ -16,13 +16,11 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_nodes  # noqa: E402,F401  (registers BenchVideoStatsNode)
 
-from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig  # noqa: E402
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer  # noqa: E402
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
+from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 
 async def main(manifest: str, port: int) -> None:

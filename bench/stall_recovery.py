@@ -20,15 +20,14 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_aiortc import PlainClient  # noqa: E402
-from latency import ECHO_PEAK_THRESHOLD, ICE, Run, close_run  # noqa: E402
-from report import write_section  # noqa: E402
-from servers import ServerProc  # noqa: E402
+from baseline_aiortc import PlainClient
+from latency import ECHO_PEAK_THRESHOLD, ICE, Run, close_run
+from report import write_section
+from servers import ServerProc
 
-from remotemedia_nbrtc.runtime import now_us  # noqa: E402
-from remotemedia_nbrtc.transport.client import ClientPeer  # noqa: E402
-from remotemedia_nbrtc.transport.sources import ToneBurstSource  # noqa: E402
+from remotemedia_nbrtc.runtime import now_us
+from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.transport.sources import ToneBurstSource
 
 STALL_AFTER_S, STALL_S, SLACK_MS = 3.0, 5.0, 20.0
 PERIOD_MS, CODES, BASE_HZ, STEP_HZ = 100, 100, 500.0, 50.0  # burst k sounds at BASE + STEP * (k % CODES)

@@ -25,12 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, SttMeasurement, measure_stt_async
 from remotemedia_nbrtc.testing.stt_webrtc import (

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stt import FREE_SENTENCES  # noqa: E402
+from stt import FREE_SENTENCES
 
-from remotemedia_nbrtc.nodes.text import ApertiumTranslator  # noqa: E402
+from remotemedia_nbrtc.nodes.text import ApertiumTranslator
 
 
 def main() -> None:

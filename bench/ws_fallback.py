@@ -20,7 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import BURST_MS, ICE, LEVEL_THRESHOLD_DBFS, PERIOD_MS, Run, _collect_ours, burst_latencies
 from report import write_section
 from servers import MANIFESTS, JupyterKernel

@@ -38,6 +38,7 @@ from .runtime import (
 from .nodes.turns import ReplyOnPause
 from .recent import RecentOutputs
 from .stream import StreamHandle, stream
+from .stream_options import StreamOptions
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "SessionClosedError",
     "SignalingError",
     "StreamHandle",
+    "StreamOptions",
     "StreamSession",
     "TextData",
     "TransportError",

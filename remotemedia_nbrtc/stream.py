@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import TransportError
 from .recent import RecentOutputs
 from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
+from .runtime.queues import DropOldest
+from .stream_options import StreamOptions
 
 __all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
 
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 #: Node id of the latency probe added to streamed pipelines (see :class:`LatencyProbe`).
 PROBE_NODE_ID = "_rm_latency_probe"
 PING_KIND = "rm.ping"
-#: The browser's ``jitterBufferTarget`` (ms) when ``loopback_only`` and ``jitter_buffer_ms="auto"``: packets
-#: arrive evenly on one host, so the browser need not hold audio for network jitter.
+#: The browser's ``jitterBufferTarget`` (ms) when ``loopback_only`` and ``StreamOptions.jitter_buffer_ms="auto"``:
+#: packets arrive evenly on one host, so the browser need not hold audio for network jitter.
 LOOPBACK_JITTER_BUFFER_MS = 0.0
 
 #: :class:`~.transport.config.PeerConfig` audio settings of the widget's peer (when no ``peer_config`` is
@@ -44,7 +45,7 @@ LOOPBACK_JITTER_BUFFER_MS = 0.0
 #: adaptive receive buffer short (irregularly spaced packets made it hold 40-55 ms instead of ~20).
 BROWSER_AUDIO: dict[str, Any] = {"audio_ptime_ms": 10, "audio_out_frame_ms": 10, "audio_out_pacing": "smooth"}
 
-#: ``stream(audio_transport=...)`` values (see :func:`stream`)
+#: ``StreamOptions.audio_transport`` values
 AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
 
 OutputCallback = Callable[[RuntimeData], Any]
@@ -129,12 +130,10 @@ class _Dispatcher:
                  *, capacity: int = 4096, tick_s: float = 0.05) -> None:
         self._deliver = deliver
         self._tick = tick
-        self._capacity = capacity
         self._tick_s = tick_s
-        self._items: deque[tuple[str, RuntimeData]] = deque()
+        self._items: DropOldest[tuple[str, RuntimeData]] = DropOldest(capacity)
         self._cond = threading.Condition()
         self._stopping = False
-        self.drops = 0
         self.delivered = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -144,18 +143,19 @@ class _Dispatcher:
         with self._cond:
             if self._stopping:
                 return
-            if len(self._items) >= self._capacity:
-                self._items.popleft()
-                self.drops += 1
-            self._items.append((node_id, data))
+            self._items.push((node_id, data))
             self._cond.notify()
+
+    @property
+    def drops(self) -> int:
+        """Outputs dropped because the buffer was full."""
+        return self._items.drops
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._items) or self._stopping, timeout=self._tick_s)
-                batch = list(self._items)
-                self._items.clear()
+                batch = self._items.drain()
                 stopping = self._stopping
             for node_id, data in batch:
                 try:
@@ -490,26 +490,12 @@ def stream(
     plot: bool | str | Sequence[str] | Any = True,
     text: Any = None,
     on_output: OutputCallback | None = None,
-    loopback_only: bool = False,
-    ice_servers: list[dict[str, Any]] | None = None,
-    browser_ice_servers: list[dict[str, Any]] | None = None,
-    peer_config: Any = None,
-    autostart: bool = True,
-    latency_probe: bool = True,
     show_stats: bool = False,
-    jitter_buffer_ms: float | str | None = "auto",
-    plot_fps: float = 10.0,
-    max_outputs: int = 500,
-    key: str | None = None,
-    transport: str = "auto",
-    webrtc_timeout_s: float = 5.0,
-    ice_transport_policy: str = "all",
-    audio_transport: str = "auto",
-    audio_constraints: dict[str, Any] | None = None,
-    video_constraints: dict[str, Any] | None = None,
-    record: str | Any | None = None,
+    loopback_only: bool = False,
     media_file: str | Any | None = None,
-    _serve: Callable[..., Any] | None = None,
+    record: str | Any | None = None,
+    key: str | None = None,
+    options: StreamOptions | None = None,
 ) -> StreamHandle:
     """Stream this browser's mic (``audio``) and/or camera (``video``) into ``pipeline`` in this kernel.
 
@@ -522,30 +508,16 @@ def stream(
     every numeric field of JSON outputs (a level meter's ``rms_dbfs``...) with ``has_speech`` as a VAD
     timeline; a field name or list picks fields; a :class:`~.display.live.LivePlot` is used as given;
     ``False`` disables it. ``text``: a :class:`~.display.live.LiveText` fed with text outputs (the widget
-    shows text outputs by itself). ``loopback_only``: ICE on 127.0.0.1 only (tests, same-host use).
-    ``latency_probe``: add a tiny node that echoes the widget's pings (end-to-end latency in the stats).
-    ``transport``: ``"auto"`` tries WebRTC and falls back to WebSocket media (over the extension's
-    authenticated signaling socket) when it has not connected within ``webrtc_timeout_s``; ``"webrtc"``
-    or ``"websocket"`` force one path (from ``peer_config.transport`` when a ``peer_config`` is given).
-    The widget's stats panel and ``metrics()["transport"]`` say which path is in use and why.
-    ``ice_transport_policy="relay"``: the browser uses TURN relays only.
-    ``jitter_buffer_ms``: the browser receivers' ``jitterBufferTarget`` (how long returned audio/video is
-    held before playing); ``None`` keeps the browser's adaptive default, ``"auto"`` is
-    :data:`LOOPBACK_JITTER_BUFFER_MS` with ``loopback_only`` and the browser default otherwise.
-    ``audio_transport``: ``"rtp"`` sends the mic and the returned audio as Opus media tracks (the
-    browser's encoder and jitter buffer: robust on any network); ``"datachannel"`` sends 16-bit PCM on an
-    unreliable data channel and plays the returned audio from the widget's own adaptive buffer (about
-    6 ms less on the way in and 40 ms less on the way back; 768 kbit/s each way, no loss concealment:
-    for loopback and LANs, see :mod:`~.transport.dcaudio`); ``"auto"`` (default) picks the data channel
-    when the kernel is on the browser's machine (``loopback_only``, or Jupyter opened via localhost) and
-    RTP otherwise. Pass ``"rtp"`` when localhost is an SSH tunnel to a distant server. Video stays on RTP.
-    ``audio_constraints`` / ``video_constraints``: extra ``getUserMedia`` constraints for the mic / camera,
-    e.g. ``{"sampleRate": 16000, "channelCount": 1}``, ``{"width": 640, "height": 480, "frameRate": 15}``,
-    ``{"deviceId": "<id>"}`` (a device picked in the widget wins).
+    shows text outputs by itself). ``on_output``: called with every output (see :meth:`StreamHandle.on_output`).
+    ``show_stats``: open the widget's stats panel. ``loopback_only``: ICE on 127.0.0.1 only (tests,
+    same-host use).
     ``media_file``: a path to an audio or video file (WAV, MP3, Ogg, MP4, WebM: what the browser plays): the
     widget plays it, looping, and streams it instead of the mic/camera (``HTMLMediaElement.captureStream``).
     ``record``: a ``.wav`` path: the audio the pipeline receives is written there as 16-bit PCM while it
     streams (a reconnecting browser writes ``<name>-2.wav``...; see :mod:`~remotemedia_nbrtc.recording`).
+    ``options``: a :class:`StreamOptions` with everything else (ICE servers, the transport and its fallback,
+    the audio transport, ``getUserMedia`` constraints, jitter buffer, plot rate...); the widget's stats panel
+    and ``metrics()["transport"]`` say which transport is in use and why.
 
     Never raises for a missing server extension or kernel link: the widget shows what to do and
     ``handle.error`` holds the exception. Re-running the same cell (or the same ``key``) closes the
@@ -554,9 +526,10 @@ def stream(
     from .kernel.serve import serve
     from .widget import StreamWidget
 
+    opts = options or StreamOptions()
     pipeline = _pipeline_from_callbacks(pipeline, audio_frame_callback, video_frame_callback)
-    if audio_transport not in AUDIO_TRANSPORTS:
-        raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {audio_transport!r}")
+    if opts.audio_transport not in AUDIO_TRANSPORTS:
+        raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {opts.audio_transport!r}")
     key = key or _cell_key()
     if key is not None:
         with _live_lock:
@@ -564,26 +537,29 @@ def stream(
         if previous is not None:
             previous.close()
 
+    peer_config = opts.peer_config
     if peer_config is None:
         from .transport.config import IceConfig, PeerConfig
 
-        ice = IceConfig(ice_servers=list(ice_servers or []), browser_ice_servers=browser_ice_servers,
+        ice = IceConfig(ice_servers=list(opts.ice_servers or []), browser_ice_servers=opts.browser_ice_servers,
                         loopback_only=loopback_only)
-        peer_config = PeerConfig(ice=ice, send_video=video, transport=transport, webrtc_timeout_s=webrtc_timeout_s,
-                                 **BROWSER_AUDIO)
+        peer_config = PeerConfig(ice=ice, send_video=video, transport=opts.transport,
+                                 webrtc_timeout_s=opts.webrtc_timeout_s, **BROWSER_AUDIO)
     ice_cfg = getattr(peer_config, "ice", None)
     loopback = bool(getattr(ice_cfg, "loopback_only", loopback_only))
     browser_servers = ice_cfg.browser_servers() if ice_cfg is not None else []
 
+    jitter_buffer_ms = opts.jitter_buffer_ms
     if jitter_buffer_ms == "auto":
         jitter_buffer_ms = LOOPBACK_JITTER_BUFFER_MS if loopback else None
-    widget = StreamWidget(audio=audio, video=video, loopback_only=loopback, autostart=autostart,
-                          latency_probe=latency_probe, show_stats=show_stats, ice_servers=browser_servers,
+    widget = StreamWidget(audio=audio, video=video, loopback_only=loopback, autostart=opts.autostart,
+                          latency_probe=opts.latency_probe, show_stats=show_stats, ice_servers=browser_servers,
                           jitter_buffer_ms=jitter_buffer_ms,
-                          transport=getattr(peer_config, "transport", transport),
-                          webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", webrtc_timeout_s)),
-                          ice_transport_policy=ice_transport_policy, audio_transport=audio_transport,
-                          audio_constraints=dict(audio_constraints or {}), video_constraints=dict(video_constraints or {}))
+                          transport=getattr(peer_config, "transport", opts.transport),
+                          webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", opts.webrtc_timeout_s)),
+                          ice_transport_policy=opts.ice_transport_policy, audio_transport=opts.audio_transport,
+                          audio_constraints=dict(opts.audio_constraints or {}),
+                          video_constraints=dict(opts.video_constraints or {}))
     if ice_cfg is not None and getattr(ice_cfg, "credentials", None) is not None:
         widget.ice_servers_fn = ice_cfg.browser_servers  # fresh TURN credentials for every browser (re)connect
     if media_file is not None:
@@ -595,20 +571,20 @@ def stream(
             raise FileNotFoundError(f"media_file: no such file {str(path)!r}")
         widget.media_file = path.read_bytes()
         widget.media_file_type = mimetypes.guess_type(path.name)[0] or ""
-    handle = StreamHandle(widget, max_outputs=max_outputs, key=key)
-    handle.plot = _make_plot(plot, widget, plot_fps)
+    handle = StreamHandle(widget, max_outputs=opts.max_outputs, key=key)
+    handle.plot = _make_plot(plot, widget, opts.plot_fps)
     handle.text = text
     if on_output is not None:
         handle.on_output(on_output)
     widget.on_close(handle.close)
 
     try:
-        served_pipeline = with_latency_probe(pipeline) if latency_probe else load_manifest(pipeline)
+        served_pipeline = with_latency_probe(pipeline) if opts.latency_probe else load_manifest(pipeline)
         if record is not None:
             from .recording import with_recorder
 
             served_pipeline = with_recorder(served_pipeline, record)
-        kernel_session = (_serve or serve)(served_pipeline, peer_config=peer_config, runner=handle.runner)
+        kernel_session = serve(served_pipeline, peer_config=peer_config, runner=handle.runner)
     except TransportError as exc:
         handle.error = exc
         widget.error = str(exc)

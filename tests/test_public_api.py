@@ -1,3 +1,5 @@
+import dataclasses
+import inspect
 import subprocess
 import sys
 
@@ -11,6 +13,17 @@ def test_all_is_sorted_and_every_name_is_exported():
         assert hasattr(remotemedia_nbrtc, name), name
     public = {n for n in vars(remotemedia_nbrtc) if not n.startswith("_") and n[0].isupper()}
     assert public <= set(names), public - set(names)
+
+
+def test_stream_keeps_the_common_keywords_and_takes_the_rest_as_options():
+    params = inspect.signature(remotemedia_nbrtc.stream).parameters
+    assert list(params) == ["pipeline", "audio", "video", "audio_frame_callback", "video_frame_callback", "plot",
+                            "text", "on_output", "show_stats", "loopback_only", "media_file", "record", "key",
+                            "options"]
+    assert not any(name.startswith("_") for name in params)  # no test seam in the public signature
+    options = remotemedia_nbrtc.StreamOptions
+    assert dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen
+    assert not set(params) & {f.name for f in dataclasses.fields(options)}
 
 
 def test_runtime_does_not_import_webrtc_or_jupyter():

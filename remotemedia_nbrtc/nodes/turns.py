@@ -17,7 +17,8 @@ included): the return track then holds no standing backlog, and when the caller 
 ``interrupt=False`` speech while a reply is pending or playing is ignored (counted in ``ignored``), as
 fastrtc's ``can_interrupt=False``. At end of stream the reply still pending is awaited and sent in full.
 The widget turns the browser's echo cancellation off; with speakers, stream with
-``audio_constraints={"echoCancellation": True}`` or the mic hears the reply and it interrupts itself.
+``options=StreamOptions(audio_constraints={"echoCancellation": True})`` or the mic hears the reply and it
+interrupts itself.
 The voice's leading silence (about 0.3 s) is trimmed from the first speech of each reply.
 Counters: :meth:`ReplyOnPause.counters` (also under ``"counters"`` in ``session.metrics()``).
 """

@@ -5,21 +5,73 @@
 ``drop_newest``  the new item is dropped and counted
 
 ``auto`` picks ``keep_newest`` for video and ``block`` for everything else.
+
+:class:`DropOldest` is the plain, loop-free building block for buffers that must never block their
+producer: a bounded FIFO that makes room by dropping (and counting) its oldest item.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Generic, Literal, TypeVar
 
 from .data import RuntimeData, VideoData
 
-__all__ = ["BoundedQueue", "QueuePolicy", "resolve_policy"]
+__all__ = ["BoundedQueue", "DropOldest", "QueuePolicy", "resolve_policy"]
 
 T = TypeVar("T")
 QueuePolicy = Literal["auto", "block", "keep_newest", "drop_newest"]
 POLICIES = ("auto", "block", "keep_newest", "drop_newest")
+
+
+class DropOldest(Generic[T]):
+    """A FIFO of at most ``capacity`` items: a push into a full buffer drops the oldest item and counts it.
+
+    Not thread-safe and not awaitable: the owner locks or stays on one loop, and wakes its consumer itself.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
+        #: items dropped to make room, since creation
+        self.drops = 0
+        self._items: deque[T] = deque()
+
+    def push(self, item: T) -> T | None:
+        """Append ``item``; returns the oldest item if it had to be dropped to make room, else None."""
+        dropped = None
+        if len(self._items) >= self.capacity:
+            dropped = self._items.popleft()
+            self.drops += 1
+        self._items.append(item)
+        return dropped
+
+    def popleft(self) -> T:
+        """Remove and return the oldest item (``IndexError`` when empty)."""
+        return self._items.popleft()
+
+    def peek(self) -> T:
+        """The oldest item, left in place (``IndexError`` when empty)."""
+        return self._items[0]
+
+    def drain(self) -> list[T]:
+        """Remove and return every item, oldest first."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def clear(self) -> None:
+        """Forget every item (not counted as drops)."""
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items)
 
 
 def resolve_policy(policy: QueuePolicy, item: Any) -> str:

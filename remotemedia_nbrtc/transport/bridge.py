@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..runtime import AudioData, PipelineRunner, RuntimeData, StreamSession
+from ..runtime.queues import DropOldest
 from .loop_thread import LoopThread, pipeline_loop
 from .stagetrace import StageTrace
 
@@ -46,23 +46,18 @@ class _Lane:
         self.name = name
         self.trace = trace
         self._session = session
-        self._capacity = capacity
         self._keep_newest = keep_newest
-        self._items: deque[RuntimeData] = deque()
+        self._items: DropOldest[RuntimeData] = DropOldest(capacity)
         self._ready = asyncio.Event()
         self.forwarded = 0
-        self.drops = 0
         self.max_depth = 0
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"rm-bridge-{name}")
 
     def put(self, data: RuntimeData) -> None:
         """Called on the pipeline loop (scheduled from the RTC loop)."""
-        if len(self._items) >= self._capacity:
-            self._items.popleft()
-            self.drops += 1
-            if not self._keep_newest and (self.drops == 1 or self.drops % 100 == 0):
-                log.warning("bridge %s lane full (%d): dropped %d so far", self.name, self._capacity, self.drops)
-        self._items.append(data)
+        dropped = self._items.push(data)
+        if dropped is not None and not self._keep_newest and (self.drops == 1 or self.drops % 100 == 0):
+            log.warning("bridge %s lane full (%d): dropped %d so far", self.name, self._items.capacity, self.drops)
         if self.trace is not None and isinstance(data, AudioData):
             self.trace.level("lane", data.samples, rate=data.sample_rate, channels=data.channels)
         self.max_depth = max(self.max_depth, len(self._items))
@@ -81,6 +76,11 @@ class _Lane:
                     return
                 self.forwarded += 1
             self._ready.clear()
+
+    @property
+    def drops(self) -> int:
+        """Inputs dropped because the lane was full."""
+        return self._items.drops
 
     @property
     def depth(self) -> int:

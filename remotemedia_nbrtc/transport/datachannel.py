@@ -13,13 +13,13 @@ upstream's label ``pipeline-data`` once the first binary message parses as a Dat
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCDataChannel
 
 from ..runtime import RuntimeData
+from ..runtime.queues import DropOldest
 from .databuffer import DataBufferError, decode_databuffer, encode_databuffer, wants_databuffer
 from .wire import (
     MAX_MESSAGE_BYTES,
@@ -41,14 +41,12 @@ class DataChannelLink:
 
     def __init__(self, on_input: Callable[[RuntimeData], None], *, queue_limit: int = 256) -> None:
         self._on_input = on_input
-        self._queue: deque[str | bytes] = deque()
-        self._queue_limit = queue_limit
+        self._queue: DropOldest[str | bytes] = DropOldest(queue_limit)
         self._channels: list[RTCDataChannel] = []
         #: per channel: True = DataBuffer, False = JSON, None = decided by the first message
         self._databuffer: dict[int, bool | None] = {}
         self.messages_in = 0
         self.messages_out = 0
-        self.dropped = 0
         self.too_large = 0
         self.send_errors = 0
         self.undecodable = 0
@@ -146,10 +144,7 @@ class DataChannelLink:
         if channel is not None and not self._queue:
             self._send_on(channel, message)
             return
-        if len(self._queue) >= self._queue_limit:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(message)
+        self._queue.push(message)
         if channel is not None:
             self._flush()
 
@@ -167,6 +162,11 @@ class DataChannelLink:
         channel = self.open_channel
         while channel is not None and self._queue:
             self._send_on(channel, self._queue.popleft())
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped from the full send queue (no channel open yet)."""
+        return self._queue.drops
 
     @property
     def queued(self) -> int:

@@ -28,6 +28,7 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
+from ..runtime.queues import DropOldest
 from .config import PACING_MODES
 from .stagetrace import StageTrace
 
@@ -264,7 +265,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         self.trace: StageTrace | None = None  # profiling: onset stamps at push / out / sent
         # smooth pacing: (stream position after, time) of recent pushes; lateness samples of the current
         # window; samples pushed and time at the window's start; grid anchored to the audio
-        self._pushes: deque[tuple[int, float]] = deque()
+        self._pushes: DropOldest[tuple[int, float]] = DropOldest(4096)  # bounded in case nobody pulls frames
         self._late_start: tuple[int, float] | None = None
         self._quantile = smooth_quantile
         self._margin_s = smooth_margin_ms / 1000
@@ -298,9 +299,7 @@ class PipelineAudioTrack(MediaStreamTrack):
         self._chunks.append(pcm)
         self._queued += pcm.size
         if self.pacing == "smooth":
-            self._pushes.append((self.samples_in, time.monotonic()))
-            if len(self._pushes) > 4096:  # nobody is pulling frames
-                self._pushes.popleft()
+            self._pushes.push((self.samples_in, time.monotonic()))
         self._data_event.set()
         while self._queued > self._max_samples and self._chunks:
             dropped = self._chunks.popleft()
@@ -507,9 +506,9 @@ class PipelineAudioTrack(MediaStreamTrack):
     def _ready_time(self) -> float:
         """When the audio of the frame at the head of the queue was complete (pushed)."""
         end = self.samples_in - self._queued + self.samples_per_frame
-        while len(self._pushes) > 1 and self._pushes[0][0] < end:
+        while len(self._pushes) > 1 and self._pushes.peek()[0] < end:
             self._pushes.popleft()
-        return self._pushes[0][1] if self._pushes else time.monotonic()
+        return self._pushes.peek()[1] if self._pushes else time.monotonic()
 
     def _note_lateness(self, late: float, data: bool) -> None:
         now = time.monotonic()

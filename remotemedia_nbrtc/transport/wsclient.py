@@ -37,6 +37,7 @@ from ..errors import ConnectTimeout, SignalingError, TransportError, wait_for_wi
 from ..protocol.jsonrpc import ErrorCode
 from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from ..runtime import AudioData, VideoData, now_us
+from ..runtime.queues import DropOldest
 from . import signaling as rpc
 from .client import signaling_request
 
@@ -142,8 +143,7 @@ class WebSocketMediaClient:
         self._sources: list[MediaStreamTrack] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
-        self._audio_q: deque[bytes] = deque()
-        self._audio_max = 50
+        self._audio_q: DropOldest[bytes] = DropOldest(50)
         self._video_slot: bytes | None = None
         self._send_ready = asyncio.Event()
         self._seq = {KIND_AUDIO: 0, KIND_VIDEO: 0, KIND_DATA: 0}
@@ -178,7 +178,7 @@ class WebSocketMediaClient:
         (e.g. -32007 for an unsupported format), :class:`ConnectTimeout` or :class:`TransportError`.
         """
         self = cls(url, peer_id or f"ws-client-{secrets.token_hex(4)}")
-        self._audio_max = audio_buffer_frames
+        self._audio_q = DropOldest(audio_buffer_frames)
         started = time.monotonic()
         try:
             try:
@@ -350,10 +350,8 @@ class WebSocketMediaClient:
                 return
             ts = wall_us()
             for payload in encoder.encode(frame):
-                if len(self._audio_q) >= self._audio_max:
-                    self._audio_q.popleft()
+                if self._audio_q.push(self._frame(KIND_AUDIO, payload, ts)) is not None:
                     self.counters["audio_dropped"] += 1
-                self._audio_q.append(self._frame(KIND_AUDIO, payload, ts))
             self._send_ready.set()
 
     async def _pump_video(self, source: MediaStreamTrack, encoder: _ImageEncoder, max_fps: float) -> None:

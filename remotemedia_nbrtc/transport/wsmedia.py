@@ -94,6 +94,7 @@ from ..runtime import (
     StreamSession,
     VideoData,
 )
+from ..runtime.queues import DropOldest
 from . import signaling as rpc
 from .bridge import SessionBridge
 from .tracks import AudioNormalizer
@@ -310,7 +311,7 @@ class WebSocketMediaPeer:
         self._video_task: asyncio.Task[None] | None = None
         self._min_video_interval = 0.0
         self._last_video_at = 0.0
-        self._out_msgs: deque[str | bytes] = deque()
+        self._out_msgs: DropOldest[str | bytes] = DropOldest(TEXT_OUT_MAX)
         self._out_audio: deque[tuple[int, bytes]] = deque()
         self._out_video: VideoData | None = None
         self._out_ready = asyncio.Event()
@@ -489,10 +490,8 @@ class WebSocketMediaPeer:
 
     def _queue_text(self, message: str | bytes) -> None:
         # JSON outputs and BinaryData share one FIFO, so results keep their order
-        if len(self._out_msgs) >= TEXT_OUT_MAX:
-            self._out_msgs.popleft()
+        if self._out_msgs.push(message) is not None:
             self.counters["text_out_drops"] += 1
-        self._out_msgs.append(message)
         self._out_ready.set()
 
     def _queue_binary(self, kind: int, ts: int, payload: bytes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 #: ``p``: 16 kHz mono, 100 ms chunks, their level; an energy VAD whose speech start/end come back as text
 VAD_PIPELINE = """\
-from remotemedia_nbrtc.stream import stream
+from remotemedia_nbrtc import StreamOptions, stream
 from remotemedia_nbrtc.runtime import Node, Pipeline, TextData
 from remotemedia_nbrtc.nodes import AudioChunker, AudioLevel, EnergyVAD, FastResample
 
@@ -29,7 +29,7 @@ p.connect("chunk", "vad").connect("vad", "events")
 
 #: ``p``: video made grey and flipped upside down, audio through a 0 dB gain
 GREY_FLIP_GAIN = """\
-from remotemedia_nbrtc.stream import stream
+from remotemedia_nbrtc import StreamOptions, stream
 from remotemedia_nbrtc.runtime import Pipeline
 from remotemedia_nbrtc.nodes import Gain, VideoFlip, VideoGrayscale
 

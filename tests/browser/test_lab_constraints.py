@@ -1,4 +1,4 @@
-"""``rm.stream(audio_constraints=..., video_constraints=...)`` reach the browser's getUserMedia.
+"""``StreamOptions(audio_constraints=..., video_constraints=...)`` reach the browser's getUserMedia.
 
 Chromium's fake camera honours width / height / frameRate, so the local track's settings show whether the
 constraints were applied; the kernel receives frames of that size.
@@ -22,8 +22,8 @@ SETUP = GREY_FLIP_GAIN + "sizes = set()\n" + SETUP_OK
 
 STREAM = """\
 h = stream(p, audio=True, video=True, plot=False, loopback_only=True,
-           video_constraints={"width": 320, "height": 180, "frameRate": 10},
-           audio_constraints={"autoGainControl": True})  # the widget's default is off
+           options=StreamOptions(video_constraints={"width": 320, "height": 180, "frameRate": 10},
+                                 audio_constraints={"autoGainControl": True}))  # the widget's default is off
 h.on_output(lambda o: sizes.add((o.width, o.height)) if hasattr(o, "frame") else None)
 h
 """

@@ -20,7 +20,8 @@ from .nbpage import own_chromium_notebook, run_cell, wait_connected, wait_output
 pytestmark = pytest.mark.timeout(120)
 
 STREAM = """\
-h = stream(p, audio=True, video=False, plot=False, loopback_only=True, show_stats=True, audio_transport="datachannel")
+h = stream(p, audio=True, video=False, plot=False, loopback_only=True, show_stats=True,
+           options=StreamOptions(audio_transport="datachannel"))
 h
 """
 

@@ -33,13 +33,14 @@ SETUP = VAD_PIPELINE + "h = None\n" + SETUP_OK
 AUTO = """\
 if h is not None: h.close()
 h = stream(p, audio=True, plot=["rms_dbfs"], loopback_only=True, show_stats=True,
-           webrtc_timeout_s=2.0, ice_transport_policy="relay")
+           options=StreamOptions(webrtc_timeout_s=2.0, ice_transport_policy="relay"))
 h
 """
 
 FORCED = """\
 if h is not None: h.close()
-h = stream(p, audio=True, plot=["rms_dbfs"], loopback_only=True, show_stats=True, transport="websocket")
+h = stream(p, audio=True, plot=["rms_dbfs"], loopback_only=True, show_stats=True,
+           options=StreamOptions(transport="websocket"))
 h.widget.ws_audio_codec = "pcm16"
 h.widget.ws_pcm_rate = 16000
 h
@@ -49,8 +50,9 @@ h
 # ICE neither connects nor fails, so only webrtc_timeout_s ends the WebRTC attempt
 AUTO_TIMEOUT = """\
 if h is not None: h.close()
-h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, webrtc_timeout_s=1.5, ice_transport_policy="relay",
-           browser_ice_servers=[{"urls": "turn:127.0.0.1:%d?transport=tcp", "username": "u", "credential": "p"}])
+h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, options=StreamOptions(
+    webrtc_timeout_s=1.5, ice_transport_policy="relay",
+    browser_ice_servers=[{"urls": "turn:127.0.0.1:%d?transport=tcp", "username": "u", "credential": "p"}]))
 h
 """
 
@@ -218,7 +220,8 @@ def test_auto_falls_back_after_the_webrtc_timeout_when_turn_never_answers(nb: An
 
 
 VIDEO_SETUP = GREY_FLIP_GAIN + """\
-h = stream(p, audio=True, video=True, plot=False, loopback_only=True, show_stats=True, transport="websocket")
+h = stream(p, audio=True, video=True, plot=False, loopback_only=True, show_stats=True,
+           options=StreamOptions(transport="websocket"))
 h
 """
 

@@ -34,7 +34,8 @@ p = rm.Pipeline("mark-" + MARK)
 p.add("mark", Mark())
 print("SETUP_OK")
 """
-    stream = "h = rm.stream(p, audio=True, video=False, plot=False, loopback_only=True, audio_transport='rtp')\nh\n"
+    stream = ("h = rm.stream(p, audio=True, video=False, plot=False, loopback_only=True,"
+              " options=rm.StreamOptions(audio_transport='rtp'))\nh\n")
     check = """\
 texts = [o.text for o in h.outputs if isinstance(o, rm.TextData)]
 print("MINE", sum(1 for t in texts if t.startswith(f"kernel {MARK} ")), "OTHER",

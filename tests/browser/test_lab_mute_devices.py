@@ -27,7 +27,8 @@ p.add("level", AudioLevel())
 """ + SETUP_OK
 
 STREAM = """\
-h = rm.stream(p, audio=True, video=False, plot=False, loopback_only=True, audio_transport="rtp")
+h = rm.stream(p, audio=True, video=False, plot=False, loopback_only=True,
+              options=rm.StreamOptions(audio_transport="rtp"))
 h
 """
 

@@ -29,13 +29,13 @@ SETUP = VAD_PIPELINE + "h = None\n" + SETUP_OK
 
 WEBRTC = """\
 if h is not None: h.close()
-h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, transport="webrtc")
+h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, options=StreamOptions(transport="webrtc"))
 h
 """
 
 AUTO = """\
 if h is not None: h.close()
-h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, webrtc_timeout_s=10)
+h = stream(p, audio=True, plot=["rms_dbfs"], show_stats=True, options=StreamOptions(webrtc_timeout_s=10))
 h
 """
 

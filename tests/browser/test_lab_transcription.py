@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 SETUP = """\
 import time
-from remotemedia_nbrtc.stream import stream
+from remotemedia_nbrtc import StreamOptions, stream
 from remotemedia_nbrtc.runtime import Pipeline
 from remotemedia_nbrtc.nodes.speech import SpeechToTextNode
 from remotemedia_nbrtc.nodes.text import TranslateNode
@@ -48,7 +48,8 @@ p.add("translate", TranslateNode(source="en", target="es", translate_events=Fals
 p.chain("stt", "translate")
 """ + SETUP_OK
 
-STREAM = "h = stream(p, audio=True, video=False, plot=False, loopback_only=True, webrtc_timeout_s=20)\nh\n"
+STREAM = ("h = stream(p, audio=True, video=False, plot=False, loopback_only=True,"
+          " options=StreamOptions(webrtc_timeout_s=20))\nh\n")
 
 CHECK = """\
 finals = [t for _, t in seen if t.final]

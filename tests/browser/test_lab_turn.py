@@ -2,7 +2,7 @@
 
 The browser is relay-only (``ice_transport_policy="relay"``) and forced onto WebRTC (``transport="webrtc"``,
 so the WebSocket fallback cannot hide a failure); the TURN server with its static credentials is given to
-``stream(ice_servers=...)``, which hands it to both the browser and the kernel's aiortc peer. In the
+``StreamOptions(ice_servers=...)``, which hands it to both the browser and the kernel's aiortc peer. In the
 loopback-only namespace the kernel has no host candidate either (aioice skips 127.0.0.1), so media
 goes browser -> coturn -> coturn -> kernel. Checked: the doctor panel's local candidates and selected pair
 are ``relay`` on 127.0.0.1 (with the transport to the TURN server: udp, tcp or tls), the kernel pipeline gets
@@ -33,7 +33,7 @@ from .nbpage import new_page, open_notebook, run_cell, wait_output, widget, writ
 pytestmark = pytest.mark.timeout(120)
 
 SETUP = """\
-from remotemedia_nbrtc.stream import stream
+from remotemedia_nbrtc import StreamOptions, stream
 from remotemedia_nbrtc.runtime import Pipeline
 from remotemedia_nbrtc.nodes import AudioLevel, FastResample
 
@@ -44,8 +44,8 @@ p.chain("resample", "level")
 """ + SETUP_OK
 
 STREAM = """\
-h = stream(p, audio=True, plot=False, show_stats=True, transport="webrtc", ice_transport_policy="relay",
-           ice_servers=[%r])
+h = stream(p, audio=True, plot=False, show_stats=True,
+           options=StreamOptions(transport="webrtc", ice_transport_policy="relay", ice_servers=[%r]))
 h
 """
 

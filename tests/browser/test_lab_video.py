@@ -24,7 +24,8 @@ pytestmark = pytest.mark.timeout(120)
 SETUP = GREY_FLIP_GAIN + SETUP_OK
 
 STREAM = """\
-h = stream(p, audio=True, video=True, plot=False, loopback_only=True, audio_transport="rtp")  # the RTP audio track
+h = stream(p, audio=True, video=True, plot=False, loopback_only=True,
+           options=StreamOptions(audio_transport="rtp"))  # the RTP audio track
 h
 """
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _peer_helpers import Client
-from test_peer import config, connect, json_messages, manifest
+from tests.transport._peer_helpers import Client
+from tests.transport.test_peer import config, connect, json_messages, manifest
 
 from remotemedia_nbrtc.protocol.media_frames import DC_AUDIO_LABEL as LABEL
 from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame, wall_us

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _peer_helpers import LOOPBACK, Client, ColorTrack, ToneTrack
+from tests.transport._peer_helpers import LOOPBACK, Client, ColorTrack, ToneTrack
 
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.transport.loop_thread import LoopThread

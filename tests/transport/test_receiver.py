@@ -9,7 +9,7 @@ from typing import Any
 
 import aiortc
 import pytest
-from _peer_helpers import LOOPBACK, ToneTrack
+from tests.transport._peer_helpers import LOOPBACK, ToneTrack
 from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError

@@ -8,9 +8,8 @@ import pytest
 
 from remotemedia_nbrtc import RecentOutputs
 from remotemedia_nbrtc.runtime import JsonData
-from remotemedia_nbrtc.stream import stream
 from remotemedia_nbrtc.transport.loop_thread import pipeline_loop
-from tests.widget.test_stream import FakeServe, level_vad_pipeline, open_browser_session, tone, wait_for
+from tests.widget.test_stream import FakeServe, level_vad_pipeline, open_browser_session, stream_with, tone, wait_for
 
 
 def test_slicing_indexing_and_bound() -> None:
@@ -49,7 +48,7 @@ def test_iterating_while_another_thread_appends_never_raises() -> None:
 
 def test_stream_handle_outputs_slice_like_the_readme() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), plot=False, _serve=serve, key="recent-outputs")
+    h = stream_with(serve, level_vad_pipeline(), plot=False, key="recent-outputs")
     try:
         session = open_browser_session(h, serve.pipelines[0])
 

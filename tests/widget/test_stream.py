@@ -8,13 +8,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from remotemedia_nbrtc.nodes import AudioLevel, EnergyVAD
 from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline
-from remotemedia_nbrtc.stream import PROBE_NODE_ID, live_handles, stream, with_latency_probe
+from remotemedia_nbrtc import StreamOptions
+from remotemedia_nbrtc.stream import PROBE_NODE_ID, StreamHandle, live_handles, stream, with_latency_probe
 from remotemedia_nbrtc.transport.loop_thread import pipeline_loop
 from remotemedia_nbrtc.widget import StreamWidget
 
@@ -50,6 +52,12 @@ class FakeServe:
         self.kwargs.append(kwargs)
         self.pipelines.append(pipeline)
         return ks
+
+
+def stream_with(serve: Any, *args: Any, **kwargs: Any) -> StreamHandle:
+    """``stream(*args, **kwargs)`` with ``serve`` standing in for ``kernel.serve`` (no server extension needed)."""
+    with mock.patch("remotemedia_nbrtc.kernel.serve.serve", serve):
+        return stream(*args, **kwargs)
 
 
 def level_vad_pipeline() -> Pipeline:
@@ -95,7 +103,7 @@ def test_without_the_server_extension_the_widget_shows_what_to_do() -> None:
 
 def test_widget_gets_session_ws_path_and_loopback_ice() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), audio=True, video=False, loopback_only=True, _serve=serve, key="k1")
+    h = stream_with(serve, level_vad_pipeline(), audio=True, video=False, loopback_only=True, key="k1")
     try:
         w = h.widget
         assert isinstance(w, StreamWidget)
@@ -113,7 +121,8 @@ def test_widget_gets_session_ws_path_and_loopback_ice() -> None:
 
 def test_browser_ice_servers_reach_the_widget_but_not_the_kernel_peer() -> None:
     turn = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
-    h = stream(level_vad_pipeline(), ice_servers=[], browser_ice_servers=[turn], _serve=FakeServe())
+    h = stream_with(FakeServe(), level_vad_pipeline(),
+                    options=StreamOptions(ice_servers=[], browser_ice_servers=[turn]))
     try:
         assert h.widget.ice_servers == [turn]
     finally:
@@ -135,7 +144,7 @@ def test_with_latency_probe_copies_and_the_probe_echoes_only_pings() -> None:
 def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -> None:
     serve = FakeServe()
     seen: list[Any] = []
-    h = stream(level_vad_pipeline(), plot=["rms_dbfs"], _serve=serve, on_output=seen.append, key="k2")
+    h = stream_with(serve, level_vad_pipeline(), plot=["rms_dbfs"], on_output=seen.append, key="k2")
     frames: list[tuple[dict[str, Any], list[bytes]]] = []
     h.plot._data_sink = lambda message, buffers: frames.append((message, buffers))  # stands in for the comm
     try:
@@ -170,7 +179,7 @@ def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -
 
 def test_plot_updates_are_throttled_under_a_flood() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), plot=["rms_dbfs"], plot_fps=5, _serve=serve, key="k3")
+    h = stream_with(serve, level_vad_pipeline(), plot=["rms_dbfs"], key="k3", options=StreamOptions(plot_fps=5))
     frames: list[Any] = []
     h.plot._data_sink = lambda message, buffers: frames.append(message)
     try:
@@ -201,7 +210,7 @@ def test_plot_updates_are_throttled_under_a_flood() -> None:
 
 def test_rerunning_the_same_cell_closes_the_previous_stream() -> None:
     serve = FakeServe()
-    handles = [stream(level_vad_pipeline(), _serve=serve, key="cell:abc") for _ in range(3)]
+    handles = [stream_with(serve, level_vad_pipeline(), key="cell:abc") for _ in range(3)]
     try:
         assert [h.closed for h in handles] == [True, True, False]
         assert [ks.closed for ks in serve.sessions] == [True, True, False]
@@ -215,7 +224,7 @@ def test_rerunning_the_same_cell_closes_the_previous_stream() -> None:
 
 def test_closing_the_widget_closes_the_handle() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), _serve=serve, key="k4")
+    h = stream_with(serve, level_vad_pipeline(), key="k4")
     h.widget.close()
     assert h.closed and serve.sessions[0].closed
     assert display_threads() == []
@@ -238,7 +247,7 @@ def test_set_params_changes_live_sessions_and_later_ones() -> None:
     from remotemedia_nbrtc.nodes import Gain
 
     p.add("gain", Gain(gain_db=0.0))
-    h = stream(p, plot=False, _serve=serve, key="params")
+    h = stream_with(serve, p, plot=False, key="params")
     first = open_browser_session(h, serve.pipelines[0])
     later = None
     try:
@@ -274,7 +283,7 @@ def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
 
     for kwargs in ({"audio_frame_callback": loudness}, {"pipeline": loudness}):
         serve = FakeServe()
-        h = stream(**kwargs, plot=["rms"], _serve=serve, key=f"cb-{len(kwargs)}-{sorted(kwargs)[0]}")
+        h = stream_with(serve, **kwargs, plot=["rms"], key=f"cb-{len(kwargs)}-{sorted(kwargs)[0]}")
         session = open_browser_session(h, serve.pipelines[0])
         try:
             async def feed() -> None:
@@ -292,9 +301,9 @@ def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
     assert {name for name, _ in seen} == {"AudioData"}
     assert not any("pipeline" in thread or "rtc" in thread for _, thread in seen), seen  # a worker thread
     with pytest.raises(TypeError, match="not both"):
-        stream(level_vad_pipeline(), audio_frame_callback=loudness, _serve=FakeServe())
+        stream_with(FakeServe(), level_vad_pipeline(), audio_frame_callback=loudness)
     with pytest.raises(TypeError, match="needs a pipeline"):
-        stream(_serve=FakeServe())
+        stream_with(FakeServe())
 
 
 def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Path) -> None:
@@ -302,7 +311,7 @@ def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Pa
 
     serve = FakeServe()
     out = tmp_path / "rec" / "session.wav"
-    h = stream(level_vad_pipeline(), record=str(out), _serve=serve, key="rec")
+    h = stream_with(serve, level_vad_pipeline(), record=str(out), key="rec")
     try:
         for n_frames, name in ((5, "session.wav"), (3, "session-2.wav")):  # a reconnect: a second session
             session = open_browser_session(h, serve.pipelines[0])
@@ -330,7 +339,7 @@ def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Pa
 
 def test_pings_reach_the_probe_only_and_user_inputs_skip_it() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), plot=False, _serve=serve, key="ping-routing")
+    h = stream_with(serve, level_vad_pipeline(), plot=False, key="ping-routing")
     try:
         session = open_browser_session(h, serve.pipelines[0])
 
@@ -373,7 +382,8 @@ def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
         return {"username": issued[-1], "credential": "secret"}
 
     ice = IceConfig(ice_servers=[{"urls": "turn:127.0.0.1:3478"}], credentials=credentials)
-    h = stream(level_vad_pipeline(), plot=False, peer_config=PeerConfig(ice=ice), _serve=FakeServe(), key="turn-fresh")
+    h = stream_with(FakeServe(), level_vad_pipeline(), plot=False, key="turn-fresh",
+                    options=StreamOptions(peer_config=PeerConfig(ice=ice)))
     sent: list[dict[str, Any]] = []
     h.widget.send = lambda content, buffers=None: sent.append(content)
     try:
@@ -390,10 +400,10 @@ def test_each_browser_connect_gets_fresh_turn_credentials() -> None:
 def test_media_file_is_sent_to_the_widget_and_a_wrong_path_is_an_error(tmp_path: Path) -> None:
     f = tmp_path / "clip.wav"
     f.write_bytes(b"RIFF....WAVE")
-    h = stream(level_vad_pipeline(), media_file=f, _serve=FakeServe(), key="mf")
+    h = stream_with(FakeServe(), level_vad_pipeline(), media_file=f, key="mf")
     try:
         assert h.widget.media_file == f.read_bytes() and h.widget.media_file_type in ("audio/wav", "audio/x-wav")
     finally:
         h.close()
     with pytest.raises(FileNotFoundError, match="no such file"):
-        stream(level_vad_pipeline(), media_file=tmp_path / "missing.mp3", _serve=FakeServe(), key="mf2")
+        stream_with(FakeServe(), level_vad_pipeline(), media_file=tmp_path / "missing.mp3", key="mf2")

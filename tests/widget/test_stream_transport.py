@@ -1,4 +1,4 @@
-"""stream(transport=..., audio_transport=...): the media path settings reach the kernel peer config and the widget; the widget's
+"""StreamOptions(transport=..., audio_transport=...): the media path settings reach the kernel peer config and the widget; the widget's
 13-byte WebSocket media header is byte-identical to the kernel's (checked by running the widget's assembled ESM in
 node)."""
 
@@ -11,20 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from remotemedia_nbrtc import StreamOptions
 from remotemedia_nbrtc.protocol.media_frames import pack_frame, unpack_frame
-from remotemedia_nbrtc.stream import stream
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.widget import StreamWidget
 
-from .test_stream import FakeServe, level_vad_pipeline
+from .test_stream import FakeServe, level_vad_pipeline, stream_with
 
 pytestmark = pytest.mark.timeout(30)
 
 
-
 def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), _serve=serve, key="t0")
+    h = stream_with(serve, level_vad_pipeline(), key="t0")
     try:
         config = serve.kwargs[0]["peer_config"]
         assert (config.transport, config.webrtc_timeout_s) == ("auto", 5.0)
@@ -40,8 +39,8 @@ def test_auto_is_the_default_with_a_5_s_webrtc_timeout() -> None:
 
 def test_transport_and_timeout_reach_the_kernel_peer_and_the_widget() -> None:
     serve = FakeServe()
-    h = stream(level_vad_pipeline(), transport="websocket", webrtc_timeout_s=1.5, ice_transport_policy="relay",
-               _serve=serve, key="t1")
+    h = stream_with(serve, level_vad_pipeline(), key="t1",
+                    options=StreamOptions(transport="websocket", webrtc_timeout_s=1.5, ice_transport_policy="relay"))
     try:
         config = serve.kwargs[0]["peer_config"]
         assert (config.transport, config.webrtc_timeout_s) == ("websocket", 1.5)
@@ -59,7 +58,8 @@ def test_transport_and_timeout_reach_the_kernel_peer_and_the_widget() -> None:
 def test_a_given_peer_config_decides_the_widget_setting() -> None:
     serve = FakeServe()
     config = PeerConfig(ice=IceConfig(loopback_only=True), transport="webrtc", webrtc_timeout_s=2.0)
-    h = stream(level_vad_pipeline(), peer_config=config, transport="websocket", _serve=serve, key="t2")
+    h = stream_with(serve, level_vad_pipeline(), key="t2",
+                    options=StreamOptions(peer_config=config, transport="websocket"))
     try:
         assert serve.kwargs[0]["peer_config"] is config
         assert (h.widget.transport, h.widget.webrtc_timeout_s) == ("webrtc", 2.0)
@@ -69,13 +69,13 @@ def test_a_given_peer_config_decides_the_widget_setting() -> None:
 
 def test_an_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="transport"):
-        stream(level_vad_pipeline(), transport="udp", _serve=FakeServe(), key="t3")
+        stream_with(FakeServe(), level_vad_pipeline(), key="t3", options=StreamOptions(transport="udp"))
     with pytest.raises(ValueError, match="audio_transport"):
-        stream(level_vad_pipeline(), audio_transport="sctp", _serve=FakeServe(), key="t3")
+        stream_with(FakeServe(), level_vad_pipeline(), key="t3", options=StreamOptions(audio_transport="sctp"))
 
 
 def test_audio_transport_setting_and_what_the_browser_chose() -> None:
-    h = stream(level_vad_pipeline(), audio_transport="datachannel", _serve=FakeServe(), key="t4")
+    h = stream_with(FakeServe(), level_vad_pipeline(), key="t4", options=StreamOptions(audio_transport="datachannel"))
     try:
         assert h.widget.audio_transport == "datachannel"
         h.widget.browser_stats = {"audio_transport": "datachannel"}
