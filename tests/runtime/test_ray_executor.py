@@ -54,6 +54,14 @@ class SlowFrames(Node, register=False):
         return data
 
 
+async def no_actor_left(timeout_s: float = 15.0) -> bool:
+    """ray.kill is asynchronous: a killed actor is gone once the GCS marks it dead (a leak never gets there)."""
+    deadline = time.monotonic() + timeout_s
+    while alive_actors() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return alive_actors() == 0
+
+
 def frame(i: int) -> AudioData:
     return AudioData(np.full(320, i / 1000, np.float32), 16000, timestamp_us=i * 20_000)
 
@@ -82,6 +90,7 @@ async def test_a_stateful_node_runs_in_its_own_actor_in_order_and_errors_become_
     p.add("count", Counter(), executor=rm.ray(num_cpus=0, compiled_graph=compiled_graph))
     p.add("gain", Gain(gain_db=0.0))
     p.chain("count", "gain")
+    assert await no_actor_left()  # the previous test's actors
     session = await PipelineRunner().create_stream_session(p)
     assert ray.is_initialized() and alive_actors() == 1
     for i in range(40):
@@ -102,7 +111,7 @@ async def test_a_stateful_node_runs_in_its_own_actor_in_order_and_errors_become_
     assert m["compiled_graph"] is compiled_graph
     assert await session.node_attribute("count", "started_in") == audio[0].metadata["pid"]  # start() ran there
     await session.close()
-    assert alive_actors() == 0
+    assert await no_actor_left()
 
 
 async def test_in_flight_calls_are_bounded_and_video_keeps_the_newest(local_ray):
@@ -132,11 +141,7 @@ async def test_twenty_sessions_leave_no_actor_behind(local_ray):
         await session.send_input(frame(0))
         assert isinstance(await session.receive_output(timeout=60), AudioData)
         await session.close()
-        # ray.kill is asynchronous: the actor is gone once the GCS has marked it dead (a leak never gets there)
-        deadline = time.monotonic() + 15
-        while alive_actors() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert alive_actors() == 0
+        assert await no_actor_left()
     assert live_pools() == 0
 
 
@@ -144,6 +149,7 @@ async def test_stateless_sessions_share_one_pool(local_ray):
     p = Pipeline()
     p.add("pool", SlowFrames(), executor=rm.ray(num_cpus=0, replicas=2))
     runner = PipelineRunner()
+    assert await no_actor_left()
     sessions = [await runner.create_stream_session(p) for _ in range(3)]
     assert alive_actors() == 2 and live_pools() == 1  # 3 sessions, 2 replicas
     for s in sessions:
@@ -153,4 +159,4 @@ async def test_stateless_sessions_share_one_pool(local_ray):
         await s.close()
     assert alive_actors() == 2  # still leased by the third
     await sessions[2].close()
-    assert alive_actors() == 0 and live_pools() == 0
+    assert live_pools() == 0 and await no_actor_left()

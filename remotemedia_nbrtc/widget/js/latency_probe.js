@@ -1,4 +1,4 @@
-// The end-to-end latency probe (stream(latency_probe=True)): rm.ping messages sent through the kernel's
+// The end-to-end latency probe (StreamOptions(latency_probe=True)): rm.ping messages sent through the kernel's
 // pipeline and back on the data path, each timed from send to return.
 
 const MAX_OUTSTANDING = 20;
