@@ -47,6 +47,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 
+from .aiortc_internals import ice_connection
 from .config import IceConfig
 
 __all__ = ["LOOPBACK_ADDRESS", "prepare_peer_connection", "rtc_configuration"]
@@ -88,7 +89,7 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
     ``setLocalDescription`` (which gathers). Safe to call more than once.
     """
     for gatherer in _gatherers(pc):
-        connection = gatherer._connection
+        connection = ice_connection(gatherer)
         if getattr(connection, _PATCHED_FLAG, False):
             continue
         original = connection.get_component_candidates  # bound method of this instance only

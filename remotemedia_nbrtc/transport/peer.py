@@ -22,6 +22,7 @@ from ..errors import ConnectTimeout, SignalingError
 from ..protocol.jsonrpc import ErrorCode
 from ..protocol.media_frames import DC_AUDIO_LABEL
 from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
+from .aiortc_internals import offer_direction, transceiver_codecs
 from .bridge import SessionBridge
 from .config import PeerConfig
 from .datachannel import DataChannelLink
@@ -181,7 +182,7 @@ class ServerPeer:
         for transceiver in self.pc.getTransceivers():
             if transceiver.sender.track is not self.audio_track:
                 continue
-            codecs = getattr(transceiver, "_codecs", None) or []
+            codecs = transceiver_codecs(transceiver)
             if codecs and codecs[0].mimeType.lower() == "audio/opus":
                 install_opus_frame_size(transceiver.sender, self.config.audio_out_frame_ms)
 
@@ -194,7 +195,7 @@ class ServerPeer:
                         transceiver.receiver, audio_target_ms=self.config.jitter_target_ms, trace=self.trace
                     )
                 )
-            can_send = transceiver._offerDirection in ("sendrecv", "sendonly")
+            can_send = offer_direction(transceiver) in ("sendrecv", "sendonly")
             if not can_send or transceiver.sender.track is not None:
                 continue
             track: MediaStreamTrack | None = None
@@ -213,7 +214,7 @@ class ServerPeer:
             if track is None:
                 continue
             transceiver.sender.replaceTrack(track)
-            transceiver.direction = "sendrecv" if transceiver._offerDirection == "sendrecv" else "sendonly"
+            transceiver.direction = "sendrecv" if offer_direction(transceiver) == "sendrecv" else "sendonly"
         # dedupe buffers installed on earlier offers
         self._buffers = list({id(b): b for b in self._buffers}.values())
 

@@ -15,9 +15,8 @@ frames wait for the first packet of the *next* frame instead of using the RTP ma
   packet from the frame's first one up to it is present. Incomplete frames are dropped after
   ``wait_ms`` (NACK/RTX may fill gaps before that) and a PLI is requested.
 
-This is the one place that touches aiortc's private receiver fields (name-mangled
-``_RTCRtpReceiver__*``). The supported aiortc range is pinned in :data:`SUPPORTED_AIORTC`; a missing
-field raises :class:`UnsupportedAiortcError` instead of silently falling back.
+The receiver's private fields (its jitter buffer, decoder queue...) are reached through
+:mod:`.aiortc_internals`, which pins the supported aiortc range and fails loudly outside it.
 """
 
 from __future__ import annotations
@@ -25,35 +24,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import warnings
 from collections.abc import Callable
-from typing import Any
 
-import aiortc
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
-from ..errors import TransportError
+from .aiortc_internals import receiver_internals
 from .stagetrace import StageTrace
 
 __all__ = [
-    "SUPPORTED_AIORTC",
     "AudioJitterBuffer",
     "JitterStats",
-    "UnsupportedAiortcError",
     "VideoJitterBuffer",
-    "aiortc_version_supported",
     "install_low_latency_buffer",
+    "installed_buffer",
 ]
 
 logger = logging.getLogger(__name__)
-
-SUPPORTED_AIORTC = ((1, 15), (1, 17))
-"""aiortc versions ``[low, high)`` whose receiver internals this module was verified against.
-
-1.15 (the last release for Python 3.10) and 1.16 have the same ``JitterBuffer`` and the same fields and
-``_handle_rtp_packet`` jitter-buffer/decoder-queue tail used here; 1.16 only adds a PLI on decode errors."""
 
 DEFAULT_AUDIO_TARGET_MS = 10.0
 """Reorder wait for audio on loopback/LAN; raised adaptively with measured jitter."""
@@ -62,36 +50,7 @@ DEFAULT_VIDEO_WAIT_MS = 100.0
 JITTER_FACTOR = 3.0
 _MAX_JUMP = 3000  # a sequence jump beyond this many packets means the stream restarted
 
-_JB = "_RTCRtpReceiver__jitter_buffer"
-_REQUIRED = (
-    _JB,
-    "_RTCRtpReceiver__kind",
-    "_RTCRtpReceiver__codecs",
-    "_RTCRtpReceiver__decoder_queue",
-    "_RTCRtpReceiver__decoder_thread",
-    "_RTCRtpReceiver__timestamp_mapper",
-)
-
 Deliver = Callable[[JitterFrame, int], None]
-
-
-class UnsupportedAiortcError(TransportError):
-    """aiortc's receiver internals are not what this module was written against."""
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def aiortc_version_supported(version: str | None = None) -> bool:
-    """True if ``version`` (default: the installed aiortc) is in :data:`SUPPORTED_AIORTC`."""
-    v = _version_tuple(version or aiortc.__version__)[:2]
-    low, high = SUPPORTED_AIORTC
-    return low <= v < high
 
 
 class JitterStats:
@@ -418,16 +377,6 @@ class VideoJitterBuffer(_BaseBuffer):
         return pli, frames
 
 
-def _check_receiver(receiver: RTCRtpReceiver) -> None:
-    missing = [name for name in _REQUIRED if not hasattr(receiver, name)]
-    if missing:
-        raise UnsupportedAiortcError(
-            f"aiortc {aiortc.__version__}: RTCRtpReceiver lacks {', '.join(missing)}; "
-            f"the low-latency receiver supports aiortc >= {'.'.join(map(str, SUPPORTED_AIORTC[0]))}, "
-            f"< {'.'.join(map(str, SUPPORTED_AIORTC[1]))}"
-        )
-
-
 def install_low_latency_buffer(
     receiver: RTCRtpReceiver,
     *,
@@ -440,25 +389,18 @@ def install_low_latency_buffer(
     ``trace`` (profiling) gets the arrival and release time of every audio packet.
     Raises :class:`UnsupportedAiortcError` if aiortc's receiver no longer has the fields this relies on.
     """
-    _check_receiver(receiver)
-    current = getattr(receiver, _JB)
+    internals = receiver_internals(receiver)
+    current = internals.jitter_buffer
     if isinstance(current, (AudioJitterBuffer, VideoJitterBuffer)):
         return current
-    if not aiortc_version_supported():
-        warnings.warn(
-            f"aiortc {aiortc.__version__} is outside the range verified for the low-latency receiver "
-            f"{SUPPORTED_AIORTC}; run tests/transport/test_receiver.py",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    kind = receiver._RTCRtpReceiver__kind
-    codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
-    decoder_queue = receiver._RTCRtpReceiver__decoder_queue
-    mapper = receiver._RTCRtpReceiver__timestamp_mapper
+    kind = internals.kind
+    codecs = internals.codecs
+    decoder_queue = internals.decoder_queue
+    mapper = internals.timestamp_mapper
 
     def deliver(frame: JitterFrame, payload_type: int) -> None:
         # mirrors the tail of RTCRtpReceiver._handle_rtp_packet for frames released out of band
-        if receiver._RTCRtpReceiver__decoder_thread is None:
+        if not internals.decoding:
             return
         codec = codecs.get(payload_type)
         if codec is None:
@@ -472,11 +414,11 @@ def install_low_latency_buffer(
         buffer.trace = trace
     else:
         buffer = VideoJitterBuffer(wait_ms=video_wait_ms, deliver=deliver)
-    setattr(receiver, _JB, buffer)
+    internals.jitter_buffer = buffer
     return buffer
 
 
 def installed_buffer(receiver: RTCRtpReceiver) -> AudioJitterBuffer | VideoJitterBuffer | None:
     """The low-latency buffer installed on ``receiver``, if any."""
-    current = getattr(receiver, _JB, None)
+    current = receiver_internals(receiver).jitter_buffer
     return current if isinstance(current, (AudioJitterBuffer, VideoJitterBuffer)) else None

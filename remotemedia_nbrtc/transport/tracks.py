@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from ..runtime import AudioData, AudioFormat, VideoData, now_us
 from ..runtime.queues import DropOldest
+from .aiortc_internals import sender_encoder, set_sender_encoder
 from .config import PACING_MODES
 from .stagetrace import StageTrace
 
@@ -590,14 +591,13 @@ class _OpusEncoder(OpusEncoder):
 
 def install_opus_frame_size(sender: Any, frame_ms: int) -> bool:
     """Make ``sender`` (an ``RTCRtpSender`` whose negotiated codec is Opus, before its first frame) send
-    ``frame_ms`` Opus packets. False (nothing changed) if aiortc's sender lacks the private field."""
+    ``frame_ms`` Opus packets. False (nothing changed) if it already encodes."""
     if frame_ms == 20:
         return True
-    field = "_RTCRtpSender__encoder"
-    if getattr(sender, field, "missing") is not None:
-        log.warning("aiortc's RTCRtpSender has no unset %s: keeping 20 ms Opus packets", field)
+    if sender_encoder(sender) is not None:
+        log.warning("the audio sender already encodes: keeping its 20 ms Opus packets")
         return False
-    setattr(sender, field, _OpusEncoder(frame_ms))
+    set_sender_encoder(sender, _OpusEncoder(frame_ms))
     return True
 
 

@@ -9,23 +9,18 @@ from typing import Any
 
 import aiortc
 import pytest
-from tests.transport._peer_helpers import LOOPBACK, ToneTrack
 from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from remotemedia_nbrtc.transport import aiortc_internals
+from remotemedia_nbrtc.transport.aiortc_internals import UnsupportedAiortcError, aiortc_version_supported
 from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
 from remotemedia_nbrtc.transport.loop_thread import LoopThread
-from remotemedia_nbrtc.transport.receiver import (
-    _REQUIRED,
-    AudioJitterBuffer,
-    UnsupportedAiortcError,
-    VideoJitterBuffer,
-    aiortc_version_supported,
-    install_low_latency_buffer,
-)
+from remotemedia_nbrtc.transport.receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from tests.transport._peer_helpers import LOOPBACK, ToneTrack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -169,8 +164,8 @@ def test_video_incomplete_frame_dropped_with_pli() -> None:
     assert out.plis >= 1 and buf.stats.frames_dropped == 1
 
 
-def test_receiver_internals_present_and_version_pinned() -> None:
-    """Fails loudly when aiortc changes the private receiver fields this package replaces."""
+def test_aiortc_internals_present_and_version_pinned() -> None:
+    """Fails loudly when aiortc changes the private fields this package uses (all in aiortc_internals)."""
     assert aiortc_version_supported(), aiortc.__version__
     assert aiortc_version_supported("1.15.0") and aiortc_version_supported("1.16.0")
     assert not aiortc_version_supported("1.14.0")
@@ -181,8 +176,12 @@ def test_receiver_internals_present_and_version_pinned() -> None:
         t = pc.addTransceiver("audio")
         receiver = t.receiver
         assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, JitterBuffer)
-        for name in _REQUIRED:
-            assert hasattr(receiver, name), name
+        internals = aiortc_internals.receiver_internals(receiver)
+        assert (internals.kind, internals.decoding) == ("audio", False)
+        assert aiortc_internals.sender_encoder(t.sender) is None  # made at the first frame
+        assert aiortc_internals.transceiver_codecs(t) == [] and aiortc_internals.offer_direction(t) is None
+        gatherer = t.receiver.transport.transport.iceGatherer
+        assert hasattr(aiortc_internals.ice_connection(gatherer), "get_component_candidates")
         buf = install_low_latency_buffer(receiver)
         assert receiver._RTCRtpReceiver__jitter_buffer is buf
         assert install_low_latency_buffer(receiver) is buf
@@ -194,8 +193,12 @@ def test_receiver_internals_present_and_version_pinned() -> None:
     class Bare:
         pass
 
-    with pytest.raises(UnsupportedAiortcError):
+    with pytest.raises(UnsupportedAiortcError, match="supports aiortc >= 1.15, < 1.17"):
         install_low_latency_buffer(Bare())  # type: ignore[arg-type]
+    for accessor in (aiortc_internals.sender_encoder, aiortc_internals.transceiver_codecs,
+                     aiortc_internals.offer_direction, aiortc_internals.ice_connection):
+        with pytest.raises(UnsupportedAiortcError):
+            accessor(Bare())
 
 
 async def _latency_run(ours: bool, frames: int = 80) -> list[float]:
