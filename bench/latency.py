@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from baseline_aiortc import PlainClient
 from procstat import ProcSampler
 from report import percentiles, write_section
@@ -271,7 +270,7 @@ async def _collect_ours(client: ClientPeer, outputs: list[tuple[int, dict[str, A
     while time.monotonic() < until:
         try:
             msg = await client.next_output(timeout=max(0.05, until - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             continue
         if msg is None:
             return

@@ -83,7 +83,7 @@ async def run(clients: int, seconds: float, workload: str) -> dict[str, Any]:
         for i in range(clients):
             procs.append(subprocess.Popen(
                 [sys.executable, __file__, "client", "--url", url, "--seconds", str(seconds)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log_dir / f"client{i}.log", "wb"),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log_dir / f"client{i}.log", "wb"),  # noqa: SIM115
                 env=_env(), text=True, bufsize=1))
         loop = asyncio.get_running_loop()
         for proc in procs:

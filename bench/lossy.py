@@ -33,7 +33,6 @@ import numpy as np
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
-
 from baseline_aiortc import PlainClient
 from latency import ICE, LEVEL_THRESHOLD_DBFS, Run, _collect_ours, _cpu, _lat, _ms, burst_latencies, close_run
 from procstat import ProcSampler

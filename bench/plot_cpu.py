@@ -22,7 +22,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 from report import write_section
 
 KERNEL_CODE = """

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 
 import numpy as np
 import psutil
-
 from report import percentiles, write_section
 
 import remotemedia_nbrtc as rm

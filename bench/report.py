@@ -7,7 +7,7 @@ import platform
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def git_rev() -> str:
 def write_section(title: str, body: str, command: str | None = None) -> None:
     """Replace (or append) the ``## title`` section of results.md."""
     command = command or "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"## {title}\n\nCommand: `{command}`  \nRun: {stamp}, commit {git_rev()}  \n"
                f"Machine: {machine()}\n\n{body.strip()}\n")
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is rewritten by the command it names.\n"

@@ -14,7 +14,6 @@ import asyncio
 import time
 
 import numpy as np
-
 from report import write_section
 
 from remotemedia_nbrtc import AudioData, Pipeline, PipelineRunner, VideoData

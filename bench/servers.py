@@ -32,7 +32,7 @@ class ServerProc:
     def __init__(self, cmd: list[str], log_path: Path) -> None:
         self.cmd = cmd
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115  (the server's log for its life; closed in stop())
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=_env(), cwd=REPO, text=True, bufsize=1)
         self._lines: queue.Queue[str | None] = queue.Queue()

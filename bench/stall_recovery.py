@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from baseline_aiortc import PlainClient
 from latency import ECHO_PEAK_THRESHOLD, ICE, Run, close_run
 from report import write_section

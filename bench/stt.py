@@ -27,7 +27,6 @@ import asyncio
 import statistics
 import time
 
-
 from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, SttMeasurement, measure_stt_async
 from remotemedia_nbrtc.testing.stt_webrtc import (
     TimedPocketSphinxSTT,

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 
-
 from stt import FREE_SENTENCES
 
 from remotemedia_nbrtc.nodes.text import ApertiumTranslator

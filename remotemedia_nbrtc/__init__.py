@@ -11,6 +11,8 @@ from .errors import (
     SignalingError,
     TransportError,
 )
+from .nodes.turns import ReplyOnPause
+from .recent import RecentOutputs
 from .runtime import (
     AudioData,
     AudioFormat,
@@ -35,8 +37,6 @@ from .runtime import (
     ray,
     register_node,
 )
-from .nodes.turns import ReplyOnPause
-from .recent import RecentOutputs
 from .stream import StreamHandle, stream
 from .stream_options import StreamOptions
 

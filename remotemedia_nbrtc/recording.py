@@ -45,7 +45,7 @@ class WavRecorder(Node, register=False):
             n = next(self._counter)
         path = self.path if n == 1 else self.path.with_name(f"{self.path.stem}-{n}{self.path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = wave.open(str(path), "wb")
+        f = wave.open(str(path), "wb")  # noqa: SIM115  (open for the session's life; closed in close())
         f.setnchannels(channels)
         f.setsampwidth(2)
         f.setframerate(rate)

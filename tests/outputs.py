@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ async def collect(client: Any, seconds: float, outs: list[dict[str, Any]] | None
     while time.monotonic() < until:
         try:
             out = await client.next_output(timeout=max(0.05, until - time.monotonic()))
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             continue
         if out is None:
             break

@@ -279,14 +279,14 @@ class KernelLink:
         if self.connected:
             try:
                 await self._request("unregister", session_id, timeout)
-            except (TransportError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TransportError) as exc:
                 log.debug("unregister %s: %s", session_id, exc)
 
     async def _request(self, kind: str, session_id: str, timeout: float) -> None:
         assert self._connected is not None
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
-        except asyncio.TimeoutError:  # on Python 3.10 not the builtin TimeoutError
+        except TimeoutError:  # on Python 3.10 not the builtin TimeoutError
             raise TransportError(f"kernel link to {self.url} is down; cannot {kind} the session") from None
         key = (kind + "ed", session_id)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -294,7 +294,7 @@ class KernelLink:
         try:
             self._send(envelope(kind, session=session_id))
             await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError(f"the server extension did not acknowledge {kind} of {session_id!r}") from None
         finally:
             self._acks.pop(key, None)

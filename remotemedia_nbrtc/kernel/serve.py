@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +64,6 @@ def serve(pipeline: Any, *, peer_config: Any = None, runner: Any = None, timeout
 
     try:
         rtc_loop().run(link.register(served, timeout), timeout + 1.0)
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise TransportError(f"the server extension did not register session {session_id!r} in time") from exc
     return KernelSession(session_id, WS_PATH_PREFIX + session_id, link)

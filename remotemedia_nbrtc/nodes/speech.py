@@ -80,7 +80,7 @@ class SpeechToText(abc.ABC):
     def finish(self) -> list[Transcript]:
         """End the stream: decode what is buffered and return the last transcripts."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: engines without resources keep it)
         """Release resources."""
 
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +48,8 @@ VAD_RATE = 16000
 #: reply audio may run this far ahead of the wall clock: under the return track's trim hysteresis (20 ms)
 RELEASE_LEAD_S = 0.01
 #: what ``reply`` may return (or yield)
-ReplyValue = Union[str, AudioData, None]
-ReplyFunction = Callable[[AudioData], Union[ReplyValue, Iterable[ReplyValue]]]
+ReplyValue = str | AudioData | None
+ReplyFunction = Callable[[AudioData], ReplyValue | Iterable[ReplyValue]]
 
 
 class ReplyOnPause(Node, register=False):

@@ -293,7 +293,7 @@ class _RayCalls:
     async def _await_start(self, ref: Any) -> None:
         try:
             await wait_for_with_message(_await_ref(ref), self.spec.start_timeout_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise RemoteMediaError(
                 f"node {self.node_id!r}: its Ray actor did not start within {self.spec.start_timeout_s:g} s "
                 f"(needs num_cpus={self.spec.num_cpus:g}, num_gpus={self.spec.num_gpus:g}: are they free on the "
@@ -312,7 +312,7 @@ class _RayCalls:
         if stops:
             try:
                 await wait_for_with_message(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 log.warning("node %s: Ray actor stop() timed out; killing it", self.node_id)
         for r in replicas:
             try:

@@ -124,7 +124,7 @@ async def measure_stt_over_webrtc_async(
                         break
                 try:
                     msg = await client.next_output(timeout=0.25)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if msg is None:
                     break

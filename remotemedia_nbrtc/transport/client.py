@@ -278,7 +278,7 @@ class ClientPeer:
                 ),
                 timeout_s,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectTimeout(f"signaling connection to {self.url} timed out") from None
         except tornado.httpclient.HTTPClientError as exc:
             raise TransportError(f"signaling connection to {self.url} refused: {exc}") from exc
@@ -344,7 +344,7 @@ class ClientPeer:
         remaining = max(0.1, timeout_s - (time.monotonic() - started))
         try:
             await asyncio.wait_for(asyncio.gather(self._connected.wait(), self._dc_open.wait()), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectTimeout(f"peer connection not up after {timeout_s} s (state {pc.connectionState})") from None
         self.connect_s = time.monotonic() - started
 

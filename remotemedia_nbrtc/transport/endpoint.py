@@ -726,7 +726,7 @@ class SignalingEndpoint:
         data = payload_to_runtime_data(params["payload"])
         try:
             await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise rpc.RpcError(
                 ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": f"node {node!r} input queue is full"}
             ) from None

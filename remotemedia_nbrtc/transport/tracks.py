@@ -467,7 +467,7 @@ class PipelineAudioTrack(MediaStreamTrack):
             self._data_event.clear()
             try:
                 await asyncio.wait_for(self._data_event.wait(), remaining)
-            except asyncio.TimeoutError:  # on Python 3.10 not the builtin TimeoutError
+            except TimeoutError:  # on Python 3.10 not the builtin TimeoutError
                 return
             if self.readyState != "live":
                 raise MediaStreamError

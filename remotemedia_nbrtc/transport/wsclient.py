@@ -186,7 +186,7 @@ class WebSocketMediaClient:
                     tornado.websocket.websocket_connect(signaling_request(self.url, token), max_message_size=16 << 20),
                     timeout_s)
                 self._ws.protocol.set_nodelay(True)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ConnectTimeout(f"WebSocket connection to {url} timed out") from None
             except tornado.httpclient.HTTPClientError as exc:
                 raise TransportError(f"WebSocket connection to {url} refused: {exc}") from exc
@@ -309,7 +309,7 @@ class WebSocketMediaClient:
                 await self._flush_sends(timeout_s / 2)
                 result = await self.call("media.close", timeout_s=timeout_s)
                 self.final_stats = result.get("stats")
-            except (SignalingError, TransportError, asyncio.TimeoutError, TimeoutError) as exc:
+            except (SignalingError, TransportError, TimeoutError) as exc:
                 log.debug("media.close failed: %r", exc)
         if self._ws is not None:
             self._ws.close()
@@ -524,7 +524,7 @@ async def connect_media(
             client = await ClientPeer.connect(url, token=token, audio=proxies["audio"], video=proxies["video"],
                                               ice=ice, timeout_s=webrtc_timeout_s if transport == "auto" else timeout_s)
             return MediaPath(client, "webrtc", "WebRTC connected" if transport == "auto" else "forced by setting")
-        except (ConnectTimeout, asyncio.TimeoutError, TimeoutError) as exc:
+        except (ConnectTimeout, TimeoutError) as exc:
             webrtc_error = f"WebRTC not connected within {webrtc_timeout_s} s ({exc or 'timeout'})"
         except SignalingError as exc:
             forced = isinstance(exc.data, dict) and exc.data.get("transport") == "websocket"

@@ -581,7 +581,7 @@ class WebSocketMediaPeer:
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.005)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return False
         return True
 

@@ -102,7 +102,7 @@ async def test_pocketsphinx_stt_on_the_cluster_behind_webrtc(cluster):
             while len(finals) < len(sentences) and loop.time() < deadline:
                 try:
                     msg = await client.next_output(timeout=0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if msg is None:
                     break

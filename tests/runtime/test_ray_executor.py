@@ -7,8 +7,8 @@ Ray starts slowly on a small machine (10-30 s), so every test here shares one of
 from __future__ import annotations
 
 import asyncio
-import time
 import os
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from remotemedia_nbrtc.nodes import Gain
 
 ray = pytest.importorskip("ray", reason="CI installs the ray extra; locally: pip install remotemedia_nbrtc[ray]")
 from remotemedia_nbrtc.runtime.ray_executor import ensure_ray, live_pools  # noqa: E402
-from remotemedia_nbrtc.testing.ray_cluster import LocalRayCluster, alive_actors  # noqa: E402
+from remotemedia_nbrtc.testing.ray_cluster import alive_actors  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 

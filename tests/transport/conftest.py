@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 import pytest
-
 
 from remotemedia_nbrtc.transport.loop_thread import LoopThread, rtc_loop
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.transport._peer_helpers import Client
-from tests.transport.test_peer import config, connect, json_messages, manifest
 
 from remotemedia_nbrtc.protocol.media_frames import DC_AUDIO_LABEL as LABEL
 from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from remotemedia_nbrtc.transport.dcaudio import OUT_FRAME_MS, DataChannelAudio, parse_protocol
 from remotemedia_nbrtc.transport.loop_thread import LoopThread
+from tests.transport._peer_helpers import Client
+from tests.transport.test_peer import config, connect, json_messages, manifest
 
 pytestmark = pytest.mark.timeout(60)
 RATE = 48000

@@ -329,10 +329,9 @@ async def test_real_server_peer_with_candidates_before_offer() -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from remotemedia_nbrtc.transport.client import split_candidates
-    from remotemedia_nbrtc.transport.config import IceConfig
+    from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
     from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-    from remotemedia_nbrtc.transport.config import PeerConfig
 
     ice = IceConfig(loopback_only=True)
     manifest = {
@@ -407,10 +406,9 @@ async def test_real_server_peer_trickled_candidates_answered_as_upstream() -> No
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from remotemedia_nbrtc.transport.client import split_candidates
-    from remotemedia_nbrtc.transport.config import IceConfig
+    from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
     from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-    from remotemedia_nbrtc.transport.config import PeerConfig
 
     ice = IceConfig(loopback_only=True)
     manifest = {"version": "v1", "metadata": {}, "nodes": [{"id": "echo", "node_type": "PassThrough"}],

@@ -16,9 +16,8 @@ import pytest
 
 from remotemedia_nbrtc.runtime import now_us
 from remotemedia_nbrtc.transport.client import ClientPeer
-from remotemedia_nbrtc.transport.config import IceConfig
+from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.loop_thread import rtc_loop
-from remotemedia_nbrtc.transport.config import PeerConfig
 from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 
@@ -78,7 +77,7 @@ async def test_audio_flows_with_bounded_latency_under_loss_and_jitter() -> None:
         while time.monotonic() < until:
             try:
                 msg = await client.next_output(timeout=0.2)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 continue
             if msg is None:
                 break

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.transport._peer_helpers import LOOPBACK, Client, ColorTrack, ToneTrack
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.transport.loop_thread import LoopThread
 from remotemedia_nbrtc.transport.config import PeerConfig
+from remotemedia_nbrtc.transport.loop_thread import LoopThread
 from remotemedia_nbrtc.transport.peer import ServerPeer
+from tests.transport._peer_helpers import LOOPBACK, Client, ColorTrack, ToneTrack
 
 pytestmark = pytest.mark.timeout(60)
 

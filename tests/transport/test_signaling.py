@@ -37,7 +37,7 @@ def test_error_code_values_match_upstream() -> None:
         -32602,
         -32603,
     )
-    assert [
+    assert list(range(-32000, -32008, -1)) == [
         ErrorCode.PEER_NOT_FOUND,
         ErrorCode.SESSION_LIMIT,
         ErrorCode.OFFER_INVALID,
@@ -46,7 +46,7 @@ def test_error_code_values_match_upstream() -> None:
         ErrorCode.NEGOTIATION_IN_PROGRESS,
         ErrorCode.CONNECTION_TIMEOUT,
         ErrorCode.CODEC_MISMATCH,
-    ] == list(range(-32000, -32008, -1))
+    ]
 
 
 @pytest.mark.parametrize("rid", [1, 0, -5, 2.5, "req-1", None])

@@ -108,7 +108,7 @@ async def run_transform(
             while True:
                 try:
                     msg = await client.next_output(timeout=0.01)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if msg is None:
                     break

@@ -13,9 +13,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from remotemedia_nbrtc import StreamOptions
 from remotemedia_nbrtc.nodes import AudioLevel, EnergyVAD
 from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline
-from remotemedia_nbrtc import StreamOptions
 from remotemedia_nbrtc.stream import PROBE_NODE_ID, StreamHandle, live_handles, stream, with_latency_probe
 from remotemedia_nbrtc.transport.loop_thread import pipeline_loop
 from remotemedia_nbrtc.widget import StreamWidget
@@ -286,12 +286,12 @@ def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
         h = stream_with(serve, **kwargs, plot=["rms"], key=f"cb-{len(kwargs)}-{sorted(kwargs)[0]}")
         session = open_browser_session(h, serve.pipelines[0])
         try:
-            async def feed() -> None:
+            async def feed(session: Any = session) -> None:
                 for _ in range(5):
                     await session.send_input(tone(0.5))
 
             pipeline_loop().run(feed(), 5)
-            wait_for(lambda: len(h.outputs) >= 5)
+            wait_for(lambda h=h: len(h.outputs) >= 5)
             rms = [o.value["rms"] for o in h.outputs]
             assert all(abs(r - 0.5 / np.sqrt(2)) < 0.02 for r in rms), rms
             assert h.plot.latest("rms") is not None  # the dict was plotted
@@ -316,7 +316,7 @@ def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Pa
         for n_frames, name in ((5, "session.wav"), (3, "session-2.wav")):  # a reconnect: a second session
             session = open_browser_session(h, serve.pipelines[0])
 
-            async def feed(n: int = n_frames) -> None:
+            async def feed(n: int = n_frames, session: Any = session) -> None:
                 for _ in range(n):
                     await session.send_input(tone(0.5))
                 await session.send_input(JsonData({"kind": "not audio"}))
