@@ -26,25 +26,28 @@ def test_stream_keeps_the_common_keywords_and_takes_the_rest_as_options():
     assert not set(params) & {f.name for f in dataclasses.fields(options)}
 
 
+def run_in_fresh_python(code: str) -> None:
+    """Run ``code`` in a new interpreter (nothing imported yet); it fails by a non-zero exit."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_runtime_does_not_import_webrtc_or_jupyter():
     code = ("import sys, remotemedia_nbrtc, remotemedia_nbrtc.runtime, remotemedia_nbrtc.nodes;"
             "bad=[m for m in ('aiortc','aioice','tornado','ipywidgets','anywidget') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_in_fresh_python(code)
 
 
 def test_transport_exports_load_lazily_and_resolve():
     code = ("import sys, remotemedia_nbrtc.transport as t; assert 'aiortc' not in sys.modules;"
             "assert t.__all__ == sorted(t.__all__); [getattr(t, n) for n in t.__all__];"
             "assert 'aiortc' in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_in_fresh_python(code)
 
 
 def test_peer_settings_do_not_import_webrtc():
     code = ("import sys; from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig;"
             "PeerConfig(ice=IceConfig(loopback_only=True));"
             "bad=[m for m in ('aiortc','aioice','av') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_in_fresh_python(code)
