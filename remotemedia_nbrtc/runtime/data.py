@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # PyAV loads only when a frame is converted
+    import av
 
 __all__ = [
     "AudioData",
@@ -95,7 +98,7 @@ class AudioData(RuntimeData):
     def duration_s(self) -> float:
         return self.num_samples / self.sample_rate
 
-    def to_av_frame(self, format: Literal["flt", "s16"] = "flt") -> Any:
+    def to_av_frame(self, format: Literal["flt", "s16"] = "flt") -> av.AudioFrame:
         """A PyAV ``AudioFrame`` (packed ``flt`` by default; ``s16`` rounds to 16 bits)."""
         import av
 
@@ -168,7 +171,7 @@ class VideoData(RuntimeData):
     def width(self) -> int:
         return int(self.frame.shape[1])
 
-    def to_av_frame(self) -> Any:
+    def to_av_frame(self) -> av.VideoFrame:
         """A PyAV ``VideoFrame`` with the same pixels and timestamp (lossless)."""
         import av
 

@@ -218,6 +218,12 @@ def _annotation_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+class _FunctionNode(Node):
+    """Base of the classes ``@node`` makes: the function's keyword params, kept per instance."""
+
+    _fn_params: dict[str, Any]
+
+
 def node(
     node_type: str | Callable[..., Any] | None = None, *, threaded: bool = False, stateful: bool = True,
     executor: Any = None,
@@ -246,7 +252,7 @@ def node(
         param_names = [p.name for p in list(sig.parameters.values())[1:]]
         is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
-        def __init__(self: Node, **params: Any) -> None:
+        def __init__(self: _FunctionNode, **params: Any) -> None:
             unknown = set(params) - set(param_names)
             if unknown:
                 raise TypeError(f"unknown parameter(s) {sorted(unknown)} (accepted: {param_names})")
@@ -254,18 +260,18 @@ def node(
 
         if inspect.isasyncgenfunction(fn):
 
-            async def process(self: Node, data: RuntimeData) -> AsyncIterator[Any]:
+            async def process(self: _FunctionNode, data: RuntimeData) -> AsyncIterator[Any]:
                 async for out in fn(data, **self._fn_params):
                     yield out
 
         elif inspect.iscoroutinefunction(fn):
 
-            async def process(self: Node, data: RuntimeData) -> Any:  # type: ignore[misc]
+            async def process(self: _FunctionNode, data: RuntimeData) -> Any:  # type: ignore[misc]
                 return await fn(data, **self._fn_params)
 
         else:
 
-            def process(self: Node, data: RuntimeData) -> Any:  # type: ignore[misc]
+            def process(self: _FunctionNode, data: RuntimeData) -> Any:  # type: ignore[misc]
                 return fn(data, **self._fn_params)
 
         __init__.__signature__ = sig.replace(  # type: ignore[attr-defined]
@@ -275,7 +281,7 @@ def node(
         __init__.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k in param_names}
         cls = type(
             fn.__name__,
-            (Node,),
+            (_FunctionNode,),
             {
                 "node_type": name,
                 "threaded": threaded and not is_async,

@@ -239,7 +239,8 @@ class Pipeline:
     def to_yaml(self) -> str:
         import yaml
 
-        return yaml.safe_dump(self.to_manifest(), sort_keys=False)
+        text: str = yaml.safe_dump(self.to_manifest(), sort_keys=False)
+        return text
 
     def save(self, path: str | Path) -> Path:
         """Write the manifest as YAML (``.yaml``/``.yml``) or JSON (anything else)."""

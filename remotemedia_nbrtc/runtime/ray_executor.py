@@ -86,7 +86,8 @@ class NodeHost:
         if inspect.isasyncgenfunction(fn):
             async def collect() -> list[Any]:
                 return [out async for out in fn(*args)]
-            return self._run(collect())
+            collected: list[RuntimeData] = self._run(collect())
+            return collected
         result = fn(*args)
         if inspect.isawaitable(result):
             result = self._run(result)
@@ -144,7 +145,7 @@ class _Replica:
         self.dead = False
 
 
-def _await_ref(ref: Any) -> Awaitable[Any]:
+def _await_ref(ref: Any) -> asyncio.Future[Any]:
     return asyncio.wrap_future(ref.future())
 
 

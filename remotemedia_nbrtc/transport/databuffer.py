@@ -77,7 +77,8 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 
 _POOL = descriptor_pool.DescriptorPool()
 _POOL.Add(_file())
-_CLASSES = {name: message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"remotemedia.v1.{name}"))
+# classes built at run time from the descriptor above: their fields are unknown to a type checker
+_CLASSES: dict[str, Any] = {name: message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"remotemedia.v1.{name}"))
             for name in ("DataBuffer", "AudioBuffer", "JsonData", "TextBuffer", "BinaryBuffer")}
 DataBuffer = _CLASSES["DataBuffer"]
 
@@ -122,8 +123,10 @@ def encode_databuffer(data: RuntimeData) -> bytes | None:
     return bytes(msg.SerializeToString())
 
 
-def decode_databuffer(message: bytes) -> RuntimeData:
+def decode_databuffer(message: bytes | str) -> RuntimeData:
     """Pipeline data for one DataBuffer; :class:`DataBufferError` if it is not one we can map."""
+    if isinstance(message, str):
+        raise DataBufferError("not a DataBuffer: a text message (DataBuffers are binary)")
     msg = DataBuffer()
     try:
         msg.ParseFromString(bytes(message))

@@ -42,7 +42,7 @@ from remotemedia_nbrtc.runtime.session import StreamSession
 from . import signaling as rpc
 from .config import PeerConfig
 from .loop_thread import pipeline_loop
-from .media_peer import WebRTCPeer
+from .media_peer import WebRTCPeer, is_webrtc_peer
 
 if TYPE_CHECKING:  # wsmedia imports av and aiortc: loaded only when media.open is called
     from .wsmedia import WebSocketMediaPeer
@@ -515,7 +515,7 @@ class SignalingEndpoint:
         return {"success": True, "to_peer_id": to}
 
     async def _apply_candidate(self, peer: WebRTCPeer | WebSocketMediaPeer, candidate: dict[str, Any] | None) -> None:
-        if peer.transport_path == "websocket":
+        if not is_webrtc_peer(peer):
             raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
         try:
             await peer.add_ice_candidate(candidate)

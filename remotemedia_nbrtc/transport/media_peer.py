@@ -8,11 +8,11 @@ aiortc.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from ..runtime import StreamSession
 
-__all__ = ["MediaPeer", "WebRTCPeer"]
+__all__ = ["MediaPeer", "WebRTCPeer", "is_webrtc_peer"]
 
 
 class MediaPeer(Protocol):
@@ -62,3 +62,8 @@ class WebRTCPeer(MediaPeer, Protocol):
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
         """Add a remote candidate; None ends them."""
         ...
+
+
+def is_webrtc_peer(peer: MediaPeer) -> TypeGuard[WebRTCPeer]:
+    """Whether ``peer`` negotiates WebRTC (SDP and ICE), told by its ``transport_path``."""
+    return peer.transport_path == "webrtc"

@@ -358,7 +358,7 @@ class ServerPeer:
             entry = readers.setdefault(reader.kind, {"frames": 0, "errors": 0})
             entry["frames"] += reader.frames
             entry["errors"] += reader.errors
-        buffers = {}
+        buffers: dict[str, dict[str, Any]] = {}
         for buffer in self._buffers:
             kind = "audio" if isinstance(buffer, AudioJitterBuffer) else "video"
             buffers.setdefault(kind, buffer.stats.as_dict())

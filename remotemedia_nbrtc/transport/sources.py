@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -311,21 +312,21 @@ class VideoFileSource(MediaStreamTrack):
         self.loop = loop
         self.frames_sent = 0
         self._container: Any = None
-        self._frames: Any = None
+        self._frames: Iterator[av.VideoFrame] | None = None
         self._pacer = _Pacer()
         self._offset_s = 0.0
         self._last_s = 0.0
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
-    def _open(self) -> None:
+    def _open(self) -> Iterator[av.VideoFrame]:
         self._container = av.open(str(self.path))
         self._frames = self._container.decode(video=0)
+        return self._frames
 
     def _next(self) -> av.VideoFrame | None:
-        if self._container is None:
-            self._open()
+        frames = self._open() if self._container is None or self._frames is None else self._frames
         try:
-            return next(self._frames)
+            return next(frames)
         except (StopIteration, av.error.EOFError):
             self._close_container()
             return None
@@ -334,6 +335,7 @@ class VideoFileSource(MediaStreamTrack):
         if self._container is not None:
             self._container.close()
             self._container = None
+            self._frames = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":

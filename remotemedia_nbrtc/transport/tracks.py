@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -124,9 +124,10 @@ class TrackReader:
             self.frames += 1
             try:
                 if self._audio is not None:
+                    audio = cast(av.AudioFrame, frame)  # what an audio track's recv() yields
                     if self.trace is not None:
-                        self._trace_decoded(frame)
-                    for data in self._audio.convert(frame):
+                        self._trace_decoded(audio)
+                    for data in self._audio.convert(audio):
                         if self.trace is not None:
                             self.trace.level("reader", data.samples, rate=data.sample_rate, channels=data.channels)
                         self._sink(data)
@@ -474,6 +475,7 @@ class PipelineAudioTrack(MediaStreamTrack):
 
     async def _pace_smooth(self) -> None:
         """Regular grid, phase locked to the audio's arrival (see the class docstring)."""
+        assert self._start is not None  # recv() starts the clock before it paces
         slot = self._start + self._timestamp / self.sample_rate
         await self._wait_data(slot + self.grace_s)
         if self._queued >= self.samples_per_frame:
@@ -534,7 +536,7 @@ class PipelineAudioTrack(MediaStreamTrack):
             elapsed = now - self._late_start[1]
             if shift < 0 and not 0.75 * elapsed <= delivered <= 1.25 * elapsed:
                 shift = 0.0
-            if abs(shift) >= 0.0005:
+            if abs(shift) >= 0.0005 and self._start is not None:
                 self._start += shift
                 self.phase_shifts += 1
                 self.phase_shift_ms += shift * 1000
@@ -545,6 +547,7 @@ class PipelineAudioTrack(MediaStreamTrack):
     async def _pace_immediate(self) -> None:
         # A frame leaves as soon as a whole frame of pipeline audio is queued (token bucket permitting,
         # see the class docstring); waiting for a slot would add up to a frame to every round trip.
+        assert self._start is not None  # recv() starts the clock before it paces
         slot = self._start + self._timestamp / self.sample_rate
         await self._wait_data(slot + self.grace_s)
         if self._queued >= self.samples_per_frame:
