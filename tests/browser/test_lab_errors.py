@@ -16,11 +16,13 @@ and the widget's state, and saves a screenshot to tests/artifacts/:
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from .cells import CLOSE, SETUP_OK
 from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, INSECURE_HOST, JupyterServer
@@ -53,6 +55,21 @@ INSECURE = ("This page is not a secure context (http:// on a host other than loc
 
 def launch(playwright_instance: Any, args: list[str]) -> Any:
     return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+@pytest.fixture(autouse=True)
+def kernels_shut_down_after(lab: JupyterServer) -> Iterator[None]:
+    """Shut down the kernels a test started, even when it failed half-way: a session it left open would
+    otherwise count in the extension's status for the tests that follow (they share the server)."""
+    before = {k["id"] for k in lab.api("api/kernels")}
+    sessions_before = lab.api("remotemedia/status")["sessions"]
+    yield
+    for kernel in lab.api("api/kernels"):
+        if kernel["id"] not in before:
+            lab.api(f"api/kernels/{kernel['id']}", method="DELETE")
+    deadline = time.monotonic() + 15
+    while lab.api("remotemedia/status")["sessions"] > sessions_before and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -90,8 +107,8 @@ def test_denied_microphone_permission_says_how_to_allow_it(playwright_instance: 
         assert w.locator(".rm-status").inner_text() == "error"
         # the doctor panel shows the denied permission; Start is enabled again (to retry once allowed)
         doctor = w.locator(".rm-stats tr[data-key='permission'] td")
-        doctor.wait_for(timeout=5_000)
-        assert "microphone: denied" in doctor.inner_text(), doctor.inner_text()
+        # the row is drawn before the permission query answers: wait for its text, not just the row
+        expect(doctor).to_contain_text("microphone: denied", timeout=5_000)
         assert w.locator("button.rm-start").is_enabled()
         w.screenshot(path=str(ARTIFACTS / "error-permission-denied.png"))
         close_stream(page)
@@ -108,8 +125,7 @@ def test_missing_microphone_says_to_plug_one_in(playwright_instance: Any, lab: J
         w = run_stream_until_error(page, lab, "err_nodevice.ipynb")
         assert w.locator(".rm-error").inner_text() == NO_DEVICE
         devices = w.locator(".rm-stats tr[data-key='devices'] td")
-        devices.wait_for(timeout=5_000)
-        assert devices.inner_text().startswith("0 mic(s)"), devices.inner_text()
+        expect(devices).to_have_text(re.compile(r"^0 mic\(s\)"), timeout=5_000)
         assert w.locator("button.rm-start").is_enabled()
         w.screenshot(path=str(ARTIFACTS / "error-no-device.png"))
         close_stream(page)
