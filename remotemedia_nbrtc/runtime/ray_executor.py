@@ -214,7 +214,12 @@ class _CompiledProcess:
 
     async def teardown(self, timeout_s: float) -> None:
         """Stop the graph's loop in the actor; on a thread with a deadline, since a lost cluster can block it."""
-        done = threading.Event()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
 
         def run() -> None:
             try:
@@ -222,13 +227,16 @@ class _CompiledProcess:
             except Exception:
                 log.debug("compiled graph teardown failed", exc_info=True)
             finally:
-                done.set()
+                try:
+                    loop.call_soon_threadsafe(finished)
+                except RuntimeError:  # the loop closed while the teardown was blocked
+                    pass
 
+        # a daemon thread: a teardown blocked by a lost cluster must not hold up interpreter exit
         threading.Thread(target=run, name="rm-ray-graph-teardown", daemon=True).start()
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not done.is_set() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
-        if not done.is_set():
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout_s)
+        except TimeoutError:
             log.warning("Ray compiled graph teardown did not finish within %g s", timeout_s)
         for task in list(self._calls):
             task.cancel()
