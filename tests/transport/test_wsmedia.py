@@ -14,11 +14,11 @@ import tornado.websocket
 from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
 from remotemedia_nbrtc.protocol.media_frames import HEADER_BYTES, KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame
+from remotemedia_nbrtc.standalone.server import WebRTCServer
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient, connect_media
 from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.config import IceConfig
-from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneSource
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient, connect_media
 from remotemedia_nbrtc.transport.wsmedia import negotiate
 from tests.outputs import collect
 from tests.transport._peer_helpers import start_server
@@ -185,17 +185,18 @@ async def test_client_buffer_is_bounded_and_drops_are_counted(server: WebRTCServ
                                                 audio_buffer_frames=10)
     try:
         hold = asyncio.Event()
-        assert client._ws is not None
-        real_write = client._ws.write_message
+        assert client._rpc is not None
+        socket = client._rpc.socket
+        real_write = socket.write_message
 
         async def stalled(message: Any, binary: bool = False) -> None:
             await hold.wait()
             await real_write(message, binary=binary)
 
-        client._ws.write_message = stalled  # type: ignore[method-assign]
+        socket.write_message = stalled  # type: ignore[method-assign]
         await asyncio.sleep(0.6)
         assert len(client._audio_q) == 10 and client.counters["audio_dropped"] >= 15
         hold.set()
-        client._ws.write_message = real_write  # type: ignore[method-assign]
+        socket.write_message = real_write  # type: ignore[method-assign]
     finally:
         await client.close(drain=False)
