@@ -113,8 +113,8 @@ class WebSocketMediaClient:
     """A client of the WebSocket media fallback. Create with :meth:`connect`.
 
     :meth:`next_output` gives the ``media.output`` params (the data-channel JSON of
-    :mod:`remotemedia_nbrtc.transport.wire`)
-    with ``recv_us`` added (``now_us()`` clock); binary data outputs as ``{"type": "binary", "data"}``.
+    :mod:`remotemedia_nbrtc.transport.wire`) with ``recv_us`` added (``now_us()`` clock); binary data
+    outputs as ``{"type": "binary", "data"}``.
     Returned audio is in :attr:`received_audio`, returned video in :attr:`received_video`.
     After the socket closed, :attr:`close_code` / :attr:`close_reason` and :attr:`errors` (JSON-RPC
     errors the server pushed, e.g. -32000 when the kernel went away) say why.
