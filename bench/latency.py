@@ -31,7 +31,7 @@ from report import percentiles, write_section
 from servers import MANIFESTS, JupyterKernel, ServerProc
 
 from remotemedia_nbrtc.runtime import now_us
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneBurstSource
 from remotemedia_nbrtc.transport.stagetrace import ENV_VAR as TRACE_ENV

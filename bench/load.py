@@ -38,7 +38,8 @@ async def client_main(url: str, seconds: float) -> None:
     """One client: connect, say ready, wait for "go", measure, print one JSON line."""
     import psutil
 
-    from remotemedia_nbrtc.transport import ClientPeer, ToneSource
+    from remotemedia_nbrtc.standalone import ClientPeer
+    from remotemedia_nbrtc.transport import ToneSource
     from remotemedia_nbrtc.transport.config import IceConfig
 
     started = time.monotonic()

@@ -40,7 +40,7 @@ from report import write_section
 from servers import ServerProc
 
 from remotemedia_nbrtc.runtime import now_us
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 
 RATE = 48000

@@ -19,8 +19,8 @@ import sys
 
 import bench_nodes  # noqa: E402,F401  (registers BenchVideoStatsNode)
 
+from remotemedia_nbrtc.standalone.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 
 async def main(manifest: str, port: int) -> None:

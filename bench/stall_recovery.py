@@ -25,7 +25,7 @@ from report import write_section
 from servers import ServerProc
 
 from remotemedia_nbrtc.runtime import now_us
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 
 STALL_AFTER_S, STALL_S, SLACK_MS = 3.0, 5.0, 20.0

@@ -25,9 +25,9 @@ from report import write_section
 from servers import MANIFESTS, JupyterKernel
 
 from remotemedia_nbrtc.runtime import now_us
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
 
 VARIANTS = [("webrtc", {}), ("ws pcm16 48k", {"audio_codec": "pcm16", "audio_rate": 48000}),
             ("ws pcm16 16k", {"audio_codec": "pcm16", "audio_rate": 16000}), ("ws opus", {"audio_codec": "opus"})]

@@ -73,8 +73,8 @@ def ice_servers_from(urls: Sequence[str], environ: Mapping[str, str] | None = No
 async def _serve(args: argparse.Namespace) -> int:
     from .errors import ManifestError
     from .runtime import load_manifest
+    from .standalone.server import ServerConfig, WebRTCServer
     from .transport.config import IceConfig, PeerConfig
-    from .transport.server import ServerConfig, WebRTCServer
 
     try:
         pipeline = load_manifest(args.manifest)

@@ -34,7 +34,7 @@ def test_missing_espeak_is_a_failure(node_id: str, tmp_path: Path) -> None:
 
 
 def test_missing_chromium_is_a_failure() -> None:
-    out = run_pytest("tests/transport/test_server.py::test_browser_test_page_streams_mic_to_pipeline",
+    out = run_pytest("tests/standalone/test_server.py::test_browser_test_page_streams_mic_to_pipeline",
                      {"RM_CHROMIUM": "/nonexistent/chromium"})
     assert "skipped" not in out, out
     assert "1 failed" in out and "/nonexistent/chromium" in out, out

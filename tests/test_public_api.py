@@ -46,6 +46,13 @@ def test_transport_exports_load_lazily_and_resolve():
     run_in_fresh_python(code)
 
 
+def test_standalone_exports_load_lazily_and_resolve():
+    code = ("import sys, remotemedia_nbrtc.standalone as s; assert 'aiortc' not in sys.modules;"
+            "assert s.__all__ == sorted(s.__all__); [getattr(s, n) for n in s.__all__];"
+            "assert 'aiortc' in sys.modules")
+    run_in_fresh_python(code)
+
+
 def test_peer_settings_do_not_import_webrtc():
     code = ("import sys; from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig;"
             "PeerConfig(ice=IceConfig(loopback_only=True));"

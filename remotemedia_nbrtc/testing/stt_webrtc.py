@@ -84,9 +84,9 @@ async def measure_stt_over_webrtc_async(
     connect to the last transcript; ``init_s`` the connect time (session start incl. decoder load).
     """
     from ..runtime import PipelineRunner
-    from ..transport.client import ClientPeer
+    from ..standalone.server import ServerConfig, WebRTCServer
+    from ..standalone.webrtc_client import ClientPeer
     from ..transport.config import IceConfig, PeerConfig
-    from ..transport.server import ServerConfig, WebRTCServer
     from ..transport.sources import WavFileSource
 
     track = track or webrtc_track(sentences)

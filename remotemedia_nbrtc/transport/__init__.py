@@ -1,4 +1,6 @@
-"""WebRTC transport: aiortc lives only in this package.
+"""WebRTC transport: the kernel-side peer, signaling and the WebSocket media fallback.
+
+The standalone server and the browser-free clients live in :mod:`remotemedia_nbrtc.standalone`.
 
 The public names below load lazily, so ``import remotemedia_nbrtc.transport`` does not import aiortc.
 """
@@ -9,10 +11,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ClientPeer": ".client",
     "IceConfig": ".config",
     "PeerConfig": ".config",
-    "ServerConfig": ".server",
     "ServerPeer": ".peer",
     "SignalingEndpoint": ".endpoint",
     "SyntheticVideoSource": ".sources",
@@ -20,9 +20,6 @@ _EXPORTS = {
     "ToneSource": ".sources",
     "VideoFileSource": ".sources",
     "WavFileSource": ".sources",
-    "WebRTCServer": ".server",
-    "WebSocketMediaClient": ".wsclient",
-    "connect_media": ".wsclient",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -64,7 +64,7 @@ lane (bounded, drops counted as ``audio_drops``), video through a keep-newest sl
 counted as ``video_drops``). Kernel, outbound: returned audio queue (2 s, oldest dropped and
 counted), video keep-newest, JSON outputs bounded (counted). The extension drops binary frames for
 a socket with too many unflushed writes (counted in ``remotemedia/status`` ``binary_dropped``).
-The client does the same on its side (see :mod:`.wsclient`).
+The client does the same on its side (see :mod:`remotemedia_nbrtc.standalone.websocket_client`).
 """
 
 from __future__ import annotations

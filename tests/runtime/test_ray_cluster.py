@@ -68,9 +68,9 @@ def cluster():
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
 async def test_pocketsphinx_stt_on_the_cluster_behind_webrtc(cluster):
     from remotemedia_nbrtc.nodes.speech import PocketSphinxSTT, SpeechGate, WebRTCVAD
-    from remotemedia_nbrtc.transport.client import ClientPeer
+    from remotemedia_nbrtc.standalone.server import ServerConfig, WebRTCServer
+    from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
     from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
-    from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
     from remotemedia_nbrtc.transport.sources import WavFileSource
 
     sentences = list(HOME_COMMANDS[:4])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.errors import TransportError
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.testing.jupyter import JupyterServer, KernelHandle
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
 from tests.outputs import collect
 
 BASE_URL = "/rm-e2e/"  # a non-root base_url, so every path must honour it

@@ -27,9 +27,9 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.testing.jupyter import free_port
 from remotemedia_nbrtc.transport.sources import ToneSource
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
 from tests.outputs import collect
 from tests.server._e2e import REPO, SERVE_CODE, WS_NODES, assert_contiguous
 

@@ -14,8 +14,8 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 
 from remotemedia_nbrtc.protocol.kernel_link import LINK_URL_ENV
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.testing.jupyter import JupyterServer, KernelHandle
-from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.sources import ToneSource
 from tests.outputs import collect

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.errors import TransportError
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.testing.jupyter import JupyterServer, KernelHandle
 from remotemedia_nbrtc.transport.sources import ToneSource
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
 from tests.outputs import collect
 from tests.server._e2e import assert_contiguous, levels, serve_url, stream_through_fault
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from remotemedia_nbrtc.errors import TransportError
+from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.testing.jupyter import JupyterServer
 from remotemedia_nbrtc.transport.sources import ToneSource
-from remotemedia_nbrtc.transport.wsclient import WebSocketMediaClient
 from tests.server._e2e import assert_contiguous, serve_url, start_server, stream_through_fault
 
 pytestmark = pytest.mark.timeout(60)

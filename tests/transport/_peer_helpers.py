@@ -12,9 +12,9 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from remotemedia_nbrtc.standalone.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
 from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 
 LOOPBACK = IceConfig(loopback_only=True)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import remotemedia_nbrtc as rm
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.sources import WavFileSource
 
 from ._peer_helpers import LOOPBACK, start_server

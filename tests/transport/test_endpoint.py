@@ -328,7 +328,7 @@ async def test_real_server_peer_with_candidates_before_offer() -> None:
     """Client candidates sent before the offer are queued and used: the call connects on them alone."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from remotemedia_nbrtc.transport.client import split_candidates
+    from remotemedia_nbrtc.standalone.webrtc_client import split_candidates
     from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
     from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop
@@ -405,7 +405,7 @@ async def test_real_server_peer_trickled_candidates_answered_as_upstream() -> No
     client written to upstream's spec read every trickled candidate as lost."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from remotemedia_nbrtc.transport.client import split_candidates
+    from remotemedia_nbrtc.standalone.webrtc_client import split_candidates
     from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
     from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
     from remotemedia_nbrtc.transport.loop_thread import rtc_loop

@@ -12,7 +12,7 @@ import pytest
 import tornado.websocket
 
 from remotemedia_nbrtc import AudioData, Node, Pipeline
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.tracks import PipelineAudioTrack
 from tests.transport._peer_helpers import LOOPBACK, ToneTrack, start_server
 

@@ -11,8 +11,8 @@ import pytest
 
 import remotemedia_nbrtc as rm
 from remotemedia_nbrtc.nodes.speech import PocketSphinxEngine
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.testing.speech import HOME_COMMANDS, synthesize, word_accuracy, write_wav
-from remotemedia_nbrtc.transport.client import ClientPeer
 from remotemedia_nbrtc.transport.sources import WavFileSource
 
 from ._peer_helpers import LOOPBACK, start_server

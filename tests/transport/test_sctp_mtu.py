@@ -13,7 +13,7 @@ import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from remotemedia_nbrtc.runtime import Node, RuntimeData, TextData
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 
 from ._peer_helpers import LOOPBACK, start_server
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.runtime import now_us
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneBurstSource
 from remotemedia_nbrtc.transport.stagetrace import ENV_VAR, StageTrace, trace_from_env
 

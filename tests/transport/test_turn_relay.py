@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from remotemedia_nbrtc.errors import ConnectTimeout
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.server import WebRTCServer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
-from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import ToneSource
 from tests.transport._peer_helpers import start_server
 from tests.turnserver import TurnServer, start_turnserver

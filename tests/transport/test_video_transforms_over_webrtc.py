@@ -16,9 +16,9 @@ import pytest
 from remotemedia_nbrtc.nodes import VideoFlip, VideoGrayscale, VideoScaler
 from remotemedia_nbrtc.nodes.vision import EdgeDetect, ForegroundMask, MotionHeatmap, Overlay
 from remotemedia_nbrtc.runtime import Node, Pipeline, VideoData
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.server import ServerConfig, WebRTCServer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig, PeerConfig
-from remotemedia_nbrtc.transport.server import ServerConfig, WebRTCServer
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource
 
 pytestmark = pytest.mark.timeout(30)

@@ -8,7 +8,7 @@ A tornado application on the RTC loop serves:
 - ``GET /health``: ``{"status": "ok", "peers", "sessions", "connections"}``.
 
 ``auth_token`` (optional) must then be sent with the WebSocket upgrade as ``Authorization: Bearer
-TOKEN`` (what :class:`~remotemedia_nbrtc.transport.client.ClientPeer` does) or, for browsers, which
+TOKEN`` (what :class:`~remotemedia_nbrtc.standalone.webrtc_client.ClientPeer` does) or, for browsers, which
 cannot set headers on a WebSocket, as ``?token=`` on the URL. The token does not replace the Origin
 check: a browser page from another origin is refused even with the right token.
 """
@@ -31,11 +31,10 @@ import tornado.web
 import tornado.websocket
 
 from remotemedia_nbrtc.runtime import PipelineRunner, load_manifest
-
-from . import signaling as rpc
-from .config import PeerConfig
-from .endpoint import PeerRegistry, SignalingEndpoint
-from .loop_thread import rtc_loop
+from remotemedia_nbrtc.transport import signaling as rpc
+from remotemedia_nbrtc.transport.config import PeerConfig
+from remotemedia_nbrtc.transport.endpoint import PeerRegistry, SignalingEndpoint
+from remotemedia_nbrtc.transport.loop_thread import rtc_loop
 
 __all__ = ["ServerConfig", "WebRTCServer"]
 

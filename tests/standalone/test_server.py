@@ -14,9 +14,9 @@ import tornado.httpclient
 import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.server import WebRTCServer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
-from remotemedia_nbrtc.transport.server import WebRTCServer
 from tests.tools import CHROMIUM, require_tools
 from tests.transport._peer_helpers import start_server
 from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages

@@ -12,33 +12,30 @@ loop (a Jupyter kernel's, pytest's) and hop to the RTC loop through :meth:`LoopT
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
-from urllib.parse import parse_qsl, urlparse
+from typing import Any, TypeVar
 
-import tornado.httpclient
-import tornado.websocket
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
-from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
+from remotemedia_nbrtc.errors import ConnectTimeout, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
+from remotemedia_nbrtc.transport import signaling as rpc
+from remotemedia_nbrtc.transport.config import IceConfig
+from remotemedia_nbrtc.transport.ice import prepare_peer_connection, rtc_configuration
+from remotemedia_nbrtc.transport.loop_thread import rtc_loop
+from remotemedia_nbrtc.transport.receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
+from remotemedia_nbrtc.transport.stagetrace import StageTrace
+from remotemedia_nbrtc.transport.tracks import TrackReader
 
-from . import signaling as rpc
-from .config import IceConfig
-from .ice import prepare_peer_connection, rtc_configuration
-from .loop_thread import rtc_loop
-from .receiver import AudioJitterBuffer, VideoJitterBuffer, install_low_latency_buffer
-from .stagetrace import StageTrace
-from .tracks import TrackReader
+from .rpc_client import RpcClient
 
 __all__ = ["ClientPeer", "split_candidates"]
 
@@ -48,6 +45,8 @@ DATA_CHANNEL_LABEL = "pipeline-data"
 _OUTPUT_QUEUE_MAX = 4096
 _VIDEO_KEEP = 600
 _END = object()
+
+T = TypeVar("T")
 
 
 def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
@@ -67,15 +66,6 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
             kept.append(line)
     candidates = [{"candidate": text, "sdpMid": mids[index], "sdpMLineIndex": index} for index, text in found]
     return "\r\n".join(kept), candidates
-
-
-def signaling_request(url: str, token: str | None) -> tornado.httpclient.HTTPRequest:
-    """The WebSocket upgrade request for ``url``; ``token`` (or the URL's ``?token=``) travels as
-    ``Authorization: Bearer``. The standalone server and Jupyter accept it there, and JupyterHub's single-user
-    servers accept a token only there on a WebSocket that is not a browser's."""
-    token = token or dict(parse_qsl(urlparse(url).query)).get("token")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return tornado.httpclient.HTTPRequest(url, headers=headers)
 
 
 def _decode_output(message: str | bytes) -> dict[str, Any]:
@@ -99,9 +89,10 @@ class ClientPeer:
     clock). Received audio is kept in :attr:`received_audio` (``AudioData`` chunks, 48 kHz) and video in
     :attr:`received_video` (the last 600 ``VideoData`` frames).
 
-    Received media goes through the low-latency jitter buffer (:mod:`.receiver`), as on the server;
-    ``low_latency_receive=False`` keeps aiortc's own (about 80 ms more audio latency).
-    ``stage_trace=True`` stamps received audio onsets per stage in :attr:`trace` (profiling, :mod:`.stagetrace`).
+    Received media goes through the low-latency jitter buffer (:mod:`~remotemedia_nbrtc.transport.receiver`), as on
+    the server; ``low_latency_receive=False`` keeps aiortc's own (about 80 ms more audio latency).
+    ``stage_trace=True`` stamps received audio onsets per stage in :attr:`trace` (profiling,
+    :mod:`~remotemedia_nbrtc.transport.stagetrace`).
     """
 
     def __init__(
@@ -131,18 +122,15 @@ class ClientPeer:
         self.outputs_dropped = 0
         self.connect_s: float | None = None
         self._rtc = rtc_loop()
-        self._ws: tornado.websocket.WebSocketClientConnection | None = None
+        self._rpc: RpcClient | None = None
         self._pc: RTCPeerConnection | None = None
         self._dc: Any = None
-        self._ids = itertools.count(1)
-        self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._remote_candidates: list[dict[str, Any] | None] = []
         self._remote_set = False
         self._outputs: asyncio.Queue[Any] | None = None
         self._readers: list[TrackReader] = []
         self._sources: list[MediaStreamTrack] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reader_task: asyncio.Task[None] | None = None
         self._connected: asyncio.Event | None = None
         self._dc_open: asyncio.Event | None = None
         self._closed = False
@@ -254,7 +242,7 @@ class ClientPeer:
         await self.close()
 
     # -- RTC loop ---------------------------------------------------------------------------------
-    async def _on_rtc(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    async def _on_rtc(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._rtc.in_loop_thread():
             return await coro
         return await asyncio.wrap_future(self._rtc.submit(coro))
@@ -271,20 +259,13 @@ class ClientPeer:
         self._outputs = asyncio.Queue(_OUTPUT_QUEUE_MAX)
         self._connected = asyncio.Event()
         self._dc_open = asyncio.Event()
-        try:
-            self._ws = await asyncio.wait_for(
-                tornado.websocket.websocket_connect(
-                    signaling_request(self.url, self._token), max_message_size=16 << 20
-                ),
-                timeout_s,
-            )
-        except TimeoutError:
-            raise ConnectTimeout(f"signaling connection to {self.url} timed out") from None
-        except tornado.httpclient.HTTPClientError as exc:
-            raise TransportError(f"signaling connection to {self.url} refused: {exc}") from exc
-        except OSError as exc:
-            raise TransportError(f"cannot reach {self.url}: {exc}") from exc
-        self._reader_task = asyncio.ensure_future(self._read_signaling())
+        self._rpc = await RpcClient.connect(
+            self.url,
+            token=self._token,
+            timeout_s=timeout_s,
+            on_notification=self._on_signal,
+            on_close=self._on_signaling_closed,
+        )
         await self._call(
             "peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
         )
@@ -334,8 +315,9 @@ class ClientPeer:
                 },
             )
         )
-        self.answer = await wait_for_with_message(offer, timeout_s, f"no answer within {timeout_s} s")
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer["sdp"], type="answer"))
+        answer: dict[str, Any] = await wait_for_with_message(offer, timeout_s, f"no answer within {timeout_s} s")
+        self.answer = answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         self._remote_set = True
         for cand in self._remote_candidates:
             await self._add_remote_candidate(cand)
@@ -349,51 +331,20 @@ class ClientPeer:
         self.connect_s = time.monotonic() - started
 
     def _request(self, method: str, params: dict[str, Any]) -> asyncio.Future[Any]:
-        if self._ws is None or self._closed:
+        if self._rpc is None or self._closed:
             raise TransportError("signaling socket is closed")
-        request_id = f"req-{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        self._ws.write_message(rpc.request_message(method, params, request_id))
-        return future
+        return self._rpc.request(method, params)
 
     async def _call(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
-        return await wait_for_with_message(self._request(method, params), timeout_s, f"{method}: no reply within {timeout_s} s")
+        if self._rpc is None or self._closed:
+            raise TransportError("signaling socket is closed")
+        return await self._rpc.call(method, params, timeout_s=timeout_s)
 
-    async def _read_signaling(self) -> None:
-        assert self._ws is not None
-        try:
-            while True:
-                message = await self._ws.read_message()
-                if message is None:
-                    break
-                try:
-                    obj = rpc.parse_response(message if isinstance(message, str) else message.decode())
-                except (ValueError, SignalingError):
-                    log.warning("bad message from signaling server: %.200r", message)
-                    continue
-                self._on_signal(obj)
-        finally:
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(TransportError("signaling socket closed"))
-            self._pending.clear()
-            if not self._closed:
-                self._spawn(self._close())
+    def _on_signaling_closed(self) -> None:
+        if not self._closed:
+            self._spawn(self._close())
 
     def _on_signal(self, obj: dict[str, Any]) -> None:
-        if "method" not in obj:
-            future = self._pending.pop(obj.get("id"), None)
-            if future is None or future.done():
-                return
-            if "error" in obj:
-                err = obj["error"] or {}
-                future.set_exception(
-                    SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""), err.get("data"))
-                )
-            else:
-                future.set_result(obj.get("result"))
-            return
         self.notifications.append(obj)
         params = obj.get("params") or {}
         if obj["method"] == "peer.ice_candidate":
@@ -466,7 +417,8 @@ class ClientPeer:
         if item is _END:
             queue.put_nowait(_END)  # keep the end marker for other readers
             return None
-        return item
+        out: dict[str, Any] = item
+        return out
 
     async def _close(self) -> None:
         if self._closed:
@@ -483,13 +435,8 @@ class ClientPeer:
                 log.debug("closing RTCPeerConnection failed", exc_info=True)
         for reader in self._readers:
             await reader.stop()
-        if self._ws is not None:
-            self._ws.close()
-        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._reader_task), 2.0)
-            except Exception:  # noqa: BLE001 - timed out or failed: stop reading either way
-                self._reader_task.cancel()
+        if self._rpc is not None:
+            await self._rpc.close()
         current = asyncio.current_task()
         others = [t for t in self._tasks if t is not current]
         for task in others:

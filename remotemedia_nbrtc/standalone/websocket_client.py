@@ -1,4 +1,5 @@
-"""WebSocketMediaClient: a browser-free client of the WebSocket media fallback (see :mod:`.wsmedia`).
+"""WebSocketMediaClient: a browser-free client of the WebSocket media fallback (see
+:mod:`remotemedia_nbrtc.transport.wsmedia`).
 
 It does what the widget does when WebRTC cannot connect: announce, ``media.open``, then stream
 the frames of aiortc ``MediaStreamTrack`` sources (``ToneBurstSource``, ``SyntheticVideoSource``...)
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import itertools
 import json
 import logging
 import secrets
@@ -25,21 +25,22 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
-import tornado.httpclient
-import tornado.websocket
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
-from ..protocol.jsonrpc import ErrorCode
-from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
-from ..runtime import AudioData, VideoData, now_us
-from ..runtime.queues import DropOldest
-from . import signaling as rpc
-from .client import signaling_request
+from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
+from remotemedia_nbrtc.runtime import AudioData, VideoData, now_us
+from remotemedia_nbrtc.runtime.queues import DropOldest
+from remotemedia_nbrtc.transport.config import IceConfig
+
+from .rpc_client import RpcClient
+
+if TYPE_CHECKING:
+    from .webrtc_client import ClientPeer
 
 __all__ = ["MediaPath", "WebSocketMediaClient", "connect_media"]
 
@@ -111,8 +112,9 @@ class _ImageEncoder:
 class WebSocketMediaClient:
     """A client of the WebSocket media fallback. Create with :meth:`connect`.
 
-    :meth:`next_output` gives the ``media.output`` params (the data-channel JSON of :mod:`.wire`)
-    with ``recv_us`` added (``now_us()`` clock); binary data outputs as ``{"type": "binary", "data"}``.
+    :meth:`next_output` gives the ``media.output`` params (the data-channel JSON of
+    :mod:`remotemedia_nbrtc.transport.wire`) with ``recv_us`` added (``now_us()`` clock); binary data
+    outputs as ``{"type": "binary", "data"}``.
     Returned audio is in :attr:`received_audio`, returned video in :attr:`received_video`.
     After the socket closed, :attr:`close_code` / :attr:`close_reason` and :attr:`errors` (JSON-RPC
     errors the server pushed, e.g. -32000 when the kernel went away) say why.
@@ -129,20 +131,14 @@ class WebSocketMediaClient:
         self.received_video: deque[VideoData] = deque(maxlen=_VIDEO_KEEP)
         self.video_frames_received = 0
         self.notifications: list[dict[str, Any]] = []
-        self.errors: list[dict[str, Any]] = []
         self.final_stats: dict[str, Any] | None = None
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
         self.connect_s: float | None = None
         self.counters = {"audio_frames_sent": 0, "video_frames_sent": 0, "audio_dropped": 0, "video_dropped": 0,
                          "video_rate_skipped": 0, "bytes_sent": 0, "outputs_received": 0, "outputs_dropped": 0}
-        self._ws: tornado.websocket.WebSocketClientConnection | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[Any, asyncio.Future[Any]] = {}
+        self._rpc: RpcClient | None = None
         self._outputs: asyncio.Queue[Any] = asyncio.Queue(_OUTPUT_QUEUE_MAX)
         self._sources: list[MediaStreamTrack] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reader: asyncio.Task[None] | None = None
         self._audio_q: DropOldest[bytes] = DropOldest(50)
         self._video_slot: bytes | None = None
         self._send_ready = asyncio.Event()
@@ -181,18 +177,10 @@ class WebSocketMediaClient:
         self._audio_q = DropOldest(audio_buffer_frames)
         started = time.monotonic()
         try:
-            try:
-                self._ws = await asyncio.wait_for(
-                    tornado.websocket.websocket_connect(signaling_request(self.url, token), max_message_size=16 << 20),
-                    timeout_s)
-                self._ws.protocol.set_nodelay(True)
-            except TimeoutError:
-                raise ConnectTimeout(f"WebSocket connection to {url} timed out") from None
-            except tornado.httpclient.HTTPClientError as exc:
-                raise TransportError(f"WebSocket connection to {url} refused: {exc}") from exc
-            except OSError as exc:
-                raise TransportError(f"cannot reach {url}: {exc}") from exc
-            self._reader = asyncio.ensure_future(self._read())
+            self._rpc = await RpcClient.connect(
+                url, token=token, timeout_s=timeout_s, what="WebSocket connection", nodelay=True,
+                on_notification=self._on_notification, on_binary=self._on_binary, on_close=self._finish,
+                socket_name="socket", explain_close=True)
             await self.call("peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]},
                             timeout_s=timeout_s)
             params: dict[str, Any] = {"receive_audio": receive_audio, "receive_video": receive_video}
@@ -221,20 +209,9 @@ class WebSocketMediaClient:
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float = 10.0) -> Any:
         """A JSON-RPC request; returns the result or raises :class:`SignalingError` / :class:`TransportError`."""
-        if self._ws is None or self._socket_closed.is_set():
+        if self._rpc is None or self._socket_closed.is_set():
             raise TransportError(f"socket is closed ({self.close_code}: {self.close_reason})")
-        request_id = f"req-{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            await self._ws.write_message(rpc.request_message(method, params or {}, request_id))
-        except tornado.websocket.WebSocketClosedError:
-            self._pending.pop(request_id, None)
-            raise TransportError("socket is closed") from None
-        try:
-            return await wait_for_with_message(future, timeout_s, f"{method}: no reply within {timeout_s} s")
-        finally:
-            self._pending.pop(request_id, None)
+        return await self._rpc.call(method, params, timeout_s=timeout_s)
 
     async def send_text(self, text: str, channel: str | None = None) -> None:
         """Send a ``{"type": "text"}`` input (like the data channel)."""
@@ -272,6 +249,21 @@ class WebSocketMediaClient:
         return self._socket_closed.is_set()
 
     @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code once the socket closed."""
+        return None if self._rpc is None else self._rpc.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The WebSocket close reason once the socket closed."""
+        return None if self._rpc is None else self._rpc.close_reason
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """JSON-RPC errors the server pushed (no id), e.g. -32000 when the kernel went away."""
+        return [] if self._rpc is None else self._rpc.server_errors
+
+    @property
     def connection_state(self) -> str:
         return "closed" if self._socket_closed.is_set() else "connected"
 
@@ -288,14 +280,10 @@ class WebSocketMediaClient:
 
     def abort(self) -> None:
         """Drop the TCP connection with no goodbye (no ``media.close``, no close frame): a crashed tab."""
-        ws = self._ws
-        stream = getattr(getattr(ws, "protocol", None), "stream", None)
         for source in self._sources:
             source.stop()
-        if stream is not None:
-            stream.close()
-        elif ws is not None:
-            ws.close()
+        if self._rpc is not None:
+            self._rpc.abort()
 
     async def close(self, *, drain: bool = True, timeout_s: float = 8.0) -> None:
         """Stop the sources; with ``drain`` ask the kernel to finish (``media.close``) first. Idempotent."""
@@ -304,21 +292,15 @@ class WebSocketMediaClient:
         self._closed = True
         for source in self._sources:
             source.stop()
-        if drain and self._ws is not None and not self._socket_closed.is_set():
+        if drain and self._rpc is not None and not self._socket_closed.is_set():
             try:
                 await self._flush_sends(timeout_s / 2)
                 result = await self.call("media.close", timeout_s=timeout_s)
                 self.final_stats = result.get("stats")
             except (SignalingError, TransportError, TimeoutError) as exc:
                 log.debug("media.close failed: %r", exc)
-        if self._ws is not None:
-            self._ws.close()
-        if self._reader is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
-            except Exception:  # noqa: BLE001 - timed out or failed: stop reading either way
-                self._reader.cancel()
-                await asyncio.gather(self._reader, return_exceptions=True)
+        if self._rpc is not None:
+            await self._rpc.close()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -348,6 +330,8 @@ class WebSocketMediaClient:
                 frame = await source.recv()
             except MediaStreamError:
                 return
+            if not isinstance(frame, av.AudioFrame):
+                raise TypeError(f"an audio source gave {type(frame).__name__}, not an av.AudioFrame")
             ts = wall_us()
             for payload in encoder.encode(frame):
                 if self._audio_q.push(self._frame(KIND_AUDIO, payload, ts)) is not None:
@@ -361,6 +345,8 @@ class WebSocketMediaClient:
                 frame = await source.recv()
             except MediaStreamError:
                 return
+            if not isinstance(frame, av.VideoFrame):
+                raise TypeError(f"a video source gave {type(frame).__name__}, not an av.VideoFrame")
             now = time.monotonic()
             if now - last < 1.0 / max_fps - 0.002:
                 self.counters["video_rate_skipped"] += 1
@@ -373,7 +359,7 @@ class WebSocketMediaClient:
             self._send_ready.set()
 
     async def _send_loop(self) -> None:
-        assert self._ws is not None
+        assert self._rpc is not None
         while True:
             await self._send_ready.wait()
             self._send_ready.clear()
@@ -383,8 +369,8 @@ class WebSocketMediaClient:
                 else:
                     frame, self._video_slot, kind = self._video_slot, None, "video_frames_sent"  # type: ignore[assignment]
                 try:
-                    await self._ws.write_message(frame, binary=True)
-                except tornado.websocket.WebSocketClosedError:
+                    await self._rpc.send_binary(frame)
+                except TransportError:
                     return
                 self.counters[kind] += 1
                 self.counters["bytes_sent"] += len(frame)
@@ -395,33 +381,6 @@ class WebSocketMediaClient:
             await asyncio.sleep(0.005)
 
     # -- receiving ---------------------------------------------------------------------------------
-    async def _read(self) -> None:
-        assert self._ws is not None
-        ws = self._ws
-        try:
-            while True:
-                message = await ws.read_message()
-                if message is None:
-                    break
-                try:
-                    if isinstance(message, bytes):
-                        self._on_binary(message)
-                    else:
-                        self._on_text(message)
-                except Exception:
-                    log.exception("bad message from the server: %.200r", message)
-        finally:
-            self.close_code, self.close_reason = ws.close_code, ws.close_reason
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(TransportError(
-                        f"socket closed ({self.close_code}: {self.close_reason or self._last_error()})"))
-            self._pending.clear()
-            self._finish()
-
-    def _last_error(self) -> str:
-        return str(self.errors[-1].get("message")) if self.errors else "no reason given"
-
     def _finish(self) -> None:
         if self._socket_closed.is_set():
             return
@@ -431,22 +390,7 @@ class WebSocketMediaClient:
             self._outputs.get_nowait()
         self._outputs.put_nowait(_END)
 
-    def _on_text(self, text: str) -> None:
-        obj = rpc.parse_response(text)
-        if "method" not in obj:
-            if obj.get("id") is None and "error" in obj:  # pushed by the server: why it is closing etc.
-                self.errors.append(obj["error"])
-                return
-            future = self._pending.get(obj.get("id"))
-            if future is None or future.done():
-                return
-            if "error" in obj:
-                err = obj["error"] or {}
-                future.set_exception(SignalingError(err.get("code", ErrorCode.INTERNAL_ERROR), err.get("message", ""),
-                                                    err.get("data")))
-            else:
-                future.set_result(obj.get("result"))
-            return
+    def _on_notification(self, obj: dict[str, Any]) -> None:
         if obj["method"] == "media.output":
             out = dict(obj.get("params") or {})
             out["recv_us"] = now_us()
@@ -485,7 +429,7 @@ class WebSocketMediaClient:
 class MediaPath:
     """The outcome of :func:`connect_media`: the connected client, the path in use and why."""
 
-    client: Any  # ClientPeer | WebSocketMediaClient
+    client: ClientPeer | WebSocketMediaClient
     path: str  # "webrtc" | "websocket"
     reason: str
     webrtc_error: str | None = None
@@ -499,7 +443,7 @@ async def connect_media(
     video: MediaStreamTrack | None = None,
     transport: str = "auto",
     webrtc_timeout_s: float = 5.0,
-    ice: Any = None,
+    ice: IceConfig | None = None,
     timeout_s: float = 10.0,
     **ws_options: Any,
 ) -> MediaPath:
@@ -515,7 +459,7 @@ async def connect_media(
     if transport != "websocket":
         from aiortc.contrib.media import MediaRelay
 
-        from .client import ClientPeer
+        from .webrtc_client import ClientPeer
 
         relay = MediaRelay()
         proxies = {k: relay.subscribe(s, buffered=False) if s is not None else None
@@ -538,7 +482,7 @@ async def connect_media(
                     proxy.stop()
         if transport == "webrtc":
             raise TransportError(webrtc_error)
-    client = await WebSocketMediaClient.connect(url, token=token, audio=audio, video=video, timeout_s=timeout_s,
-                                                **ws_options)
+    ws_client = await WebSocketMediaClient.connect(url, token=token, audio=audio, video=video, timeout_s=timeout_s,
+                                                   **ws_options)
     reason = webrtc_error or "forced by setting (transport='websocket')"
-    return MediaPath(client, "websocket", reason, webrtc_error)
+    return MediaPath(ws_client, "websocket", reason, webrtc_error)

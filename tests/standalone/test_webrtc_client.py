@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from remotemedia_nbrtc.runtime import JsonData, Node, Pipeline, RuntimeData, VideoData
-from remotemedia_nbrtc.transport.client import ClientPeer
+from remotemedia_nbrtc.standalone.server import WebRTCServer
+from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.loop_thread import LoopThread, pipeline_loop, rtc_loop
-from remotemedia_nbrtc.transport.server import WebRTCServer
 from remotemedia_nbrtc.transport.sources import (
     SyntheticVideoSource,
     ToneBurstSource,

@@ -1,0 +1,43 @@
+"""The Jupyter-free parts: a standalone signaling + media server and browser-free Python clients.
+
+- :mod:`.server`: :class:`WebRTCServer` / :class:`ServerConfig`, signaling and media with no Jupyter (``python -m
+  remotemedia_nbrtc``), plus its browser test page (``static/``);
+- :mod:`.rpc_client`: :class:`RpcClient`, the one JSON-RPC-over-WebSocket client both clients below speak through;
+- :mod:`.webrtc_client`: :class:`ClientPeer`, a WebRTC client that does what the browser page does;
+- :mod:`.websocket_client`: :class:`WebSocketMediaClient` (the WebSocket media fallback) and :func:`connect_media`
+  (WebRTC first, WebSocket when WebRTC is refused or slow).
+
+The public names load lazily, so ``import remotemedia_nbrtc.standalone`` does not import aiortc.
+May import: :mod:`remotemedia_nbrtc.transport`, ``.runtime``, ``.protocol`` and ``.errors``; nothing of ``server/``
+(the Jupyter extension), ``kernel/``, ``widget/`` or ``display/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClientPeer": ".webrtc_client",
+    "MediaPath": ".websocket_client",
+    "RpcClient": ".rpc_client",
+    "ServerConfig": ".server",
+    "WebRTCServer": ".server",
+    "WebSocketMediaClient": ".websocket_client",
+    "connect_media": ".websocket_client",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
