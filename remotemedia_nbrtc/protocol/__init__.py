@@ -2,6 +2,8 @@
 
 - :mod:`.jsonrpc`: JSON-RPC 2.0 signaling: the method table, the error codes, the server's peer id,
   the message and id size limits (parsing and validation live in ``transport.signaling``).
+- :mod:`.datachannel`: the data channels' labels and channel protocols, the JSON message format on the
+  pipeline-data channel and its size limit (the encoding of pipeline data lives in ``transport.wire``).
 - :mod:`.media_frames`: binary media frames (13-byte header, then the payload), used by the WebSocket
   media fallback and by pcm16 audio on the ``rm-audio`` data channel.
 - :mod:`.kernel_link`: the link between the Jupyter server extension and its kernels: environment,
@@ -12,6 +14,7 @@ Modules import from the submodules; this package re-exports the most used names 
 May import: the standard library only (no aiortc, no Jupyter, nothing of this package).
 """
 
+from .datachannel import DC_AUDIO_LABEL
 from .jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, MAX_ID_LENGTH, METHODS, SERVER_PEER_ID, ErrorCode
 from .kernel_link import (
     ENVELOPE_KINDS_FROM_KERNEL,
@@ -22,7 +25,6 @@ from .kernel_link import (
     LINK_URL_ENV,
 )
 from .media_frames import (
-    DC_AUDIO_LABEL,
     FRAME_KINDS,
     HEADER,
     HEADER_BYTES,
