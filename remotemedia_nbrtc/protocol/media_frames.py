@@ -19,7 +19,7 @@ FRAME_KINDS: dict[str, int] = {"audio": KIND_AUDIO, "video": KIND_VIDEO, "data":
 
 
 def wall_us() -> int:
-    """Microseconds since the Unix epoch (the header's timestamp clock)."""
+    """Microseconds since the Unix epoch: the clock of frame headers and of data-channel ``ts_us``."""
     return time.time_ns() // 1000
 
 

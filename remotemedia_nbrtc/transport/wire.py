@@ -8,12 +8,12 @@ The message format and :data:`~remotemedia_nbrtc.protocol.datachannel.MAX_MESSAG
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
 
 from ..protocol.datachannel import MAX_MESSAGE_BYTES
+from ..protocol.media_frames import wall_us
 from ..runtime import BinaryData, ErrorData, JsonData, RuntimeData, TextData
 
 __all__ = [
@@ -37,10 +37,6 @@ class MessageTooLarge(ValueError):
 
 class UndecodableMessage(ValueError):
     """An incoming message that cannot become pipeline input (e.g. JSON nested too deeply to parse)."""
-
-
-def _wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _default(value: Any) -> Any:
@@ -72,7 +68,7 @@ def _envelope(kind: str, node: str | None, media_ts: int | None, **fields: Any) 
         obj["node"] = node
     if media_ts is not None:
         obj["media_ts_us"] = media_ts
-    obj["ts_us"] = _wall_us()
+    obj["ts_us"] = wall_us()
     return obj
 
 
