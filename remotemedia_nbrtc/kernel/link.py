@@ -2,7 +2,7 @@
 
 Lives on the RTC loop (``transport.loop_thread.rtc_loop()``). The extension exports the link URL
 and secret to the environment of kernels it starts; nothing is typed by the user. Envelopes are
-described in :mod:`remotemedia_nbrtc.server.relay`. The link reconnects when it drops and then
+defined in :mod:`remotemedia_nbrtc.protocol.kernel_link`. The link reconnects when it drops and then
 registers its sessions again; browser connections that were open over the old link are closed.
 
 Binary frames (WebSocket media, :mod:`remotemedia_nbrtc.transport.wsmedia`) travel on the link
@@ -38,6 +38,9 @@ from remotemedia_nbrtc.protocol.kernel_link import (
     LINK_SECRET_ENV,
     LINK_SECRET_HEADER,
     LINK_URL_ENV,
+    envelope,
+    pack_link_frame,
+    unpack_link_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -329,16 +332,17 @@ class KernelLink:
         return written
 
     def _dispatch_binary(self, data: bytes) -> None:
-        if not data or data[0] == 0 or len(data) < 1 + data[0]:
-            log.debug("kernel link: binary frame without a connection prefix")
+        try:
+            conn_id, frame = unpack_link_frame(data)
+        except ValueError:  # UnicodeDecodeError included
+            log.debug("kernel link: binary frame without a valid connection prefix")
             return
-        conn_id = bytes(data[1 : 1 + data[0]]).decode("ascii", "replace")
         conn = self._conns.get(conn_id)
         handle = getattr(conn.endpoint, "handle_binary", None) if conn is not None else None
         if handle is None:
             return
         try:
-            handle(bytes(memoryview(data)[1 + data[0] :]))
+            handle(frame)
         except Exception:
             log.exception("endpoint %s failed on a binary frame", conn_id)
 
@@ -391,11 +395,10 @@ class KernelLink:
             log.exception("kernel link: cannot create a signaling endpoint")
             self._send(envelope("close", conn=conn_id, data=f"kernel could not open the session: {exc}"))
             return
-        prefix = bytes([len(conn_id)]) + conn_id.encode("ascii")
 
         def send_binary(frame: bytes) -> Awaitable[None] | None:
             if conn_id in self._conns:
-                return self._send_binary(prefix + frame)
+                return self._send_binary(pack_link_frame(conn_id, frame))
             return None
 
         attach = getattr(endpoint, "set_binary_sender", None)
@@ -435,11 +438,6 @@ class KernelLink:
                 await conn.endpoint.close()
             except Exception:
                 log.exception("closing signaling endpoint %s failed", conn.conn_id)
-
-
-def envelope(kind: str, **fields: Any) -> str:
-    """A kernel-link envelope as text; ``None`` fields are left out."""
-    return json.dumps({"kind": kind, **{k: v for k, v in fields.items() if v is not None}})
 
 
 _link: KernelLink | None = None

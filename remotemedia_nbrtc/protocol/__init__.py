@@ -1,50 +1,16 @@
-"""The wire protocols, each defined once: JSON-RPC error codes, binary media frames, the kernel link.
+"""The wire protocols, each defined once; everything that speaks one imports its facts from here.
 
-Everything that speaks to a browser, a standalone client or the Jupyter server imports its constants
-from here; ``widget/js/protocol.js`` mirrors them for the front end (a test checks the two agree).
+- :mod:`.jsonrpc`: JSON-RPC 2.0 signaling: the method table, the error codes, the server's peer id,
+  the message and id size limits (parsing and validation live in ``transport.signaling``).
+- :mod:`.datachannel`: the data channels' labels and channel protocols, the JSON message format on the
+  pipeline-data channel and its size limit (the encoding of pipeline data lives in ``transport.wire``).
+- :mod:`.media_frames`: binary media frames (13-byte header, then the payload), used by the WebSocket
+  media fallback and by pcm16 audio on the ``rm-audio`` data channel.
+- :mod:`.kernel_link`: the link between the Jupyter server extension and its kernels: environment,
+  auth header, JSON envelopes and connection-prefixed binary frames.
+
+``widget/js/protocol.js`` mirrors the constants the front end uses (a test checks the two agree).
+Modules import from the submodules (``from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode``); this
+package re-exports nothing, so each name has one home.
 May import: the standard library only (no aiortc, no Jupyter, nothing of this package).
 """
-
-from .jsonrpc import ERROR_CODES, SERVER_PEER_ID, ErrorCode
-from .kernel_link import (
-    ENVELOPE_KINDS_FROM_KERNEL,
-    LINK_CERT_ENV,
-    LINK_MAX_MESSAGE_BYTES,
-    LINK_SECRET_ENV,
-    LINK_SECRET_HEADER,
-    LINK_URL_ENV,
-)
-from .media_frames import (
-    DC_AUDIO_LABEL,
-    FRAME_KINDS,
-    HEADER,
-    HEADER_BYTES,
-    KIND_AUDIO,
-    KIND_DATA,
-    KIND_VIDEO,
-    pack_frame,
-    unpack_frame,
-    wall_us,
-)
-
-__all__ = [
-    "DC_AUDIO_LABEL",
-    "ENVELOPE_KINDS_FROM_KERNEL",
-    "ERROR_CODES",
-    "FRAME_KINDS",
-    "HEADER",
-    "HEADER_BYTES",
-    "KIND_AUDIO",
-    "KIND_DATA",
-    "KIND_VIDEO",
-    "LINK_CERT_ENV",
-    "LINK_MAX_MESSAGE_BYTES",
-    "LINK_SECRET_ENV",
-    "LINK_SECRET_HEADER",
-    "LINK_URL_ENV",
-    "SERVER_PEER_ID",
-    "ErrorCode",
-    "pack_frame",
-    "unpack_frame",
-    "wall_us",
-]

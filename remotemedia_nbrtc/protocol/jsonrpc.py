@@ -1,13 +1,48 @@
-"""JSON-RPC 2.0 error codes of RemoteMedia's signaling, in one table (upstream's -32000.. range plus the standard ones)."""
+"""JSON-RPC 2.0 facts of RemoteMedia's signaling: the methods, the error codes, the server's peer id, size limits.
+
+Methods and codes follow upstream's ``crates/transports/webrtc/src/signaling/protocol.rs`` (its -32000..
+range plus the standard codes); ``session.info``, ``control.*`` and ``media.*`` are our own additions.
+Parsing and parameter validation live in ``transport.signaling``.
+"""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ERROR_CODES", "SERVER_PEER_ID", "ErrorCode"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ERROR_CODES", "MAX_ID_LENGTH", "METHODS", "SERVER_PEER_ID", "ErrorCode"]
 
 #: The ``to``/``from`` of messages the kernel-side peer sends and receives.
 SERVER_PEER_ID = "remotemedia-server"
+
+#: Every method a signaling endpoint accepts (requests and notifications from the client).
+METHODS = frozenset(
+    {
+        "peer.announce",
+        "peer.offer",
+        "peer.answer",
+        "peer.ice_candidate",
+        "peer.disconnect",
+        "peer.list",
+        "list_peers",
+        "server.info",
+        "session.info",
+        "control.subscribe",
+        "control.unsubscribe",
+        "control.publish",
+        "control.set_node_state",
+        "control.flush_audio",
+        "media.open",
+        "media.close",
+        "media.send",
+        "media.stats",
+    }
+)
+
+#: Largest signaling message (bytes) an endpoint and the server extension's browser socket accept:
+#: messages are SDP-sized, anything bigger is a client bug or abuse.
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+#: Longest request id, ``peer_id``, ``from`` or ``to`` accepted (characters).
+MAX_ID_LENGTH = 256
 
 
 class ErrorCode(IntEnum):

@@ -1,6 +1,6 @@
 """Binary media frames: a 13-byte header (kind, sequence, timestamp) then the payload.
 
-Used by the WebSocket media fallback and by pcm16 audio on the ``rm-audio`` data channel.
+Used by the WebSocket media fallback and by pcm16 audio on the ``rm-audio`` data channel (``datachannel``).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 import time
 
-__all__ = ["DC_AUDIO_LABEL", "FRAME_KINDS", "HEADER", "HEADER_BYTES", "KIND_AUDIO", "KIND_DATA", "KIND_VIDEO",
+__all__ = ["FRAME_KINDS", "HEADER", "HEADER_BYTES", "KIND_AUDIO", "KIND_DATA", "KIND_VIDEO",
            "pack_frame", "unpack_frame", "wall_us"]
 
 #: u8 kind, u32 sequence, u64 timestamp (microseconds since the Unix epoch), little-endian
@@ -16,12 +16,10 @@ HEADER = struct.Struct("<BIQ")
 HEADER_BYTES = HEADER.size  # 13
 KIND_AUDIO, KIND_VIDEO, KIND_DATA = 1, 2, 3
 FRAME_KINDS: dict[str, int] = {"audio": KIND_AUDIO, "video": KIND_VIDEO, "data": KIND_DATA}
-#: The unreliable data channel that carries pcm16 audio frames (``audio_transport="datachannel"``).
-DC_AUDIO_LABEL = "rm-audio"
 
 
 def wall_us() -> int:
-    """Microseconds since the Unix epoch (the header's timestamp clock)."""
+    """Microseconds since the Unix epoch: the clock of frame headers and of data-channel ``ts_us``."""
     return time.time_ns() // 1000
 
 

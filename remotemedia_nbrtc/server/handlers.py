@@ -12,14 +12,12 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, ErrorCode
 from remotemedia_nbrtc.protocol.kernel_link import LINK_MAX_MESSAGE_BYTES, LINK_SECRET_HEADER
 
 from .relay import Relay, SessionUnavailable, jsonrpc_error
 
 AUTH_RESOURCE = "remotemedia"
-#: Signaling messages are SDP-sized; anything bigger is a client bug or abuse.
-BROWSER_MAX_MESSAGE_BYTES = 256 * 1024
 
 # WebSocket close codes (4000-4999 are application-defined).
 CLOSE_NORMAL = 1000
@@ -82,7 +80,8 @@ class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ig
 class BrowserSocketHandler(_SocketBase):
     """``remotemedia/ws/<session_id>``: JSON-RPC signaling relayed to the kernel that owns the session."""
 
-    max_message_size = BROWSER_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    #: the signaling limit, as the kernel's endpoint applies it
+    max_message_size = DEFAULT_MAX_MESSAGE_BYTES  # type: ignore[assignment]
     conn_id: str | None = None
 
     @ws_authenticated

@@ -2,17 +2,10 @@
 
 One :class:`Relay` lives in the server extension. Kernels connect over a *kernel link* and
 register the session ids they serve; browsers connect to ``remotemedia/ws/<session_id>``.
-The relay multiplexes every browser connection of a session over its kernel's link with
-envelopes ``{"kind": ..., "conn": ..., "session": ..., "data": ...}``:
-
-    browser -> kernel   open {conn, session} | message {conn, data} | close {conn}
-    kernel  -> browser  message {conn, data} | close {conn, data?: reason}
-    kernel  -> relay    register {session} | unregister {session}
-    relay   -> kernel   registered {session} | unregistered {session} | error {session?, conn?, data}
-
+The relay multiplexes every browser connection of a session over its kernel's link; the envelopes
+and the connection-prefixed binary frames are defined in :mod:`remotemedia_nbrtc.protocol.kernel_link`.
 Binary frames (WebSocket media, see ``remotemedia_nbrtc.transport.wsmedia``) are relayed as they are,
-both ways; on the link each one is prefixed with its connection id: ``u8 n, n bytes of the ASCII
-connection id, then the browser's frame``. Binary frames for unknown connections are dropped.
+both ways; binary frames for unknown connections are dropped.
 """
 
 from __future__ import annotations
@@ -25,29 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
-from remotemedia_nbrtc.protocol.kernel_link import ENVELOPE_KINDS_FROM_KERNEL
+from remotemedia_nbrtc.protocol.kernel_link import (
+    ENVELOPE_KINDS_FROM_KERNEL,
+    envelope,
+    pack_link_frame,
+    unpack_link_frame,
+)
 
 log = logging.getLogger(__name__)
 
-
-
 BinarySend = Callable[[bytes], None]
-
-
-def pack_link_frame(conn_id: str, frame: bytes) -> bytes:
-    """A binary frame for the kernel link: the connection id prefix, then ``frame``."""
-    raw = conn_id.encode("ascii")
-    if not 0 < len(raw) < 256:
-        raise ValueError("connection ids are 1-255 ASCII characters")
-    return bytes([len(raw)]) + raw + frame
-
-
-def unpack_link_frame(data: bytes) -> tuple[str, bytes]:
-    """``(conn_id, frame)`` of a binary kernel-link frame; ``ValueError`` when malformed."""
-    if not data or len(data) < 1 + data[0] or data[0] == 0:
-        raise ValueError("binary link frame needs a connection id prefix")
-    n = data[0]
-    return bytes(data[1 : 1 + n]).decode("ascii"), bytes(memoryview(data)[1 + n :])
 
 
 class SessionUnavailable(Exception):
@@ -60,11 +40,6 @@ def jsonrpc_error(code: int, message: str, request_id: Any = None, data: Any = N
     if data is not None:
         error["data"] = data
     return json.dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
-
-
-def envelope(kind: str, **fields: Any) -> str:
-    """An envelope for the kernel link as text; ``None`` fields are left out."""
-    return json.dumps({"kind": kind, **{k: v for k, v in fields.items() if v is not None}})
 
 
 @dataclass
@@ -185,7 +160,7 @@ class Relay:
             return
         try:
             conn_id, frame = unpack_link_frame(data)
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:  # UnicodeDecodeError included
             kernel.send(envelope("error", data="binary link frames must start with a connection id prefix"))
             return
         browser = self._browsers.get(conn_id)

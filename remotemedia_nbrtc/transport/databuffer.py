@@ -8,7 +8,7 @@ The message types are built from descriptors at import time (no ``protoc``, no g
 ``BinaryBuffer{data=1, mime_type=2}``. Other kinds (video, tensor, control, ...) are rejected with a clear error.
 
 Which format a channel speaks is negotiated per channel (:func:`wants_databuffer`): a client asks for
-DataBuffer with the channel ``protocol`` :data:`DATABUFFER_PROTOCOL`; on upstream's label ``pipeline-data``
+DataBuffer with the channel ``protocol`` ``remotemedia.databuffer``; on upstream's label ``pipeline-data``
 without a protocol, the first binary message that parses as a DataBuffer switches the channel to it.
 """
 
@@ -20,15 +20,12 @@ from typing import Any
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from ..protocol.datachannel import DATA_CHANNEL_LABEL, DATABUFFER_PROTOCOL
 from ..runtime import AudioData, BinaryData, JsonData, RuntimeData, TextData
 
-__all__ = ["DATABUFFER_PROTOCOL", "UPSTREAM_LABEL", "DataBufferError", "decode_databuffer", "encode_databuffer",
+__all__ = ["DataBufferError", "decode_databuffer", "encode_databuffer",
            "message_classes", "wants_databuffer"]
 
-#: ``RTCDataChannel.protocol`` a client sets to get protobuf DataBuffer messages both ways
-DATABUFFER_PROTOCOL = "remotemedia.databuffer"
-#: upstream's data-channel label
-UPSTREAM_LABEL = "pipeline-data"
 AUDIO_F32 = 1
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -92,7 +89,7 @@ def wants_databuffer(label: str, protocol: str) -> bool | None:
     """True: DataBuffer from the start; None: decide on the first message (upstream's label); False: JSON."""
     if protocol == DATABUFFER_PROTOCOL:
         return True
-    if label == UPSTREAM_LABEL and not protocol:
+    if label == DATA_CHANNEL_LABEL and not protocol:
         return None
     return False
 

@@ -3,7 +3,7 @@
 The browser opens the channel (any label); the server uses the most recently opened one for
 outputs. Messages sent before any channel is open are queued (at most ``queue_limit``; beyond that
 the oldest is dropped and counted in ``dropped``) and flushed in order on ``open``. Outputs larger
-than :data:`~.wire.MAX_MESSAGE_BYTES` are replaced by an ``error`` message and counted in ``too_large``.
+than :data:`~remotemedia_nbrtc.protocol.datachannel.MAX_MESSAGE_BYTES` are replaced by an ``error`` message and counted in ``too_large``.
 
 Wire format, per channel: our JSON (:mod:`.wire`) by default; RemoteMedia's protobuf ``DataBuffer``
 (:mod:`.databuffer`) when the client asks for it with the channel protocol ``remotemedia.databuffer``, or on
@@ -18,11 +18,11 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
+from ..protocol.datachannel import MAX_MESSAGE_BYTES
 from ..runtime import RuntimeData
 from ..runtime.queues import DropOldest
 from .databuffer import DataBufferError, decode_databuffer, encode_databuffer, wants_databuffer
 from .wire import (
-    MAX_MESSAGE_BYTES,
     MessageTooLarge,
     _checked,
     decode_message,

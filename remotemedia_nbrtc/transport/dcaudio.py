@@ -38,7 +38,8 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
-from ..protocol.media_frames import DC_AUDIO_LABEL, KIND_AUDIO, pack_frame, unpack_frame, wall_us
+from ..protocol.datachannel import DC_AUDIO_LABEL
+from ..protocol.media_frames import KIND_AUDIO, pack_frame, unpack_frame, wall_us
 from ..runtime import AudioData, AudioFormat
 from .tracks import AudioNormalizer, PipelineAudioTrack
 from .wsmedia import MAX_PCM_RATE, MIN_PCM_RATE, PayloadAudioDecoder

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, SERVER_PEER_ID, ErrorCode
 from remotemedia_nbrtc.runtime.data import (
     AudioData,
     BinaryData,
@@ -183,7 +183,7 @@ class SignalingEndpoint:
         runner: PipelineRunner | None = None,
         server_peer_id: str = SERVER_PEER_ID,
         registry: PeerRegistry | None = None,
-        max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         server_info: dict[str, Any] | None = None,
         peer_factory: PeerFactory | None = None,
         on_close: Callable[[], Any] | None = None,

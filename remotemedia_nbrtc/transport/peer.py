@@ -19,8 +19,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ConnectTimeout, SignalingError
+from ..protocol.datachannel import DC_AUDIO_LABEL
 from ..protocol.jsonrpc import ErrorCode
-from ..protocol.media_frames import DC_AUDIO_LABEL
 from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
 from .aiortc_internals import offer_direction, transceiver_codecs
 from .bridge import SessionBridge

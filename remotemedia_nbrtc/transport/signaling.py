@@ -1,7 +1,8 @@
 """JSON-RPC 2.0 messages of RemoteMedia's WebRTC signaling: parsing, validation and builders.
 
-Pure functions, no I/O. Method names, parameters and error codes follow upstream's
-``crates/transports/webrtc/src/signaling/protocol.rs``; ``session.info`` is our own addition.
+Pure functions, no I/O. The protocol's facts (method names, error codes, size limits) are defined in
+:mod:`remotemedia_nbrtc.protocol.jsonrpc`; parameters follow upstream's
+``crates/transports/webrtc/src/signaling/protocol.rs``.
 
 Every malformed input raises :class:`RpcError`, which carries the request id when one could be read,
 so the caller can always answer with :func:`error_message`.
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, MAX_ID_LENGTH, METHODS, ErrorCode
 
 __all__ = [
+    # re-exported for transport/server.py (``rpc.DEFAULT_MAX_MESSAGE_BYTES``) until it imports protocol itself
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "METHODS",
     "NODE_STATES",
     "Request",
     "RpcError",
@@ -37,14 +38,13 @@ __all__ = [
     "validate_sdp",
 ]
 
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
-MAX_ID_LENGTH = 256
 NODE_STATES = ("enabled", "bypass", "disabled")
 
 _ANY = object()  # marker: any JSON value
 _REQUIRED, _OPTIONAL = True, False
 
-# method -> {param: (accepted types, required)}; params not listed are ignored (upstream is lenient).
+# method -> {param: (accepted types, required)}, one entry per protocol METHOD (a test checks);
+# params not listed are ignored (upstream is lenient).
 _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
     "peer.announce": {
         "peer_id": (str, _REQUIRED),
@@ -82,7 +82,6 @@ _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
     "media.send": {"message": (str, _REQUIRED)},
     "media.stats": {},
 }
-METHODS = frozenset(_PARAM_SPECS)
 
 _TOPIC_RE = re.compile(
     r"^(?P<node>[A-Za-z0-9_*-][A-Za-z0-9_:*-]{0,127})\.(?P<dir>in|out)(?:\.(?P<port>[A-Za-z0-9_-]{1,64}))?$"
@@ -180,7 +179,7 @@ def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_
         raise RpcError(
             ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id
         )
-    if method not in _PARAM_SPECS:
+    if method not in METHODS:
         raise RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
     params = obj.get("params", {})
     if params is None:

@@ -1,43 +1,22 @@
-"""Data-channel message format (pipeline <-> client), JSON text unless noted.
+"""Encoding and decoding of pipeline data on the data channel (needs the runtime's data types and numpy).
 
-Client -> server:
-
-- a text message holding a JSON object ``{"type": "text", "text": str, "channel"?: str}`` -> ``TextData``
-- ``{"type": "json", "value": any}`` -> ``JsonData(value)``
-- any other JSON object or array -> ``JsonData`` of the whole value
-- anything else (plain text, or a bare JSON scalar such as ``hello`` or ``42``) -> ``TextData`` of the
-  message as sent
-- a binary message -> ``BinaryData(bytes)``
-
-Server -> client (compact JSON, one object per message). Every object has ``type`` and ``ts_us``
-(server wall clock, microseconds since the Unix epoch, when the message was encoded); ``node`` names the
-producing node and ``media_ts_us`` carries the data's own ``timestamp_us`` when they are known:
-
-- ``{"type": "text", "text": str, "channel": str, ...}`` from ``TextData``
-- ``{"type": "json", "value": any, ...}`` from ``JsonData`` (numpy values become lists / numbers)
-- ``{"type": "error", "message": str, "error_type": str, "node"?: str, ...}`` from ``ErrorData``, and
-  for transport-level errors (e.g. an output too large to send)
-- ``{"type": "metrics", "value": {...}, ...}``
-- ``BinaryData`` is sent as a binary message, as is.
-
-Size: aiortc refuses messages above the peer's SCTP max-message-size (RFC 8841 default 64 KiB;
-browsers usually allow 256 KiB). :data:`MAX_MESSAGE_BYTES` is the limit we enforce: a larger output
-raises :class:`MessageTooLarge` from :func:`encode_output`, and the sender replaces it with a small
-``error`` message and counts it (no splitting, so every message stays one self-contained JSON object).
+The message format and :data:`~remotemedia_nbrtc.protocol.datachannel.MAX_MESSAGE_BYTES` are defined in
+:mod:`remotemedia_nbrtc.protocol.datachannel`. A larger output raises :class:`MessageTooLarge` from
+:func:`encode_output`, and the sender replaces it with a small ``error`` message and counts it.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
 
+from ..protocol.datachannel import MAX_MESSAGE_BYTES
+from ..protocol.media_frames import wall_us
 from ..runtime import BinaryData, ErrorData, JsonData, RuntimeData, TextData
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
     "MessageTooLarge",
     "UndecodableMessage",
     "decode_message",
@@ -45,8 +24,6 @@ __all__ = [
     "encode_metrics",
     "encode_output",
 ]
-
-MAX_MESSAGE_BYTES = 65536
 
 
 class MessageTooLarge(ValueError):
@@ -60,10 +37,6 @@ class MessageTooLarge(ValueError):
 
 class UndecodableMessage(ValueError):
     """An incoming message that cannot become pipeline input (e.g. JSON nested too deeply to parse)."""
-
-
-def _wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _default(value: Any) -> Any:
@@ -95,7 +68,7 @@ def _envelope(kind: str, node: str | None, media_ts: int | None, **fields: Any) 
         obj["node"] = node
     if media_ts is not None:
         obj["media_ts_us"] = media_ts
-    obj["ts_us"] = _wall_us()
+    obj["ts_us"] = wall_us()
     return obj
 
 

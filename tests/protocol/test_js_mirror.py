@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from remotemedia_nbrtc import protocol
+from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL, DC_AUDIO_LABEL
+from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, METHODS, SERVER_PEER_ID
+from remotemedia_nbrtc.protocol.media_frames import FRAME_KINDS, HEADER_BYTES
 
 PROTOCOL_JS = Path(protocol.__file__).parents[1] / "widget" / "js" / "protocol.js"
 
@@ -24,21 +27,28 @@ def js_constants() -> dict[str, Any]:
 
 
 def test_protocol_js_holds_exactly_the_shared_constants() -> None:
-    assert set(js_constants()) == {"ERROR_CODES", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID",
-                                   "DC_AUDIO_LABEL"}
+    assert set(js_constants()) == {"ERROR_CODES", "METHODS", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID",
+                                   "DATA_CHANNEL_LABEL", "DC_AUDIO_LABEL"}
 
 
 def test_every_error_code_the_front_end_knows_is_the_python_one() -> None:
     codes = js_constants()["ERROR_CODES"]
-    assert codes and all(protocol.ERROR_CODES[name] == code for name, code in codes.items()), codes
+    assert codes and all(ERROR_CODES[name] == code for name, code in codes.items()), codes
 
 
-def test_frames_server_peer_and_audio_channel_match() -> None:
+def test_every_method_the_front_end_calls_is_a_protocol_method_named_after_it() -> None:
+    methods = js_constants()["METHODS"]
+    assert methods and set(methods.values()) <= METHODS, methods
+    assert all(key == method.upper().replace(".", "_") for key, method in methods.items()), methods
+
+
+def test_frames_server_peer_and_channel_labels_match() -> None:
     c = js_constants()
-    assert c["FRAME_KINDS"] == protocol.FRAME_KINDS
-    assert c["FRAME_HEADER_BYTES"] == protocol.HEADER_BYTES
-    assert c["SERVER_PEER_ID"] == protocol.SERVER_PEER_ID
-    assert c["DC_AUDIO_LABEL"] == protocol.DC_AUDIO_LABEL
+    assert c["FRAME_KINDS"] == FRAME_KINDS
+    assert c["FRAME_HEADER_BYTES"] == HEADER_BYTES
+    assert c["SERVER_PEER_ID"] == SERVER_PEER_ID
+    assert c["DATA_CHANNEL_LABEL"] == DATA_CHANNEL_LABEL
+    assert c["DC_AUDIO_LABEL"] == DC_AUDIO_LABEL
 
 
 def test_the_front_end_uses_the_constants_not_literals() -> None:
@@ -46,6 +56,7 @@ def test_the_front_end_uses_the_constants_not_literals() -> None:
         if path == PROTOCOL_JS:
             continue
         text = path.read_text()
-        for literal in ("-32000", "-32600", "-32700", '"remotemedia-server"', '"rm-audio"'):
+        for literal in ("-32000", "-32600", "-32700", '"remotemedia-server"', '"pipeline-data"', '"rm-audio"'):
             assert literal not in text, (path.name, literal)
+        assert not re.search(r"\.(call|notify)\(\s*[\"'`]", text), f"{path.name}: a method name literal, not METHODS"
         assert not re.search(r"KIND_\w+ = \d", text), path.name

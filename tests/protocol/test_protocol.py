@@ -1,14 +1,17 @@
-"""The protocol package: stdlib only, one table of codes, binary frames that round-trip."""
+"""The protocol package: stdlib only, one table of codes, binary frames and kernel-link messages that round-trip."""
 
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 
 from remotemedia_nbrtc import protocol
-from remotemedia_nbrtc.protocol import ErrorCode, pack_frame, unpack_frame
+from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, ErrorCode
+from remotemedia_nbrtc.protocol.kernel_link import envelope, pack_link_frame, unpack_link_frame
+from remotemedia_nbrtc.protocol.media_frames import HEADER_BYTES, KIND_VIDEO, pack_frame, unpack_frame
 
 
 def test_protocol_imports_nothing_but_the_standard_library() -> None:
@@ -23,18 +26,35 @@ def test_protocol_imports_nothing_but_the_standard_library() -> None:
 
 
 def test_codes_are_json_rpc_server_errors_and_names_are_unique() -> None:
-    assert protocol.ERROR_CODES["PARSE_ERROR"] == -32700
+    assert ERROR_CODES["PARSE_ERROR"] == -32700
     assert ErrorCode.SESSION_UNAVAILABLE is ErrorCode.PEER_NOT_FOUND  # the relay's name for the same code
-    distinct = {code for name, code in protocol.ERROR_CODES.items() if name != "SESSION_UNAVAILABLE"}
-    assert len(distinct) == len(protocol.ERROR_CODES) - 1
+    distinct = {code for name, code in ERROR_CODES.items() if name != "SESSION_UNAVAILABLE"}
+    assert len(distinct) == len(ERROR_CODES) - 1
     assert all(-32768 <= code <= -32000 for code in distinct)
 
 
 def test_a_frame_round_trips_and_bad_frames_are_refused() -> None:
-    frame = pack_frame(protocol.KIND_VIDEO, 2**32 + 5, 1_700_000_000_000_000, b"jpeg")
-    assert len(frame) == protocol.HEADER_BYTES + 4
-    assert unpack_frame(frame) == (protocol.KIND_VIDEO, 5, 1_700_000_000_000_000, b"jpeg")  # seq wraps at 32 bits
+    frame = pack_frame(KIND_VIDEO, 2**32 + 5, 1_700_000_000_000_000, b"jpeg")
+    assert len(frame) == HEADER_BYTES + 4
+    assert unpack_frame(frame) == (KIND_VIDEO, 5, 1_700_000_000_000_000, b"jpeg")  # seq wraps at 32 bits
     with pytest.raises(ValueError, match="shorter"):
         unpack_frame(frame[:5])
     with pytest.raises(ValueError, match="kind 9"):
         unpack_frame(pack_frame(9, 0, 0, b""))
+
+
+def test_an_envelope_leaves_out_none_fields() -> None:
+    assert json.loads(envelope("close", conn="c1", data=None)) == {"kind": "close", "conn": "c1"}
+    assert json.loads(envelope("message", conn="c2", data="{}")) == {"kind": "message", "conn": "c2", "data": "{}"}
+
+
+def test_a_link_frame_round_trips_and_bad_prefixes_are_refused() -> None:
+    frame = pack_link_frame("c12", b"\x01media")
+    assert frame == b"\x03c12\x01media" and unpack_link_frame(frame) == ("c12", b"\x01media")
+    assert unpack_link_frame(pack_link_frame("c1", b"")) == ("c1", b"")
+    for bad in (b"", b"\x00abc", b"\x05ab", b"\x02\xff\xfe"):
+        with pytest.raises(ValueError):
+            unpack_link_frame(bad)
+    for bad_id in ("", "x" * 256, "c\u00e9"):
+        with pytest.raises(ValueError):
+            pack_link_frame(bad_id, b"")

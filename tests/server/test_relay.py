@@ -157,7 +157,7 @@ def test_message_without_string_data_is_an_error():
 
 
 def test_binary_frames_carry_the_connection_prefix_on_the_link():
-    from remotemedia_nbrtc.server.relay import pack_link_frame, unpack_link_frame
+    from remotemedia_nbrtc.protocol.kernel_link import pack_link_frame, unpack_link_frame
 
     relay = Relay()
     to_kernel: list[bytes] = []

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from remotemedia_nbrtc import AudioData, BinaryData, JsonData, TextData
+from remotemedia_nbrtc.protocol.datachannel import DATABUFFER_PROTOCOL
 from remotemedia_nbrtc.transport.databuffer import (
-    DATABUFFER_PROTOCOL,
     decode_databuffer,
     encode_databuffer,
     message_classes,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from remotemedia_nbrtc.protocol.media_frames import DC_AUDIO_LABEL as LABEL
+from remotemedia_nbrtc.protocol.datachannel import DC_AUDIO_LABEL as LABEL
 from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from remotemedia_nbrtc.transport.dcaudio import OUT_FRAME_MS, DataChannelAudio, parse_protocol
 from remotemedia_nbrtc.transport.loop_thread import LoopThread

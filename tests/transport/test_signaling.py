@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import METHODS, ErrorCode
 from remotemedia_nbrtc.transport import signaling as rpc
 from tests.transport._signaling_cases import OVERSIZE_LIMIT, malformed_messages
 
@@ -66,6 +66,10 @@ def test_parse_error_and_invalid_request() -> None:
     assert code_of("[]") == (-32600, None)
     assert code_of('{"jsonrpc": "1.0", "method": "peer.list", "id": "x"}') == (-32600, "x")
     assert code_of('{"jsonrpc": "2.0", "method": "peer.list", "id": true}') == (-32600, None)
+
+
+def test_every_protocol_method_has_a_parameter_spec_and_no_other() -> None:
+    assert set(rpc._PARAM_SPECS) == METHODS
 
 
 def test_method_not_found_keeps_id() -> None:

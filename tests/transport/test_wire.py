@@ -1,4 +1,4 @@
-"""Data-channel message format (remotemedia_nbrtc.transport.wire) and the queueing link."""
+"""Data-channel message format (protocol.datachannel, encoded by transport.wire) and the queueing link."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from remotemedia_nbrtc.protocol.datachannel import MAX_MESSAGE_BYTES
 from remotemedia_nbrtc.runtime import AudioData, BinaryData, ErrorData, JsonData, TextData
 from remotemedia_nbrtc.transport.datachannel import DataChannelLink
 from remotemedia_nbrtc.transport.wire import (
-    MAX_MESSAGE_BYTES,
     MessageTooLarge,
     decode_message,
     encode_metrics,

@@ -2,7 +2,7 @@
 // 2.0 over the server extension's WebSocket (rpc_socket.js): peer.announce, peer.offer answered in the result,
 // trickle ICE both ways, peer.state_change notifications; media over WebRTC, or the WebSocket fallback.
 
-import { ERROR_CODES } from "./protocol.js";
+import { ERROR_CODES, METHODS } from "./protocol.js";
 import { authHeaders, baseUrl, benchHook, detectHost, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
 import { RpcSocket } from "./rpc_socket.js";
 import { WsMediaLink } from "./ws_media_link.js";
@@ -208,7 +208,7 @@ export class StreamView {
     this.rpc = new RpcSocket(url, (m, p) => this.onNotify(m, p), (ev) => this.onSocketClosed(ev));
     await this.rpc.open();
     if (gen !== this.generation) return;
-    await this.rpc.call("peer.announce", { peer_id: this.peerId, capabilities: ["audio", "video", "data"],
+    await this.rpc.call(METHODS.PEER_ANNOUNCE, { peer_id: this.peerId, capabilities: ["audio", "video", "data"],
       user_data: { host: this.host, ua: navigator.userAgent } });
     this.timers.push(setInterval(() => this.pollStats(), STATS_INTERVAL_MS));
     const setting = this.transportSetting();
@@ -441,7 +441,7 @@ export class StreamView {
       try { this.lastStats = await collectStats(this.webrtc.pc); } catch (e) { return; }
       // the kernel side of the return path: what its latency policy trimmed, and the silence it sent
       if (this.rpc && this.webrtc.pc.connectionState === "connected") {
-        try { this.kernelStats = await this.rpc.call("media.stats", {}, 3000); } catch (e) { /* not yet offered */ }
+        try { this.kernelStats = await this.rpc.call(METHODS.MEDIA_STATS, {}, 3000); } catch (e) { /* not yet offered */ }
       }
     } else if (!this.wsm) return;
     this.renderStats();

@@ -1,7 +1,7 @@
 // One WebRTC attempt: the RTCPeerConnection with the media tracks (or the audio on the rm-audio data channel,
 // dc_audio_link.js), the pipeline-data channel, and the offer/answer and trickle ICE over the RPC socket.
 
-import { SERVER_PEER_ID } from "./protocol.js";
+import { DATA_CHANNEL_LABEL, METHODS, SERVER_PEER_ID } from "./protocol.js";
 import { benchHook, keepCandidate } from "./config.js";
 import { DcAudioLink } from "./dc_audio_link.js";
 
@@ -29,7 +29,7 @@ export class WebRtcLink {
     for (const track of stream.getTracks()) {
       if (!(dcAudio && track.kind === "audio")) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
     }
-    const dc = pc.createDataChannel("pipeline-data", { ordered: true });
+    const dc = pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true });
     this.dc = dc;
     // audio both ways on the rm-audio data channel, created before the offer (its worklets start meanwhile)
     if (dcAudio) this.dca = new DcAudioLink(pc, stream, dcAudio);
@@ -50,7 +50,7 @@ export class WebRtcLink {
   /** Sends the offer and applies the kernel's answer; stops early once `isCurrent()` is false. */
   async exchange(isCurrent) {
     const pc = this.pc;
-    const answerP = this.rpc.call("peer.offer", { from: this.opts.peerId, to: SERVER_PEER_ID, sdp: pc.localDescription.sdp });
+    const answerP = this.rpc.call(METHODS.PEER_OFFER, { from: this.opts.peerId, to: SERVER_PEER_ID, sdp: pc.localDescription.sdp });
     // Trickle: our candidates go right behind the offer (the server queues them until it has applied it),
     // so its ICE checks can start as soon as it answers instead of one signaling hop later.
     this.offerSent = true;
@@ -76,7 +76,7 @@ export class WebRtcLink {
 
   sendCandidate(c) {
     if (!this.rpc) return;
-    this.rpc.call("peer.ice_candidate", { from: this.opts.peerId, to: SERVER_PEER_ID, ...c }).catch(() => {});
+    this.rpc.call(METHODS.PEER_ICE_CANDIDATE, { from: this.opts.peerId, to: SERVER_PEER_ID, ...c }).catch(() => {});
   }
 
   /** A `peer.ice_candidate` from the kernel: applied once its answer is, queued until then. */

@@ -1,7 +1,7 @@
 // The WebSocket media fallback (protocol: remotemedia_nbrtc/transport/wsmedia.py): when WebRTC cannot
 // connect, media travels as binary frames (frames.js) on the signaling socket itself.
 
-import { FRAME_KINDS } from "./protocol.js";
+import { FRAME_KINDS, METHODS } from "./protocol.js";
 import { floatToPcm16, packFrame, unpackFrame, wallUs } from "./frames.js";
 import { CAPTURE_WORKLET, addWorklet } from "./worklets.js";
 
@@ -66,7 +66,7 @@ export class WsMediaLink {
     const params = { receive_audio: { sample_rate: 24000 }, receive_video: hasVideo ? { max_fps: o.maxFps } : false };
     if (hasAudio) params.audio = { codec, sample_rate: rate, channels: 1 };
     if (hasVideo) params.video = { codec: o.videoCodec, max_fps: o.maxFps };
-    const result = await this.rpc.call("media.open", params);
+    const result = await this.rpc.call(METHODS.MEDIA_OPEN, params);
     this.accepted = result.accepted || {};
     this.outDest = this.ctx.createMediaStreamDestination();
     this.ui.audioOut.srcObject = this.outDest.stream;
@@ -170,7 +170,7 @@ export class WsMediaLink {
   }
 
   sendMessage(text) {
-    if (this.rpc) this.rpc.notify("media.send", { message: text });
+    if (this.rpc) this.rpc.notify(METHODS.MEDIA_SEND, { message: text });
   }
 
   // -- receiving -------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ export class WsMediaLink {
 
   async pollKernel() {
     if (this.closed || !this.rpc) return;
-    try { this.kernel = await this.rpc.call("media.stats", {}, 5000); } catch (e) { /* closing */ }
+    try { this.kernel = await this.rpc.call(METHODS.MEDIA_STATS, {}, 5000); } catch (e) { /* closing */ }
   }
 
   stats() {
