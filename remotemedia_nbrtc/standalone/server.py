@@ -30,8 +30,8 @@ import tornado.netutil
 import tornado.web
 import tornado.websocket
 
+from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES
 from remotemedia_nbrtc.runtime import PipelineRunner, load_manifest
-from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.config import PeerConfig
 from remotemedia_nbrtc.transport.endpoint import PeerRegistry, SignalingEndpoint
 from remotemedia_nbrtc.transport.loop_thread import rtc_loop
@@ -51,7 +51,7 @@ class ServerConfig:
     port: int = 8080
     peer: PeerConfig = field(default_factory=PeerConfig)
     max_sessions: int = 10
-    max_message_bytes: int = rpc.DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     auth_token: str | None = None
     #: a connection with no live session for this long (announced, never offered) is closed
     offer_timeout_s: float | None = 30.0

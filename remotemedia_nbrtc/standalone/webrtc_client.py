@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from remotemedia_nbrtc.errors import ConnectTimeout, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL
 from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 from remotemedia_nbrtc.transport import signaling as rpc
@@ -41,7 +42,6 @@ __all__ = ["ClientPeer", "split_candidates"]
 
 log = logging.getLogger(__name__)
 
-DATA_CHANNEL_LABEL = "pipeline-data"
 _OUTPUT_QUEUE_MAX = 4096
 _VIDEO_KEEP = 600
 _END = object()

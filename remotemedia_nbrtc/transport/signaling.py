@@ -20,8 +20,6 @@ from remotemedia_nbrtc.errors import SignalingError
 from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, MAX_ID_LENGTH, METHODS, ErrorCode
 
 __all__ = [
-    # re-exported for transport/server.py (``rpc.DEFAULT_MAX_MESSAGE_BYTES``) until it imports protocol itself
-    "DEFAULT_MAX_MESSAGE_BYTES",
     "NODE_STATES",
     "Request",
     "RpcError",
@@ -376,7 +374,7 @@ def notification(method: str, params: dict[str, Any]) -> str:
 
 
 def request_message(method: str, params: dict[str, Any], request_id: int | str) -> str:
-    """A client request (used by :class:`~remotemedia_nbrtc.transport.client.ClientPeer`)."""
+    """A client request (used by :class:`~remotemedia_nbrtc.standalone.webrtc_client.ClientPeer`)."""
     return _dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
 
 
