@@ -1,6 +1,7 @@
 """Built-in nodes, registered under RemoteMedia's ``node_type`` names where upstream has the node.
 
 Importing is cheap: pocketsphinx, scipy, Pillow, webrtcvad and silero load when a node first needs them.
+May import: ``runtime`` and the model libraries above; nothing of ``transport``, Jupyter or the widget.
 """
 
 from .audio import AudioChunker, AudioLevel, EnergyVAD, FastResample, Gain, Spectrum

@@ -1,4 +1,8 @@
-"""The pipeline runtime: data types, nodes, pipelines, sessions. No WebRTC or Jupyter in here."""
+"""The pipeline runtime: data types, nodes, pipelines and manifests, sessions, queues, executors.
+
+May import: ``errors``, numpy, PyAV (frame conversion, loaded on use), PyYAML (manifests, on use) and
+Ray (``ray_executor.py`` only, on use); no WebRTC, no Jupyter, nothing else of this package.
+"""
 
 from .data import AudioData, BinaryData, ControlData, ErrorData, JsonData, RuntimeData, TextData, VideoData, now_us
 from .executors import Executor, LocalExecutor, RayExecutor, local, ray

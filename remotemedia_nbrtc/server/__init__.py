@@ -1,4 +1,9 @@
-"""Jupyter server extension: relays browser signaling to the kernel that serves the session."""
+"""Jupyter server extension: relays browser signaling to the kernel that serves the session.
+
+Authenticated handlers (``handlers.py``), the browser <-> kernel routing (``relay.py``) and the extension's
+entry point (``extension.py``). It runs in the Jupyter server process, with no pipeline and no WebRTC.
+May import: ``protocol``, jupyter_server and tornado; nothing else of this package.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 The standalone server and the browser-free clients live in :mod:`remotemedia_nbrtc.standalone`.
 
 The public names below load lazily, so ``import remotemedia_nbrtc.transport`` does not import aiortc.
+May import: ``runtime``, ``protocol``, ``errors``, aiortc, PyAV, numpy and protobuf; nothing of
+``standalone``, ``server``, ``kernel``, ``widget`` or ``display``.
 """
 
 from __future__ import annotations
