@@ -92,7 +92,7 @@ class LatencyProbe(Node):
         return None
 
 
-def is_ping(data: Any) -> bool:
+def is_ping(data: object) -> bool:
     """True for the widget's latency pings (which never reach views or callbacks)."""
     return isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == PING_KIND
 
