@@ -39,9 +39,10 @@ from remotemedia_nbrtc.protocol.kernel_link import (
     LINK_URL_ENV,
 )
 
-if TYPE_CHECKING:  # the endpoint module imports numpy and the peers; loaded when the first browser connects
+if TYPE_CHECKING:  # types only: the transport is loaded when the first browser connects
     from remotemedia_nbrtc.runtime import PipelineRunner, PipelineSource
     from remotemedia_nbrtc.transport.config import PeerConfig
+    from remotemedia_nbrtc.transport.endpoint import SendBinaryFn
     from remotemedia_nbrtc.transport.media_peer import MediaPeer
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ CONN_QUEUE_SIZE = 256
 _RECONNECT_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 SendFn = Callable[[str], "Awaitable[None] | None"]
-SendBinaryFn = Callable[[bytes], "Awaitable[None] | None"]
 
 
 class Endpoint(Protocol):
