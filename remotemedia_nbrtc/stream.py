@@ -20,13 +20,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .errors import TransportError
 from .recent import RecentOutputs
-from .runtime import JsonData, Node, Pipeline, PipelineRunner, RuntimeData, StreamSession, load_manifest
+from .runtime import (
+    JsonData,
+    Node,
+    Pipeline,
+    PipelineRunner,
+    PipelineSource,
+    RuntimeData,
+    StreamSession,
+    load_manifest,
+)
 from .runtime.queues import DropOldest
 from .stream_options import StreamOptions
+
+if TYPE_CHECKING:  # the widget, the kernel link and the views load when stream() is first called
+    from .callbacks import FrameCallback
+    from .display.live import LivePlot, LiveText
+    from .display.stats import StatsReport
+    from .kernel.serve import KernelSession
+    from .widget import StreamWidget
 
 __all__ = ["LatencyProbe", "StreamHandle", "live_handles", "stream"]
 
@@ -49,6 +66,8 @@ BROWSER_AUDIO: dict[str, Any] = {"audio_ptime_ms": 10, "audio_out_frame_ms": 10,
 AUDIO_TRANSPORTS = ("auto", "rtp", "datachannel")
 
 OutputCallback = Callable[[RuntimeData], Any]
+#: What :func:`stream` takes as its pipeline: a pipeline or manifest, one node, or a function called with every frame
+PipelineLike: TypeAlias = "PipelineSource | Node | FrameCallback"
 #: node id of the WAV recorder ``stream(record=...)`` adds (remotemedia_nbrtc.recording.RECORDER_NODE_ID)
 RECORDER_NODE_ID = "_rm_recorder"
 #: node id of a single node given to ``stream(node)`` as the pipeline
@@ -73,7 +92,7 @@ class LatencyProbe(Node):
         return None
 
 
-def is_ping(data: Any) -> bool:
+def is_ping(data: object) -> bool:
     """True for the widget's latency pings (which never reach views or callbacks)."""
     return isinstance(data, JsonData) and isinstance(data.value, dict) and data.value.get("kind") == PING_KIND
 
@@ -87,7 +106,7 @@ def probe_router(pipeline: Pipeline) -> Callable[[RuntimeData], list[str]] | Non
     return lambda data: probe if is_ping(data) else user_sources
 
 
-def with_latency_probe(pipeline: Any) -> Pipeline:
+def with_latency_probe(pipeline: PipelineSource) -> Pipeline:
     """A copy of ``pipeline`` with a :class:`LatencyProbe` source added (the original is not changed)."""
     src = load_manifest(pipeline)
     if PROBE_NODE_ID in src.nodes:
@@ -110,7 +129,7 @@ class _TappingRunner(PipelineRunner):
         super().__init__()
         self._on_session = on_session
 
-    async def create_stream_session(self, pipeline: Any) -> StreamSession:
+    async def create_stream_session(self, pipeline: PipelineSource) -> StreamSession:
         session = await super().create_stream_session(pipeline)
         try:
             self._on_session(session)
@@ -191,15 +210,15 @@ def _apply_params(session: StreamSession, params: dict[str, dict[str, Any]]) -> 
 class StreamHandle:
     """A live stream: the widget, the kernel session, recent outputs, metrics. Made by :func:`stream`."""
 
-    def __init__(self, widget: Any, *, max_outputs: int = 500, key: str | None = None) -> None:
+    def __init__(self, widget: StreamWidget, *, max_outputs: int = 500, key: str | None = None) -> None:
         self.widget = widget
         self.key = key
         self.error: Exception | None = None
         #: The newest ``max_outputs`` outputs (``h.outputs[-5:]`` is a list snapshot).
         self.outputs: RecentOutputs[RuntimeData] = RecentOutputs(max_outputs)
-        self.plot: Any = None
-        self.text: Any = None
-        self._kernel_session: Any = None
+        self.plot: LivePlot | None = None
+        self.text: LiveText | None = None
+        self._kernel_session: KernelSession | None = None
         self._callbacks: list[OutputCallback] = []
         self._sessions: list[StreamSession] = []
         self._removers: list[Callable[[], None]] = []
@@ -282,12 +301,12 @@ class StreamHandle:
             nodes.pop(PROBE_NODE_ID, None)
         peers: list[dict[str, Any]] = []
         ks = self._kernel_session
-        if ks is not None and not getattr(ks, "closed", False) and hasattr(ks, "endpoints"):
+        if ks is not None and not ks.closed:
             endpoints = ks.endpoints(timeout)
 
             async def peer_stats() -> list[dict[str, Any]]:
-                return [{"path": e.transport_path, **e.server_peer.stats()}
-                        for e in endpoints if getattr(e, "server_peer", None) is not None]
+                peers = [e.server_peer for e in endpoints]
+                return [{"path": p.transport_path, **p.stats()} for p in peers if p is not None]
 
             peers = rtc_loop().run(peer_stats(), timeout)
         d = self._dispatcher
@@ -298,12 +317,12 @@ class StreamHandle:
         }
         w = self.widget
         transport = {
-            "setting": getattr(w, "transport", None),
-            "webrtc_timeout_s": getattr(w, "webrtc_timeout_s", None),
-            "path": (peers[-1]["path"] if peers else None) or getattr(w, "path", "") or None,
-            "reason": getattr(w, "path_reason", "") or None,
-            "audio_setting": getattr(w, "audio_transport", None),
-            "audio": (getattr(w, "browser_stats", None) or {}).get("audio_transport"),
+            "setting": w.transport,
+            "webrtc_timeout_s": w.webrtc_timeout_s,
+            "path": (peers[-1]["path"] if peers else None) or w.path or None,
+            "reason": w.path_reason or None,
+            "audio_setting": w.audio_transport,
+            "audio": (w.browser_stats or {}).get("audio_transport"),
         }
         return {
             "session_id": self.session_id,
@@ -312,11 +331,11 @@ class StreamHandle:
             "transport": transport,
             "nodes": nodes,
             "peers": peers,
-            "browser": dict(getattr(self.widget, "browser_stats", {}) or {}),
+            "browser": dict(w.browser_stats or {}),
             "display": display,
         }
 
-    def stats(self) -> Any:
+    def stats(self) -> StatsReport:
         """The metrics as HTML tables, with the kernel's doctor checks."""
         from .display.stats import stats_report
 
@@ -447,8 +466,8 @@ def _cell_key() -> str | None:
         return None
 
 
-def _pipeline_from_callbacks(pipeline: Any, audio_cb: Callable[[Any], Any] | None,
-                             video_cb: Callable[[Any], Any] | None) -> Any:
+def _pipeline_from_callbacks(pipeline: PipelineLike | None, audio_cb: FrameCallback | None,
+                             video_cb: FrameCallback | None) -> PipelineSource:
     from .callbacks import callback_pipeline
 
     if audio_cb is not None or video_cb is not None:
@@ -461,12 +480,15 @@ def _pipeline_from_callbacks(pipeline: Any, audio_cb: Callable[[Any], Any] | Non
         single = Pipeline(type(pipeline).__name__)
         single.add(SINGLE_NODE_ID, pipeline)
         return single
-    if callable(pipeline) and not isinstance(pipeline, (Pipeline, type)):
+    if isinstance(pipeline, type):  # e.g. rm.stream(rm.AudioLevel): it used to fail later as a bad manifest
+        raise TypeError(f"stream() takes a node, not the node class {pipeline.__name__}: "
+                        f"give it {pipeline.__name__}(...)")
+    if callable(pipeline) and not isinstance(pipeline, Pipeline):
         return callback_pipeline(audio=pipeline, video=pipeline)
     return pipeline
 
 
-def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
+def _make_plot(plot: bool | str | Sequence[str] | LivePlot | None, widget: StreamWidget, fps: float) -> LivePlot | None:
     from .display.live import LivePlot
 
     if plot is None or plot is False:
@@ -481,19 +503,19 @@ def _make_plot(plot: Any, widget: Any, fps: float) -> Any:
 
 
 def stream(
-    pipeline: Any = None,
+    pipeline: PipelineLike | None = None,
     audio: bool = True,
     video: bool = False,
     *,
-    audio_frame_callback: Callable[[Any], Any] | None = None,
-    video_frame_callback: Callable[[Any], Any] | None = None,
-    plot: bool | str | Sequence[str] | Any = True,
-    text: Any = None,
+    audio_frame_callback: FrameCallback | None = None,
+    video_frame_callback: FrameCallback | None = None,
+    plot: bool | str | Sequence[str] | LivePlot | None = True,
+    text: LiveText | None = None,
     on_output: OutputCallback | None = None,
     show_stats: bool = False,
     loopback_only: bool = False,
-    media_file: str | Any | None = None,
-    record: str | Any | None = None,
+    media_file: str | Path | None = None,
+    record: str | Path | None = None,
     key: str | None = None,
     options: StreamOptions | None = None,
 ) -> StreamHandle:
@@ -527,7 +549,7 @@ def stream(
     from .widget import StreamWidget
 
     opts = options or StreamOptions()
-    pipeline = _pipeline_from_callbacks(pipeline, audio_frame_callback, video_frame_callback)
+    source = _pipeline_from_callbacks(pipeline, audio_frame_callback, video_frame_callback)
     if opts.audio_transport not in AUDIO_TRANSPORTS:
         raise ValueError(f"audio_transport must be one of {AUDIO_TRANSPORTS}, not {opts.audio_transport!r}")
     key = key or _cell_key()
@@ -545,9 +567,9 @@ def stream(
                         loopback_only=loopback_only)
         peer_config = PeerConfig(ice=ice, send_video=video, transport=opts.transport,
                                  webrtc_timeout_s=opts.webrtc_timeout_s, **BROWSER_AUDIO)
-    ice_cfg = getattr(peer_config, "ice", None)
-    loopback = bool(getattr(ice_cfg, "loopback_only", loopback_only))
-    browser_servers = ice_cfg.browser_servers() if ice_cfg is not None else []
+    ice_cfg = peer_config.ice
+    loopback = ice_cfg.loopback_only
+    browser_servers = ice_cfg.browser_servers()
 
     jitter_buffer_ms = opts.jitter_buffer_ms
     if jitter_buffer_ms == "auto":
@@ -555,16 +577,14 @@ def stream(
     widget = StreamWidget(audio=audio, video=video, loopback_only=loopback, autostart=opts.autostart,
                           latency_probe=opts.latency_probe, show_stats=show_stats, ice_servers=browser_servers,
                           jitter_buffer_ms=jitter_buffer_ms,
-                          transport=getattr(peer_config, "transport", opts.transport),
-                          webrtc_timeout_s=float(getattr(peer_config, "webrtc_timeout_s", opts.webrtc_timeout_s)),
+                          transport=peer_config.transport, webrtc_timeout_s=float(peer_config.webrtc_timeout_s),
                           ice_transport_policy=opts.ice_transport_policy, audio_transport=opts.audio_transport,
                           audio_constraints=dict(opts.audio_constraints or {}),
                           video_constraints=dict(opts.video_constraints or {}))
-    if ice_cfg is not None and getattr(ice_cfg, "credentials", None) is not None:
+    if ice_cfg.credentials is not None:
         widget.ice_servers_fn = ice_cfg.browser_servers  # fresh TURN credentials for every browser (re)connect
     if media_file is not None:
         import mimetypes
-        from pathlib import Path
 
         path = Path(media_file)
         if not path.is_file():  # a wrong path must not silently stream the mic instead
@@ -579,7 +599,7 @@ def stream(
     widget.on_close(handle.close)
 
     try:
-        served_pipeline = with_latency_probe(pipeline) if opts.latency_probe else load_manifest(pipeline)
+        served_pipeline = with_latency_probe(source) if opts.latency_probe else load_manifest(source)
         if record is not None:
             from .recording import with_recorder
 

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .transport.config import PeerConfig
 
 __all__ = ["StreamOptions"]
 
@@ -22,7 +25,7 @@ class StreamOptions:
     browser_ice_servers: list[dict[str, Any]] | None = None
     #: a full ``PeerConfig`` (e.g. with short-lived TURN ``credentials``); replaces ``ice_servers``,
     #: ``browser_ice_servers``, ``transport`` and ``webrtc_timeout_s``
-    peer_config: Any = None
+    peer_config: PeerConfig | None = None
     #: ``"auto"`` tries WebRTC and falls back to WebSocket media (over the extension's authenticated
     #: signaling socket) when it has not connected within ``webrtc_timeout_s``; ``"webrtc"`` or
     #: ``"websocket"`` force one path (from ``peer_config.transport`` when a ``peer_config`` is given)

@@ -18,7 +18,6 @@ down when it stops, so this only matters for kernels that outlive their server.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
@@ -43,6 +42,12 @@ from remotemedia_nbrtc.protocol.kernel_link import (
     unpack_link_frame,
 )
 
+if TYPE_CHECKING:  # types only: the transport is loaded when the first browser connects
+    from remotemedia_nbrtc.runtime import PipelineRunner, PipelineSource
+    from remotemedia_nbrtc.transport.config import PeerConfig
+    from remotemedia_nbrtc.transport.endpoint import SendBinaryFn
+    from remotemedia_nbrtc.transport.media_peer import MediaPeer
+
 log = logging.getLogger(__name__)
 
 
@@ -54,17 +59,36 @@ SendFn = Callable[[str], "Awaitable[None] | None"]
 
 
 class Endpoint(Protocol):
-    """What the link needs from a signaling endpoint (``transport.endpoint.SignalingEndpoint``)."""
+    """What the link and ``StreamHandle.metrics()`` need from a signaling endpoint
+    (``transport.endpoint.SignalingEndpoint``)."""
+
+    @property
+    def server_peer(self) -> MediaPeer | None:
+        """The kernel-side media peer of this browser, once it has offered (or opened WebSocket media)."""
+        ...
+
+    def set_binary_sender(self, send_binary: SendBinaryFn) -> None:
+        """How to send a binary frame (WebSocket media) to this browser."""
+        ...
+
+    def handle_binary(self, frame: bytes) -> None:
+        """One binary frame from this browser; never blocks."""
+        ...
 
     async def handle_message(self, text: str) -> None: ...
 
     async def close(self) -> None: ...
 
 
-EndpointFactory = Callable[..., Endpoint]
+class EndpointFactory(Protocol):
+    """Makes the endpoint of one browser connection (the class ``SignalingEndpoint`` is one)."""
+
+    def __call__(self, send: SendFn, pipeline: PipelineSource, peer_config: PeerConfig | None, *,
+                 runner: PipelineRunner | None = None) -> Endpoint: ...
 
 
-def _default_endpoint_factory(send: SendFn, pipeline: Any, peer_config: Any, *, runner: Any = None) -> Endpoint:
+def _default_endpoint_factory(send: SendFn, pipeline: PipelineSource, peer_config: PeerConfig | None, *,
+                              runner: PipelineRunner | None = None) -> Endpoint:
     from remotemedia_nbrtc.transport.endpoint import SignalingEndpoint
 
     endpoint: Endpoint = SignalingEndpoint(send, pipeline, peer_config, runner=runner)
@@ -76,9 +100,9 @@ class ServedSession:
     """A session this kernel serves: what each browser connection's endpoint is built from."""
 
     session_id: str
-    pipeline: Any
-    peer_config: Any = None
-    runner: Any = None
+    pipeline: PipelineSource
+    peer_config: PeerConfig | None = None
+    runner: PipelineRunner | None = None
     conns: set[str] = field(default_factory=set)
 
 
@@ -176,6 +200,7 @@ class KernelLink:
         )
         try:
             ws = await websocket_connect(request, max_message_size=LINK_MAX_MESSAGE_BYTES)
+            assert ws.protocol is not None  # set once the handshake is done
             ws.protocol.set_nodelay(True)  # relayed media frames must not wait for Nagle
             return ws
         except HTTPClientError as exc:
@@ -338,11 +363,10 @@ class KernelLink:
             log.debug("kernel link: binary frame without a valid connection prefix")
             return
         conn = self._conns.get(conn_id)
-        handle = getattr(conn.endpoint, "handle_binary", None) if conn is not None else None
-        if handle is None:
+        if conn is None:
             return
         try:
-            handle(frame)
+            conn.endpoint.handle_binary(frame)
         except Exception:
             log.exception("endpoint %s failed on a binary frame", conn_id)
 
@@ -401,9 +425,7 @@ class KernelLink:
                 return self._send_binary(pack_link_frame(conn_id, frame))
             return None
 
-        attach = getattr(endpoint, "set_binary_sender", None)
-        if attach is not None:
-            attach(send_binary)
+        endpoint.set_binary_sender(send_binary)
         conn = _Conn(conn_id, session_id, endpoint, asyncio.Queue(CONN_QUEUE_SIZE))
         self._conns[conn_id] = conn
         served.conns.add(conn_id)
@@ -424,9 +446,7 @@ class KernelLink:
                 if text is None:
                     break
                 try:
-                    result = conn.endpoint.handle_message(text)
-                    if inspect.isawaitable(result):
-                        await result
+                    await conn.endpoint.handle_message(text)
                 except Exception:
                     log.exception("signaling endpoint %s failed on a message", conn.conn_id)
         finally:

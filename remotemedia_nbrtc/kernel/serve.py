@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from remotemedia_nbrtc.errors import TransportError
 
-from .link import KernelLink, ServedSession, get_link
+from .link import Endpoint, KernelLink, ServedSession, get_link
+
+if TYPE_CHECKING:
+    from remotemedia_nbrtc.runtime import PipelineRunner, PipelineSource
+    from remotemedia_nbrtc.transport.config import PeerConfig
 
 WS_PATH_PREFIX = "remotemedia/ws/"
 
@@ -26,11 +30,11 @@ class KernelSession:
     def closed(self) -> bool:
         return self._closed
 
-    def endpoints(self, timeout: float = 5.0) -> list[Any]:
+    def endpoints(self, timeout: float = 5.0) -> list[Endpoint]:
         """The signaling endpoints of the browsers connected right now (oldest first)."""
         from remotemedia_nbrtc.transport.loop_thread import rtc_loop
 
-        async def collect() -> list[Any]:
+        async def collect() -> list[Endpoint]:
             return self._link.connections(self.session_id)
 
         return rtc_loop().run(collect(), timeout)
@@ -51,7 +55,8 @@ class KernelSession:
         self.close()
 
 
-def serve(pipeline: Any, *, peer_config: Any = None, runner: Any = None, timeout: float = 10.0) -> KernelSession:
+def serve(pipeline: PipelineSource, *, peer_config: PeerConfig | None = None, runner: PipelineRunner | None = None,
+          timeout: float = 10.0) -> KernelSession:
     """Register a new unguessable session for ``pipeline`` (manifest, path or Pipeline) with the extension.
 
     Blocks until the extension has acknowledged it, so a browser may connect as soon as this returns.

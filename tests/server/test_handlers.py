@@ -238,7 +238,15 @@ class EchoEndpoint:
 
     def __init__(self, send, pipeline, peer_config, *, runner=None):
         self.send, self.pipeline, self.closed = send, pipeline, False
+        self.server_peer = None
+        self.binary_frames: list[bytes] = []
         EchoEndpoint.instances.append(self)
+
+    def set_binary_sender(self, send_binary) -> None:
+        self.send_binary = send_binary
+
+    def handle_binary(self, frame: bytes) -> None:
+        self.binary_frames.append(frame)
 
     async def handle_message(self, text: str) -> None:
         req = json.loads(text)

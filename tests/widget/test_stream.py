@@ -304,6 +304,8 @@ def test_a_frame_callback_or_a_plain_function_is_the_pipeline() -> None:
         stream_with(FakeServe(), level_vad_pipeline(), audio_frame_callback=loudness)
     with pytest.raises(TypeError, match="needs a pipeline"):
         stream_with(FakeServe())
+    with pytest.raises(TypeError, match=r"not the node class AudioLevel: give it AudioLevel\(...\)"):
+        stream_with(FakeServe(), AudioLevel)
 
 
 def test_record_writes_the_incoming_audio_to_a_wav_file_per_session(tmp_path: Path) -> None:
