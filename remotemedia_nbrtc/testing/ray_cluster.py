@@ -102,9 +102,9 @@ class LocalRayCluster:
             raise RuntimeError(f"{ray_bin} not found: pip install remotemedia_nbrtc[ray]")
         self.port = _free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rmray-")
-        port_names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                      "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")
-        ports = {name: _free_port() for name in port_names}
+        ports = {name: _free_port()
+                 for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                              "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")}
         worker_base = 20000 + (os.getpid() % 400) * 100
         cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
