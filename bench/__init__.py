@@ -1,1 +1,2 @@
-"""Benchmarks: scripts run as `python bench/NAME.py` (browser_latency, which reuses the browser-test helpers, as `python -m bench.browser_latency`)."""
+"""Benchmarks: scripts run as `python bench/NAME.py` (browser_latency, which reuses the browser-test helpers,
+as `python -m bench.browser_latency`)."""

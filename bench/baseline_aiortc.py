@@ -176,7 +176,8 @@ class BaselineServer:
             try:
                 if track.kind == "audio":
                     pcm = frame.to_ndarray().astype(np.float32).reshape(-1) / 32768.0
-                    value = {"kind": "level", "rms_dbfs": _dbfs(float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))),
+                    value = {"kind": "level",
+                             "rms_dbfs": _dbfs(float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))),
                              "peak_dbfs": _dbfs(float(np.max(np.abs(pcm)))), "samples": frame.samples,
                              "sample_rate": frame.sample_rate}
                 else:

@@ -82,7 +82,8 @@ if TRACK_KW:  # diagnostic (--track-kw): other PipelineAudioTrack settings for t
     _tracks.PipelineAudioTrack.__init__ = functools.partialmethod(_tracks.PipelineAudioTrack.__init__, **TRACK_KW)
 
 import sys
-sys.modules["remotemedia_nbrtc.stream"].BROWSER_AUDIO.update(PEERKW)  # diagnostic (--peer-kw): other PeerConfig audio settings
+sys.modules["remotemedia_nbrtc.stream"].BROWSER_AUDIO.update(PEERKW)  \
+# diagnostic (--peer-kw): other PeerConfig audio settings
 
 from remotemedia_nbrtc.transport import tracks as _tracks
 _push_times = []  # when the pipeline's returned audio reaches the track (monotonic s)
@@ -119,11 +120,13 @@ def send_pattern():
     d = np.diff(t) * 1000 if len(t) > 2 else np.zeros(1)
     p = np.array(_push_times)
     dp = np.diff(p) * 1000 if len(p) > 2 else np.zeros(1)
-    return {"frames": len(t), "interval_p5_p50_p95_max": [round(float(np.percentile(d, q)), 1) for q in (5, 50, 95, 100)],
+    return {"frames": len(t), \
+"interval_p5_p50_p95_max": [round(float(np.percentile(d, q)), 1) for q in (5, 50, 95, 100)],
             "silent_frames": _send_times[-1][1] if _send_times else None,
             "tracks": [{k: v for k, v in t.stats().items() if k in ("frames_sent", "silent_frames", "trimmed_frames",
                         "phase_shifts", "phase_shift_ms", "late_frames")} for t in _tracks_seen.values()],
-            "pushes": len(p), "push_interval_p5_p50_p95_max": [round(float(np.percentile(dp, q)), 1) for q in (5, 50, 95, 100)]}
+            "pushes": len(p), \
+"push_interval_p5_p50_p95_max": [round(float(np.percentile(dp, q)), 1) for q in (5, 50, 95, 100)]}
 
 
 pipe = Pipeline("browser-bench")
@@ -133,7 +136,8 @@ h = rm.stream(pipe, audio=True, loopback_only=True, plot=False,
 h''',
     "_cpu0 = (time.process_time(), time.monotonic()); print('CPU_MARK')",
     "_cpu = 100 * (time.process_time() - _cpu0[0]) / (time.monotonic() - _cpu0[1])\n"
-    "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern(), 'kernel_cpu_pct': _cpu}, default=str))",
+    "print('METRICS' + json.dumps({**h.metrics(), 'send_pattern': send_pattern(), 'kernel_cpu_pct': _cpu}, "
+    "default=str))",
     "h.close(); print('closed')",
 ]
 
@@ -422,7 +426,8 @@ def table(runs: list[Result], base: Result) -> str:
         rs = x.receiver or {}
         if not rs.get("jb_emitted"):
             return "- (no RTP audio received)" if x.audio_transport == "datachannel" else "-"
-        return f"{rs.get('jitter_buffer_target')} / {1000 * rs['jb_delay_s'] / rs['jb_emitted']:.1f} / {rs['jb_emitted']}"
+        return (f"{rs.get('jitter_buffer_target')} / {1000 * rs['jb_delay_s'] / rs['jb_emitted']:.1f} / "
+                f"{rs['jb_emitted']}")
 
     def marks(r: Result) -> str:
         return " / ".join(_mark(r, k) for k in ("answer", "connected", "dc_open"))
@@ -444,7 +449,8 @@ def table(runs: list[Result], base: Result) -> str:
         ("- createOffer -> answer applied / ICE connected / data channel open, ms (median)",
          [marks(r) for r in runs], marks(base) + f" (complete gathering at {_mark(base, 'gathered')})", "", ""),
         ("kernel process CPU while measuring and reconnecting, % of one core (whole kernel: transport, pipeline, "
-         "ipykernel)", [_f((r.server or {}).get("kernel_cpu_pct")) if isinstance(r.server, dict) else "-" for r in runs],
+         "ipykernel)",
+         [_f((r.server or {}).get("kernel_cpu_pct")) if isinstance(r.server, dict) else "-" for r in runs],
          "-", "", ""),
         ("browser receive jitter buffer: target set / avg delay ms / emitted", [jb(r) for r in runs], jb(base), "",
          "Chrome held about 34 ms"),
@@ -453,7 +459,8 @@ def table(runs: list[Result], base: Result) -> str:
          f"{_f(base.clock.get('best_rtt_ms'))} / {_f(base.clock.get('drift_ms'))}", "", ""),
     ]
     heads = " | ".join(f"ours: widget in JupyterLab + kernel, audio_transport={r.audio_transport!r}" for r in runs)
-    lines = [f"| figure | {heads} | plain aiortc + minimal page (same run) | target | reference (plain aiortc, elsewhere) |",
+    lines = [f"| figure | {heads} | plain aiortc + minimal page (same run) | target | "
+             "reference (plain aiortc, elsewhere) |",
              "|---" * (4 + len(runs)) + "|"]
     lines += [f"| {a} | {' | '.join(b)} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     return "\n".join(lines)
@@ -468,7 +475,8 @@ def details(runs: list[Result], base: Result) -> str:
             line += f"; ERROR {r.error}"
         out.append(line)
         if r.impl == "baseline":
-            out.append(f"  baseline server: { {k: v for k, v in (r.server or {}).items() if k != 'first_frame_wall_us'} }")
+            out.append("  baseline server: "
+                       f"{ {k: v for k, v in (r.server or {}).items() if k != 'first_frame_wall_us'} }")
         elif isinstance(r.server, dict):
             peers = r.server.get("peers") or [{}]
             p = peers[-1] or {}
@@ -478,7 +486,8 @@ def details(runs: list[Result], base: Result) -> str:
             if dc:
                 out.append(f"  widget data-channel audio (last connection): {dc}")
             else:
-                out.append(f"  returned audio, frame hand-off intervals over the whole run: {r.server.get('send_pattern')}")
+                out.append("  returned audio, frame hand-off intervals over the whole run: "
+                           f"{r.server.get('send_pattern')}")
     return "\n".join(out)
 
 
@@ -555,7 +564,8 @@ def main() -> int:
         "(what the default `'auto'` picks when Jupyter is opened via localhost: the widget reads the burst track's "
         "10 ms chunks with MediaStreamTrackProcessor, sends pcm16 on the unreliable `rm-audio` data channel, and "
         "plays the returned pcm16 from its own adaptive AudioWorklet buffer in the page's AudioContext; the "
-        "bench's onset detector listens to that worklet's output). **plain aiortc**: `baseline_aiortc.py serve --workload audio_echo` (aiortc's "
+        "bench's onset detector listens to that worklet's output). **plain aiortc**: "
+        "`baseline_aiortc.py serve --workload audio_echo` (aiortc's "
         "receiver and jitter buffer, levels + the track relayed back), a minimal page that waits for complete ICE "
         "gathering and POSTs the offer, browser jitter buffer at its default. All on 127.0.0.1 (run in a "
         "loopback-only network namespace).\n\n"
@@ -563,7 +573,8 @@ def main() -> int:
         "`performance.now()` by polling `currentTime` between bursts, smallest difference) to the first level "
         f"result above {LEVEL_THRESHOLD_DBFS:.0f} dBFS arriving on the page. Echo = returned onset (peak > 0.1) "
         "found by an AudioWorklet on the received track (datachannel: on the widget's playout worklet), minus "
-        "the scheduled time, both on the AudioContext clock. Stages use the server's wall clock aligned to the page by the fastest of 50 data-channel pings "
+        "the scheduled time, both on the AudioContext clock. Stages use the server's wall clock aligned to the page "
+        "by the fastest of 50 data-channel pings "
         "(25 before, 25 after the bursts; the project's latency probe, or the same answer in the baseline "
         "server). createOffer -> first frame = page clock at `createOffer()` to the server's stamp on the first "
         "received frame (ours: the pipeline node's first input; baseline: first `track.recv()`). Reference: the "

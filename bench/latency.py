@@ -204,7 +204,8 @@ def breakdown_table(run: Run | None, stages: list[tuple[str, str, str]], title: 
         return f"{title}: no burst traced through every stage ({run.error or 'no stamps'})."
     lines = [f"{title}: {len(run.traced_total_ms)} bursts traced through every stage; end-to-end "
              f"p50 {np.median(run.traced_total_ms):.1f} ms (the same run's measured latency: {_lat(run)}).", "",
-             "| stage (time since the previous stage) | p50 ms | p95 ms | cumulative p50 ms | onset at ms into frame (p50) |",
+             "| stage (time since the previous stage) | p50 ms | p95 ms | cumulative p50 ms "
+             "| onset at ms into frame (p50) |",
              "|---|---|---|---|---|"]
     cumulative = 0.0
     for side, name, label in stages:
@@ -370,7 +371,8 @@ async def run_workload(impl: str, workload: str, duration: float, log_dir: Path)
         run.connect_ms = _first_result_ms(outputs, t0_wall)
         if kind == "audio":
             hits = [(t, m["value"]["rms_dbfs"] > LEVEL_THRESHOLD_DBFS) for t, m in outputs
-                    if m.get("type") == "json" and isinstance(m.get("value"), dict) and m["value"].get("kind") == "level"]
+                    if m.get("type") == "json" and isinstance(m.get("value"), dict)
+                    and m["value"].get("kind") == "level"]
             burst_latencies(run, audio.onsets, hits, connected, end)
             if traced:
                 stage_breakdown(run, AUDIO_STAGES, audio, {"s": _server_trace(run.server_stats)},
@@ -588,7 +590,8 @@ async def main(args: argparse.Namespace) -> int:
             "process, all on 127.0.0.1 with loopback-only ICE. The first and last second of each run are not "
             f"counted. Audio: {BURST_MS} ms 880 Hz bursts every {PERIOD_MS} ms; latency = burst sent -> first result "
             f"above {LEVEL_THRESHOLD_DBFS:.0f} dBFS received (audio), or first returned audio chunk with peak > "
-            f"{ECHO_PEAK_THRESHOLD} received (echo). Video: SyntheticVideoSource at 30 fps, latency = frame sent -> its "
+            f"{ECHO_PEAK_THRESHOLD} received (echo). Video: SyntheticVideoSource at 30 fps, "
+            "latency = frame sent -> its "
             "stats result received (frame matched by the number drawn in its pixels). Connect: from the start of "
             "the client's connect (ours: WebSocket + announce + offer; baseline: offer + HTTP POST) to the server's "
             "wall-clock stamp on the first result, i.e. first frame through the pipeline. CPU is the server process "

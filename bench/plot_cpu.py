@@ -63,7 +63,8 @@ def _run(mode, rate_hz, seconds, fps=10.0):
     frames = plot.frames if plot is not None else 0
     w.close()
     return {{"mode": mode, "rate_hz": rate_hz, "cpu_pct": 100 * cpu / wall, "frames": frames, "fps": frames / wall,
-            "bytes_per_frame": sent["bytes"] / frames if frames else 0, "cpu_ms_per_frame": 1000 * cpu / frames if frames else 0}}
+            "bytes_per_frame": sent["bytes"] / frames if frames else 0, \
+"cpu_ms_per_frame": 1000 * cpu / frames if frames else 0}}
 
 print(json.dumps(_run({mode!r}, {rate}, {seconds})))
 """

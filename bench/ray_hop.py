@@ -174,8 +174,11 @@ async def main(frames: int, counts: list[int]) -> None:
             print(n, name, r, flush=True)
             lines.append(f"| {n} | {name} | {r['p50']:.0f} | {r['p95']:.0f} | {r['rtf']:.3f} | {r['cpu']:.0f} |")
     load = os.getloadavg()
-    lines += ["", f"The machine (2 cores) is shared with other jobs (load average at the end: {load[0]:.1f} over 1 min, "
-              f"{load[1]:.1f} over 5 min): absolute numbers are noisy; the two executors were run back to back."]
+    lines += [
+        "",
+        f"The machine (2 cores) is shared with other jobs (load average at the end: {load[0]:.1f} over 1 min, "
+        f"{load[1]:.1f} over 5 min): absolute numbers are noisy; the two executors were run back to back.",
+    ]
     ray.shutdown()
     body = "\n".join(lines)
     print(body)

@@ -48,7 +48,8 @@ def write_section(title: str, body: str, command: str | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"## {title}\n\nCommand: `{command}`  \nRun: {stamp}, commit {git_rev()}  \n"
                f"Machine: {machine()}\n\n{body.strip()}\n")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is rewritten by the command it names.\n"
+    text = (RESULTS.read_text() if RESULTS.exists()
+            else "# Benchmark results\n\nEach section is rewritten by the command it names.\n")
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)

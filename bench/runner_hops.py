@@ -76,8 +76,10 @@ async def main(frames: int) -> None:
         print(label, f"runner {ours * 1e6:.1f} us/hop, asyncio.Queue chain {base * 1e6:.1f} us/hop")
     body = ("Per-hop latency (chain of 9 PassThrough nodes minus chain of 1, one frame in flight, best of 5). "
             "Target: under 50 us per audio hop.\n\n"
-            "| frames | runner us/hop | baseline: plain asyncio.Queue chain us/hop |\n|---|---|---|\n" + "\n".join(rows))
-    write_section("Runner hop cost", body, "python bench/runner_hops.py" + (f" --frames {frames}" if frames != 3000 else ""))
+            "| frames | runner us/hop | baseline: plain asyncio.Queue chain us/hop |\n|---|---|---|\n"
+            + "\n".join(rows))
+    write_section("Runner hop cost", body,
+                  "python bench/runner_hops.py" + (f" --frames {frames}" if frames != 3000 else ""))
 
 
 if __name__ == "__main__":

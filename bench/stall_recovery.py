@@ -3,8 +3,9 @@
 Echo workload (audio in -> the same audio out on the server's track); 3 s into the stream the processing
 stalls for 5 s once (ours: ``BenchStallOnceNode`` blocks the pipeline loop; plain aiortc: the relayed track's
 ``recv`` pauses while the transport keeps receiving). A 20 ms tone burst leaves every 100 ms, its frequency
-naming it; each burst's echo latency is measured at the client. Reported: latency before the stall, the worst after it, when
-the echo is live again (every later burst within 20 ms of the p50 before the stall), and what our track counted.
+naming it; each burst's echo latency is measured at the client. Reported: latency before the stall, the worst
+after it, when the echo is live again (every later burst within 20 ms of the p50 before the stall), and what
+our track counted.
 
     .venv/bin/python bench/stall_recovery.py [--duration 16]
 """
@@ -148,7 +149,8 @@ async def main(args: argparse.Namespace) -> int:
         f"Echo round trip with one {STALL_S:.0f} s processing stall {STALL_AFTER_S:.0f} s into a "
         f"{args.duration:.0f} s stream; a 20 ms burst every 100 ms, latency per burst at the client.",
         "",
-        "| | echo p50 before the stall | worst after it | live again (every later echo within 20 ms of the p50 before), after the stall ended |"
+        "| | echo p50 before the stall | worst after it | live again (every later echo within 20 ms of the p50 "
+        "before), after the stall ended |"
         " p50 over the last 3 s | bursts without an echo |",
         "|---|---|---|---|---|---|",
         *rows, "", *notes, "",

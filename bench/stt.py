@@ -130,7 +130,8 @@ def engines_table(rows: list[dict]) -> str:
 def engines_body(rows: list[dict]) -> str:
     return (
         f"Fixture: {len(FREE_SENTENCES)} free sentences (bench/stt.py FREE_SENTENCES, never used for tuning) "
-        f"spoken by espeak-ng in {len(VARIANTS)} voice/speed variants ({', '.join(f'{v} {s} wpm' for v, s in VARIANTS)}), "
+        f"spoken by espeak-ng in {len(VARIANTS)} voice/speed variants "
+        f"({', '.join(f'{v} {s} wpm' for v, s in VARIANTS)}), "
         f"{rows[0]['n']} utterances, {rows[0]['audio_s']:.0f} s of 16 kHz audio per engine, fed to the engine in 20 ms "
         "chunks paced in real time (a live mic; the engine's thread blocks while it decodes, as in SpeechToTextNode). "
         "Words right = 1 - WER over all finals. RTF = time inside accept_audio/finish (partials included) / audio "

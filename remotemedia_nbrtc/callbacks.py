@@ -31,7 +31,9 @@ def _as_output(value: Any) -> Any:
         return TextData(value)
     if isinstance(value, (list, tuple)):
         return [o for o in (_as_output(v) for v in value) if o is not None]
-    raise TypeError(f"a frame callback returned {type(value).__name__}; expected None, RuntimeData, dict, str or a list")
+    raise TypeError(
+        f"a frame callback returned {type(value).__name__}; expected None, RuntimeData, dict, str or a list"
+    )
 
 
 class FrameCallbackNode(Node, register=False):

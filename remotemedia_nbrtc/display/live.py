@@ -116,8 +116,8 @@ class LiveText(_ThrottledView):
     ``sink(lines, partial)`` receives the state (default: an ``ipywidgets.HTML`` in :attr:`widget`).
     """
 
-    def __init__(self, max_lines: int = 50, *, max_fps: float = 20.0, sink: Callable[[list[str], str], None] | None = None,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(self, max_lines: int = 50, *, max_fps: float = 20.0,
+                 sink: Callable[[list[str], str], None] | None = None, clock: Clock = time.monotonic) -> None:
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.partial = ""
         self.updates = 0

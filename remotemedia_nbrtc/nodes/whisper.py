@@ -86,7 +86,9 @@ def whisper_model_path(model: str) -> Path:
     if Path(model).is_dir() and (Path(model) / "model.bin").is_file():
         return Path(model)
     if model not in _MODELS:
-        raise ValueError(f"unknown Whisper model {model!r}: use one of {sorted(_MODELS)} or a CTranslate2 model directory")
+        raise ValueError(
+            f"unknown Whisper model {model!r}: use one of {sorted(_MODELS)} or a CTranslate2 model directory"
+        )
     if model == "base":
         return _joined_base_model()
     module, package = _MODELS[model]

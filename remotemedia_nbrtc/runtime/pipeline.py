@@ -306,7 +306,9 @@ class Pipeline:
                 raise ManifestError("a connection needs 'from' and 'to'", field=f"connections[{i}]")
             policy = raw.get("policy", "auto")
             if policy not in POLICIES:
-                raise ManifestError(f"unknown policy {policy!r}", node_id=str(raw["to"]), field=f"connections[{i}].policy")
+                raise ManifestError(
+                    f"unknown policy {policy!r}", node_id=str(raw["to"]), field=f"connections[{i}].policy"
+                )
             extra = {k: v for k, v in raw.items() if k not in ("from", "to", "policy")}
             pipeline.connections.append(Connection(str(raw["from"]), str(raw["to"]), policy, extra))
         return pipeline.validate()

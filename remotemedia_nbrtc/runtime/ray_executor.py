@@ -320,7 +320,9 @@ class _RayCalls:
                     log.debug("stop of a Ray actor failed", exc_info=True)
         if stops:
             try:
-                await wait_for_with_message(asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s))
+                await wait_for_with_message(
+                    asyncio.gather(*stops, return_exceptions=True), min(10.0, self.call_timeout_s)
+                )
             except TimeoutError:
                 log.warning("node %s: Ray actor stop() timed out; killing it", self.node_id)
         for r in replicas:

@@ -109,7 +109,9 @@ class Relay:
         for conn_id in list(kernel.conns):
             browser = self._browsers.pop(conn_id, None)
             if browser is not None:
-                browser.send(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the kernel serving this session disconnected"))
+                browser.send(
+                    jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the kernel serving this session disconnected")
+                )
                 browser.close("kernel disconnected")
 
     def kernel_message(self, link_id: int, text: str) -> None:

@@ -102,8 +102,9 @@ class LocalRayCluster:
             raise RuntimeError(f"{ray_bin} not found: pip install remotemedia_nbrtc[ray]")
         self.port = _free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rmray-")
-        ports = {name: _free_port() for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                                                "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")}
+        ports = {name: _free_port()
+                 for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                              "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")}
         worker_base = 20000 + (os.getpid() % 400) * 100
         cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
@@ -119,7 +120,9 @@ class LocalRayCluster:
         self.start_s = time.perf_counter() - started
         if result.returncode != 0:
             self.stop()
-            raise RuntimeError(f"ray start failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"ray start failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            )
         return self
 
     def pids(self) -> list[int]:
@@ -160,4 +163,5 @@ def alive_actors(class_name: str | None = "NodeHost") -> int:
 
     table = ray._private.state.actors()  # noqa: SLF001  (GCS-backed; ray.util.state needs the dashboard)
     return sum(1 for a in table.values()
-               if a.get("State") not in ("DEAD",) and (class_name is None or class_name in str(a.get("ActorClassName"))))
+               if a.get("State") not in ("DEAD",)
+               and (class_name is None or class_name in str(a.get("ActorClassName"))))

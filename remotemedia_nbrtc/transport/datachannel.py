@@ -3,7 +3,8 @@
 The browser opens the channel (any label); the server uses the most recently opened one for
 outputs. Messages sent before any channel is open are queued (at most ``queue_limit``; beyond that
 the oldest is dropped and counted in ``dropped``) and flushed in order on ``open``. Outputs larger
-than :data:`~remotemedia_nbrtc.protocol.datachannel.MAX_MESSAGE_BYTES` are replaced by an ``error`` message and counted in ``too_large``.
+than :data:`~remotemedia_nbrtc.protocol.datachannel.MAX_MESSAGE_BYTES` are replaced by an ``error``
+message and counted in ``too_large``.
 
 Wire format, per channel: our JSON (:mod:`.wire`) by default; RemoteMedia's protobuf ``DataBuffer``
 (:mod:`.databuffer`) when the client asks for it with the channel protocol ``remotemedia.databuffer``, or on
@@ -62,7 +63,9 @@ class DataChannelLink:
         """Adopt a channel announced by the remote peer (``datachannel`` event)."""
         self._channels.append(channel)
         key = id(channel)
-        self._databuffer[key] = wants_databuffer(getattr(channel, "label", "") or "", getattr(channel, "protocol", "") or "")
+        self._databuffer[key] = wants_databuffer(
+            getattr(channel, "label", "") or "", getattr(channel, "protocol", "") or ""
+        )
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:

@@ -202,7 +202,8 @@ class DataChannelAudio:
 
     def stats(self) -> dict[str, Any]:
         """Counters, the rates in use, and the outgoing track's (``out``: see :meth:`PipelineAudioTrack.stats`)."""
-        return {"label": DC_AUDIO_LABEL, "rate": self.rate, "out_rate": self.out_rate, "error": self.error, **self.counters,
+        return {"label": DC_AUDIO_LABEL, "rate": self.rate, "out_rate": self.out_rate, "error": self.error,
+                **self.counters,
                 "out": None if self._out_track is None else self._out_track.stats(),
                 "state": None if self.channel is None else self.channel.readyState}
 

@@ -88,7 +88,9 @@ class PeerRegistry:
 
     def add(self, entry: _PeerEntry) -> None:
         if entry.peer_id in self._peers or entry.peer_id == SERVER_PEER_ID:
-            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"peer id {entry.peer_id!r} is taken"}
+            )
         idle = [e for pid, e in self._peers.items() if pid not in self._sessions]
         max_idle = self.max_idle if self.max_idle is not None else max(16, 4 * self.max_sessions)
         if len(idle) >= max_idle:
@@ -319,7 +321,9 @@ class SignalingEndpoint:
             request = rpc.parse_message(text, max_bytes=self.max_message_bytes)
             request_id = request.id
             if request.method != "peer.announce" and self.peer_id is None:
-                raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"})
+                raise rpc.RpcError(
+                    ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"}
+                )
             result = await self._handlers[request.method](request.params)
         except rpc.RpcError as exc:
             if exc.request_id is None:
@@ -488,7 +492,9 @@ class SignalingEndpoint:
     async def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
         to = params["to"]
         if to == self.server_peer_id:
-            raise rpc.RpcError(ErrorCode.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"})
+            raise rpc.RpcError(
+                ErrorCode.ANSWER_INVALID, "Invalid SDP answer", {"reason": "the server never sends offers"}
+            )
         target = self._relay_target(to)
         rpc.validate_sdp(params["sdp"], code=ErrorCode.ANSWER_INVALID)
         target.endpoint.notify("peer.answer", {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
@@ -516,13 +522,17 @@ class SignalingEndpoint:
 
     async def _apply_candidate(self, peer: WebRTCPeer | WebSocketMediaPeer, candidate: dict[str, Any] | None) -> None:
         if not is_webrtc_peer(peer):
-            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"})
+            raise rpc.RpcError(
+                ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "this session uses WebSocket media"}
+            )
         try:
             await peer.add_ice_candidate(candidate)
         except SignalingError:
             raise
         except Exception as exc:
-            raise rpc.RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}) from exc
+            raise rpc.RpcError(
+                ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": str(exc) or repr(exc)}
+            ) from exc
 
     async def _disconnect(self, params: dict[str, Any]) -> dict[str, Any]:
         peer_id = params["peer_id"]
@@ -625,7 +635,8 @@ class SignalingEndpoint:
         session = self.session
         if session is None:
             raise rpc.RpcError(
-                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no pipeline session yet: send peer.offer first"}
+                ErrorCode.INVALID_REQUEST, "Invalid Request",
+                {"reason": "no pipeline session yet: send peer.offer first"},
             )
         return session
 
@@ -637,7 +648,9 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self.session
         if session is not None and node not in ("*", _SYSTEM_TOPIC, "__perf__") and node not in session.node_ids:
-            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"}
+            )
         old = self._subscriptions.pop(topic, None)
         if old is not None:
             await self._remove_taps(old)
@@ -722,7 +735,9 @@ class SignalingEndpoint:
         node, _, _port = rpc.parse_topic(topic)  # type: ignore[misc]
         session = self._require_session()
         if node not in session.node_ids:
-            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node!r} in the pipeline"}
+            )
         data = payload_to_runtime_data(params["payload"])
         try:
             await asyncio.wait_for(self._on_pipeline(session.send_input(data, to_node=node)), 5.0)
@@ -736,7 +751,9 @@ class SignalingEndpoint:
         session = self._require_session()
         node_id, state = params["node_id"], params["state"]
         if node_id not in session.node_ids:
-            raise rpc.RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"no node {node_id!r} in the pipeline"}
+            )
 
         async def apply() -> None:
             session.set_node_state(node_id, state)
@@ -788,7 +805,9 @@ class SignalingEndpoint:
     def _media_peer(self) -> WebSocketMediaPeer:
         peer = self.server_peer
         if peer is None or peer.transport_path != "websocket":
-            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no WebSocket media: media.open first"}
+            )
         return peer
 
     async def _media_close(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -810,7 +829,9 @@ class SignalingEndpoint:
     async def _media_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         """The kernel peer's counters, for either media path (the doctor panel shows what the kernel trimmed)."""
         if self.server_peer is None:
-            raise rpc.RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"})
+            raise rpc.RpcError(
+                ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "no media session: offer first"}
+            )
         stats: dict[str, Any] = self.server_peer.stats()
         stats.pop("trace", None)  # profiling only, and large
         return stats

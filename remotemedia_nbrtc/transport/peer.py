@@ -69,7 +69,8 @@ def _validate_offer(sdp: Any) -> None:
 
 class ServerPeer:
     """Server side of one WebRTC connection: RTCPeerConnection on the RTC loop, bound to a StreamSession on
-    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop. A :class:`~.media_peer.WebRTCPeer`."""
+    the pipeline loop. Create with :meth:`create`; call every coroutine on the RTC loop.
+    A :class:`~.media_peer.WebRTCPeer`."""
 
     transport_path: Final = "webrtc"
 

@@ -165,17 +165,23 @@ def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_
     has_id = "id" in obj
     request_id = obj.get("id")
     if not _valid_id(request_id):
-        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "id must be a string, a number or null"})
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "id must be a string, a number or null"}
+        )
     if obj.get("jsonrpc") != "2.0":
-        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id)
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": 'jsonrpc must be "2.0"'}, request_id=request_id
+        )
     method = obj.get("method")
     if not isinstance(method, str) or not method:
         raise RpcError(
-            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"}, request_id=request_id
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "method must be a non-empty string"},
+            request_id=request_id,
         )
     if "result" in obj or "error" in obj:
         raise RpcError(
-            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"}, request_id=request_id
+            ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "responses are not accepted"},
+            request_id=request_id,
         )
     if method not in METHODS:
         raise RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found", {"method": method[:128]}, request_id=request_id)
@@ -183,11 +189,15 @@ def parse_message(message: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "params must be an object"}, request_id=request_id)
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": "params must be an object"}, request_id=request_id
+        )
     for name, (types, required) in _PARAM_SPECS[method].items():
         if name not in params:
             if required:
-                raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"missing {name!r}"}, request_id=request_id)
+                raise RpcError(
+                    ErrorCode.INVALID_PARAMS, "Invalid params", {"reason": f"missing {name!r}"}, request_id=request_id
+                )
             continue
         if not _type_ok(params[name], types):
             reason = f"{name!r} must be {_type_name(types)}"
@@ -300,9 +310,13 @@ def normalize_candidate(params: dict[str, Any]) -> dict[str, Any] | None:
     if mid is not None and not isinstance(mid, str):
         raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid must be a string"})
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
-        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMLineIndex must be a non-negative integer"})
+        raise RpcError(
+            ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMLineIndex must be a non-negative integer"}
+        )
     if mid is None and index is None:
-        raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid or sdpMLineIndex is required"})
+        raise RpcError(
+            ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": "sdpMid or sdpMLineIndex is required"}
+        )
     reason = _candidate_problem(raw)
     if reason:
         raise RpcError(ErrorCode.ICE_INVALID, "Invalid ICE candidate", {"reason": reason})
@@ -382,5 +396,7 @@ def parse_response(message: str) -> dict[str, Any]:
     """Parse a server message on the client side: a response or a notification (a dict either way)."""
     obj = _loads(message)
     if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0":
-        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid message from server", {"reason": "not a JSON-RPC 2.0 object"})
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, "Invalid message from server", {"reason": "not a JSON-RPC 2.0 object"}
+        )
     return obj

@@ -1,7 +1,7 @@
 """Browser-free media sources: aiortc ``MediaStreamTrack`` subclasses paced in real time.
 
-Audio sources produce 20 ms s16 frames at 48 kHz by default (a mono signal on two equal channels); video sources produce yuv420p
-frames. ``ToneBurstSource`` and ``SyntheticVideoSource`` record when each burst / frame left the
+Audio sources produce 20 ms s16 frames at 48 kHz by default (a mono signal on two equal channels); video
+sources produce yuv420p frames. ``ToneBurstSource`` and ``SyntheticVideoSource`` record when each burst / frame left the
 source (``now_us()``, the runtime's monotonic clock) so latency can be measured at the far end.
 """
 

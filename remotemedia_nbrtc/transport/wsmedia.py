@@ -140,8 +140,8 @@ class MediaFormats:
 
 
 def _mismatch(reason: str) -> rpc.RpcError:
-    return rpc.RpcError(ErrorCode.CODEC_MISMATCH, "Codec mismatch", {"reason": reason, "audio_codecs": list(AUDIO_CODECS),
-                                                               "video_codecs": list(VIDEO_CODECS)})
+    return rpc.RpcError(ErrorCode.CODEC_MISMATCH, "Codec mismatch",
+                        {"reason": reason, "audio_codecs": list(AUDIO_CODECS), "video_codecs": list(VIDEO_CODECS)})
 
 
 def _number(value: Any, name: str) -> float:

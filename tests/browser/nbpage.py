@@ -89,7 +89,8 @@ def wait_kernel_idle(page: Any, timeout: float = 20_000) -> None:
     page.wait_for_function(
         """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
                    const s = w && w.sessionContext;
-                   return !!(s && s.isReady && s.session && s.session.kernel && s.session.kernel.status === 'idle'); }""",
+                   return !!(s && s.isReady && s.session && s.session.kernel"""
+        """ && s.session.kernel.status === 'idle'); }""",
         timeout=timeout, polling=100,
     )
 

@@ -12,7 +12,8 @@ async ([index, ms, stopAbove]) => {
   const root = document.querySelectorAll('.jp-Notebook .jp-Cell')[index].querySelector('.rm-widget');
   const el = root && root.querySelector('audio.rm-audio-out');
   const t0 = performance.now();
-  while (!(el && el.srcObject && el.srcObject.getAudioTracks().length) && performance.now() - t0 < 10000) await sleep(50);
+  while (!(el && el.srcObject && el.srcObject.getAudioTracks().length) && performance.now() - t0 < 10000) \
+await sleep(50);
   if (!(el && el.srcObject && el.srcObject.getAudioTracks().length)) return { found: false };
   const track = el.srcObject.getAudioTracks()[0];
   const ac = new AudioContext();
@@ -65,6 +66,7 @@ VIDEO_HALVES_JS = """
     const m = Math.round(h * 0.05);
     return { width: w, height: h, top: half(0, Math.floor(h / 2) - m), bottom: half(Math.ceil(h / 2) + m, h) };
   };
-  return { local: measure(root.querySelector('video.rm-local')), remote: measure(root.querySelector('video.rm-remote')) };
+  return { local: measure(root.querySelector('video.rm-local')), \
+remote: measure(root.querySelector('video.rm-remote')) };
 }
 """

@@ -97,7 +97,9 @@ def test_firefox_widget_in_jupyterlab_streams_the_fake_mic(lab: JupyterServer) -
         pytest.fail(f"the Firefox driver hung past 120 s: {exc.stdout!r} {exc.stderr!r}")
     (ARTIFACTS / "firefox-driver.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert len(lines) == 1, f"driver exit {proc.returncode}; stdout={proc.stdout[-2000:]!r} stderr={proc.stderr[-2000:]!r}"
+    assert len(lines) == 1, (
+        f"driver exit {proc.returncode}; stdout={proc.stdout[-2000:]!r} stderr={proc.stderr[-2000:]!r}"
+    )
     result: dict[str, Any] = json.loads(lines[0][len("RESULT "):])
     assert result["ok"], json.dumps(result, indent=1)
     print("firefox", result["version"], "connected", result["connected_s"], "s;", result["marks"])

@@ -30,7 +30,8 @@ h
 
 CHECK = "print('SIZES', sorted(sizes))\n"
 
-SETTINGS_JS = """(i) => { const v = document.querySelectorAll('.jp-Notebook .jp-Cell')[i].querySelector('video.rm-local');
+SETTINGS_JS = """(i) => { \
+const v = document.querySelectorAll('.jp-Notebook .jp-Cell')[i].querySelector('video.rm-local');
   const s = v && v.srcObject ? v.srcObject.getVideoTracks()[0].getSettings() : null;
   const a = v && v.srcObject ? v.srcObject.getAudioTracks()[0].getSettings() : null;
   return s && { width: s.width, height: s.height, frameRate: s.frameRate, agc: a && a.autoGainControl }; }"""

@@ -111,7 +111,8 @@ def test_browsers_without_track_processor_capture_with_a_worklet(dc_page: Any) -
     wait_connected(page, 1)
     page.wait_for_function(
         """() => { const td = document.querySelector(".rm-stats tr[data-key='audio path'] td");
-                   const m = td && /\\(worklet\\).*received (\\d+)/.exec(td.textContent); return m && +m[1] >= 500; }""",
+                   const m = td && /\\(worklet\\).*received (\\d+)/.exec(td.textContent);"""
+        """ return m && +m[1] >= 500; }""",
         timeout=20_000, polling=200)
     summary = w.locator(".rm-stats tr[data-key='audio path'] td").inner_text()
     assert re.match(r"data channel, pcm16 (\d+) Hz \(worklet\) / back \1 Hz \(open\)", summary), summary

@@ -208,7 +208,9 @@ def test_auto_falls_back_after_the_webrtc_timeout_when_turn_never_answers(nb: An
     page.wait_for_selector(".rm-widget[data-state='connected'][data-path='websocket']", timeout=20_000)
     t_connected = time.monotonic() - t0
     path = doctor(w, "path")
-    assert re.match(r"websocket \(reason: WebRTC not connected within 1.5 s \(ICE \w+, 0 usable local candidate", path), path
+    assert re.match(
+        r"websocket \(reason: WebRTC not connected within 1.5 s \(ICE \w+, 0 usable local candidate", path
+    ), path
     assert t_connected > 1.5, t_connected
     wait_plot_frames(page, w, 4, 3)
     text = kernel_check(page, r"PATH websocket \| WebRTC not connected.*FRAMES (\d{3,})")

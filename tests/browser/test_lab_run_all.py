@@ -26,7 +26,10 @@ ALL_EXECUTED_JS = """() => {
          panel.sessionContext.session.kernel.status === 'idle';
 }"""
 
-PLOT_FRAMES_JS = "() => { const i = document.querySelector('.rm-widget canvas.rm-plot'); return i ? +i.dataset.frames : -1; }"
+PLOT_FRAMES_JS = (
+    "() => { const i = document.querySelector('.rm-widget canvas.rm-plot'); "
+    "return i ? +i.dataset.frames : -1; }"
+)
 
 
 @pytest.fixture
@@ -44,7 +47,8 @@ def run_all_page(browser: Any, lab: JupyterServer) -> Iterator[tuple[Any, list[s
         (ARTIFACTS / "run-all-console.log").write_text("\n".join(console))
         # leave no session behind for the next test module (the Lab is shared): a user would close it too
         try:
-            page.evaluate("""async () => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            page.evaluate("""async () => {"""
+                          """ const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
                                            await k.requestExecute({ code: 'live.close()' }).done; }""")
         finally:
             page.context.close()

@@ -44,7 +44,8 @@ def av_page(playwright_instance: Any, lab: JupyterServer, speech_wav: Path, two_
     """A Chromium of its own (fake camera = the y4m, fake mic = the WAV, looping) with the notebook open."""
     with own_chromium_notebook(
         playwright_instance, lab, "video.ipynb", [SETUP, STREAM, CHECK, CLOSE], console_log="video-console.log",
-        extra_args=[f"--use-file-for-fake-audio-capture={speech_wav}", f"--use-file-for-fake-video-capture={two_tone_y4m}"],
+        extra_args=[f"--use-file-for-fake-audio-capture={speech_wav}",
+                    f"--use-file-for-fake-video-capture={two_tone_y4m}"],
         close_cell=3,
     ) as page:
         yield page
@@ -60,7 +61,8 @@ def test_processed_video_and_audio_are_played_back_in_the_widget(av_page: Any) -
     page.wait_for_function(
         """() => { const r = document.querySelectorAll('.jp-Notebook .jp-Cell')[1].querySelector('.rm-widget');
                    const l = r.querySelector('video.rm-local'), v = r.querySelector('video.rm-remote');
-                   return l.videoWidth > 0 && v.videoWidth > 0 && v.readyState >= 2 && !v.hidden && v.currentTime > 0.3; }""",
+                   return l.videoWidth > 0 && v.videoWidth > 0 && v.readyState >= 2 && !v.hidden"""
+        """ && v.currentTime > 0.3; }""",
         timeout=15_000, polling=100,
     )
     halves = page.evaluate(VIDEO_HALVES_JS, 1)

@@ -49,13 +49,15 @@ h2
 
 COUNT = """\
 names = sorted(t.name for t in threading.enumerate())
-print("LIVE", len(live_handles()), "THREADS", len(names), "DISPLAY", sum(n.startswith("remotemedia-display") for n in names))
+print("LIVE", len(live_handles()), "THREADS", len(names), "DISPLAY", \
+sum(n.startswith("remotemedia-display") for n in names))
 """
 
 
 @pytest.fixture(scope="module")
 def nb(browser: Any, lab: JupyterServer) -> Iterator[Any]:
-    """A page with the test notebook open and its kernel idle: cells SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE, NO_EXTENSION."""
+    """A page with the test notebook open and its kernel idle: cells SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE,
+    NO_EXTENSION."""
     cells = [SETUP, STREAM, CHECK_AUDIO, COUNT, CLOSE, NO_EXTENSION]
     with notebook_page(browser, lab, "e2e.ipynb", cells, console_log="e2e-console.log") as page:
         yield page
@@ -86,7 +88,8 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
     drawn = plot.evaluate("""c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                                     let blue = 0;
                                     for (let i = 0; i < d.length; i += 4)
-                                      if (Math.abs(d[i] - 31) < 40 && Math.abs(d[i + 1] - 119) < 40 && d[i + 2] > 150) blue++;
+                                      if (Math.abs(d[i] - 31) < 40 && Math.abs(d[i + 1] - 119) < 40"""
+                          """ && d[i + 2] > 150) blue++;
                                     return { points: +c.dataset.points, last: +c.dataset.last, blue }; }""")
     assert drawn["points"] >= 5 and -120 < drawn["last"] <= 0 and drawn["blue"] > 50, drawn
 
@@ -99,8 +102,10 @@ def test_widget_streams_fake_mic_to_the_kernel_and_shows_results(nb: Any) -> Non
         el.scrollTop = el.scrollHeight;
         const box = el.getBoundingClientRect(), lines = [...el.querySelectorAll(".rm-line")];
         const cut = lines.filter((l) => { const r = l.getBoundingClientRect();
-            return r.bottom > box.top + 0.5 && r.top < box.bottom - 0.5 && (r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5); });
-        const shown = lines.filter((l) => { const r = l.getBoundingClientRect(); return r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5; });
+            return r.bottom > box.top + 0.5 && r.top < box.bottom - 0.5"""
+        """ && (r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5); });
+        const shown = lines.filter((l) => { const r = l.getBoundingClientRect();"""
+        """ return r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5; });
         const out = { cut: cut.length, shown: shown.length };
         for (let i = 0; i < 30; i++) el.lastElementChild.remove();
         return out; }""")
@@ -201,7 +206,8 @@ def test_a_closed_session_shows_an_actionable_error(nb: Any, lab: JupyterServer)
     wait_output(page, 4, "CLOSED True")
     w = widget(page, 1)
     page.wait_for_function(
-        "() => { const r = document.querySelector('.rm-widget'); return r && ['closed', 'error'].includes(r.dataset.state); }",
+        "() => { const r = document.querySelector('.rm-widget'); "
+        "return r && ['closed', 'error'].includes(r.dataset.state); }",
         timeout=10_000,
     )
     assert lab.api("remotemedia/status")["sessions"] == 0

@@ -39,7 +39,8 @@ for _ in range(50):
     if frames >= 50 and m["nodes"]["level"]["frames_out"] >= 10:
         break
     time.sleep(0.1)
-print("FRAMES", frames, "LEVELS", m["nodes"]["level"]["frames_out"], "HOST", h.widget.host)  # set by the browser at render
+print("FRAMES", frames, "LEVELS", m["nodes"]["level"]["frames_out"], "HOST", h.widget.host)  \
+# set by the browser at render
 h.close()
 """
 

@@ -97,7 +97,8 @@ async def test_phrase_list_stt_is_accurate_and_fast(track):
     assert 10 <= len(finals) <= 14
     # each final lies on one spoken sentence, in order
     for event in finals:
-        hits = [i for i, (a, b) in enumerate(track.spans_ms) if event["start_ms"] < b + 300 and event["end_ms"] > a - 300]
+        hits = [i for i, (a, b) in enumerate(track.spans_ms)
+                if event["start_ms"] < b + 300 and event["end_ms"] > a - 300]
         assert len(hits) == 1, (event, track.spans_ms)
     starts = [e["start_ms"] for e in finals]
     assert starts == sorted(starts)

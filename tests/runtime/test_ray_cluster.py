@@ -117,7 +117,8 @@ async def test_pocketsphinx_stt_on_the_cluster_behind_webrtc(cluster):
     finally:
         await server.stop()
     assert word_accuracy(sentences, finals) >= 0.75, finals
-    assert metrics["executor"] == "ray" and metrics["errors"] == 0 and metrics["lost"] == 0 and metrics["frames_in"] > 50
+    assert (metrics["executor"] == "ray" and metrics["errors"] == 0 and metrics["lost"] == 0
+            and metrics["frames_in"] > 50)
     for _ in range(50):  # the server closes sessions as the peer goes: the actor goes with it
         if alive_actors() == 0:
             break

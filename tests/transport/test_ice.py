@@ -38,7 +38,8 @@ def test_configuration_mapping_and_fresh_credentials() -> None:
 def test_relay_policy_reaches_aiortc() -> None:
     import aiortc
 
-    cfg = IceConfig(ice_servers=[{"urls": "turn:turn.example.org", "username": "u", "credential": "p"}], transport_policy="relay")
+    cfg = IceConfig(ice_servers=[{"urls": "turn:turn.example.org", "username": "u", "credential": "p"}],
+                    transport_policy="relay")
     assert rtc_configuration(cfg).iceTransportPolicy == aiortc.RTCIceTransportPolicy.RELAY
     assert rtc_configuration(IceConfig()).iceServers == []
 

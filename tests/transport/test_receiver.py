@@ -34,7 +34,8 @@ class FakeClock:
 
 
 def pkt(seq: int, ts: int | None = None, marker: bool = False, data: bytes | None = None) -> RtpPacket:
-    p = RtpPacket(payload_type=111, sequence_number=seq & 0xFFFF, timestamp=(seq * 960 if ts is None else ts) & 0xFFFFFFFF)
+    p = RtpPacket(payload_type=111, sequence_number=seq & 0xFFFF,
+                  timestamp=(seq * 960 if ts is None else ts) & 0xFFFFFFFF)
     p.marker = int(marker)
     p._data = data if data is not None else seq.to_bytes(4, "big")  # type: ignore[attr-defined]
     return p

@@ -30,7 +30,13 @@ def code_of(text: str) -> tuple[int, object]:
 
 
 def test_error_code_values_match_upstream() -> None:
-    assert (ErrorCode.PARSE_ERROR, ErrorCode.INVALID_REQUEST, ErrorCode.METHOD_NOT_FOUND, ErrorCode.INVALID_PARAMS, ErrorCode.INTERNAL_ERROR) == (
+    assert (
+        ErrorCode.PARSE_ERROR,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.METHOD_NOT_FOUND,
+        ErrorCode.INVALID_PARAMS,
+        ErrorCode.INTERNAL_ERROR,
+    ) == (
         -32700,
         -32600,
         -32601,

@@ -77,7 +77,9 @@ async def wait_relayed(turn: TurnServer, log_start: int, port: int, timeout: flo
     while True:
         log = turn.log_text()[log_start:]
         on_port = set(re.findall(rf"session (\d+): closed .*user <{turn.username}>.* local 127\.0\.0\.1:{port},", log))
-        for sid, rp in re.findall(rf"session (\d+): peer usage: realm=<[^>]*>, username=<{turn.username}>, rp=(\d+)", log):
+        for sid, rp in re.findall(
+            rf"session (\d+): peer usage: realm=<[^>]*>, username=<{turn.username}>, rp=(\d+)", log
+        ):
             if sid in on_port:
                 best = max(best, int(rp))
         if best >= 50 or asyncio.get_running_loop().time() > deadline:
@@ -96,7 +98,9 @@ async def test_audio_flows_through_the_turn_relay(
     log_start = len(turn.log_text())
     client = await ClientPeer.connect(level_server.url, audio=ToneSource(440.0, amplitude=0.5), ice=ice, timeout_s=15)
     try:
-        offer_candidates = re.findall(r"a=candidate:\S+ \d \w+ \d+ (\S+) \d+ typ (\w+)", client._pc.localDescription.sdp)
+        offer_candidates = re.findall(
+            r"a=candidate:\S+ \d \w+ \d+ (\S+) \d+ typ (\w+)", client._pc.localDescription.sdp
+        )
         assert offer_candidates and all(typ == "relay" for _, typ in offer_candidates), offer_candidates
         pairs = selected_pairs(client)
         assert pairs, "no nominated candidate pair"

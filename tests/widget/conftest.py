@@ -12,7 +12,8 @@ from remotemedia_nbrtc.stream import live_handles
 
 @pytest.fixture(autouse=True)
 def _no_link(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No server extension link (tests that need one serve through ``test_stream.stream_with``); no handle outlives its test."""
+    """No server extension link (tests that need one serve through ``test_stream.stream_with``); no handle
+    outlives its test."""
     monkeypatch.delenv(LINK_URL_ENV, raising=False)
     monkeypatch.delenv(LINK_SECRET_ENV, raising=False)
     yield

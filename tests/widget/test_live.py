@@ -139,7 +139,8 @@ def test_render_data_sends_the_window_as_float32_points_and_spans() -> None:
         plot.feed({"rms_dbfs": -40.0 + i, "has_speech": 5 <= i < 10, "timestamp_us": i})
     plot.flush()
     message, buffers = sent[-1]
-    assert message == {"window_s": 10.0, "ylim": [-90, 0], "title": "t", "series": ["rms_dbfs"], "flags": ["has_speech"]}
+    assert message == {"window_s": 10.0, "ylim": [-90, 0], "title": "t", "series": ["rms_dbfs"],
+                       "flags": ["has_speech"]}
     xy = np.frombuffer(buffers[0], np.float32).reshape(-1, 2)
     assert len(xy) == 20 and xy[-1, 0] == 0 and abs(xy[0, 0] + 1.9) < 1e-5 and xy[-1, 1] == -21
     spans = np.frombuffer(buffers[1], np.float32).reshape(-1, 2)

@@ -1,6 +1,6 @@
-"""StreamOptions(transport=..., audio_transport=...): the media path settings reach the kernel peer config and the widget; the widget's
-13-byte WebSocket media header is byte-identical to the kernel's (checked by running the widget's assembled ESM in
-node)."""
+"""StreamOptions(transport=..., audio_transport=...): the media path settings reach the kernel peer config and
+the widget; the widget's 13-byte WebSocket media header is byte-identical to the kernel's (checked by running
+the widget's assembled ESM in node)."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ const out = [];
 for (const [kind, seq, ts, payload] of JSON.parse(process.argv[2])) {
   const buf = m.packFrame(kind, seq, ts, new Uint8Array(payload));
   const back = m.unpackFrame(buf);
-  out.push({ hex: Buffer.from(buf).toString("hex"), back: [back.kind, back.seq, back.ts_us, Array.from(back.payload)] });
+  out.push({ hex: Buffer.from(buf).toString("hex"), \
+back: [back.kind, back.seq, back.ts_us, Array.from(back.payload)] });
 }
 console.log(JSON.stringify(out));
 """
