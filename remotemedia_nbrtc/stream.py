@@ -472,7 +472,8 @@ def _pipeline_from_callbacks(pipeline: PipelineLike | None, audio_cb: FrameCallb
 
     if audio_cb is not None or video_cb is not None:
         if pipeline is not None:
-            raise TypeError("give a pipeline or frame callbacks (audio_frame_callback / video_frame_callback), not both")
+            raise TypeError(
+                "give a pipeline or frame callbacks (audio_frame_callback / video_frame_callback), not both")
         return callback_pipeline(audio=audio_cb, video=video_cb)
     if pipeline is None:
         raise TypeError("stream() needs a pipeline, a function, or audio_frame_callback / video_frame_callback")
