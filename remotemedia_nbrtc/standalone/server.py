@@ -5,6 +5,8 @@ A tornado application on the RTC loop serves:
 - ``GET /ws`` and ``GET /`` with ``Upgrade: websocket``: JSON-RPC signaling, one
   :class:`~remotemedia_nbrtc.transport.endpoint.SignalingEndpoint` per connection;
 - ``GET /``: a minimal browser test page (mic -> pipeline, data channel results shown);
+- ``GET /js/NAME.js``: the widget's ES modules (``widget/js/``, read-only), which the test page imports
+  (its JSON-RPC socket and the protocol constants), so the page has no client of its own;
 - ``GET /health``: ``{"status": "ok", "peers", "sessions", "connections"}``.
 
 ``auth_token`` (optional) must then be sent with the WebSocket upgrade as ``Authorization: Bearer
@@ -57,6 +59,10 @@ class ServerConfig:
     offer_timeout_s: float | None = 30.0
     #: peers announced but without a session, per client address (``max_sessions`` counts sessions only)
     max_idle_per_address: int = 8
+
+
+#: the widget's ES modules, served as files (read, not imported: standalone/ imports nothing of widget/)
+WIDGET_JS_DIR = Path(__file__).resolve().parent.parent / "widget" / "js"
 
 
 def page_html() -> str:
@@ -125,6 +131,15 @@ class _SignalingHandler(tornado.websocket.WebSocketHandler):
 
     def send_binary(self, frame: bytes) -> Any:
         return self.write_message(frame, binary=True)
+
+
+class _WidgetModuleHandler(tornado.web.StaticFileHandler):
+    """The widget's ES modules, as the test page imports them; the route admits only ``NAME.js``."""
+
+    def get_content_type(self) -> str:
+        # not mimetypes: its answer for .js depends on the platform (text/plain from some Windows registries),
+        # and a browser refuses a module script without a JavaScript type
+        return "text/javascript; charset=utf-8"
 
 
 class _HealthHandler(tornado.web.RequestHandler):
@@ -223,6 +238,7 @@ class WebRTCServer:
         app = tornado.web.Application(
             [
                 (r"/health", _HealthHandler, {"server": self}),
+                (r"/js/([\w-]+\.js)", _WidgetModuleHandler, {"path": str(WIDGET_JS_DIR)}),
                 (r"/ws", _SignalingHandler, {"server": self}),
                 (r"/", _SignalingHandler, {"server": self}),
             ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.standalone.server import WebRTCServer
+from remotemedia_nbrtc.standalone.server import WIDGET_JS_DIR, WebRTCServer
 from remotemedia_nbrtc.standalone.webrtc_client import ClientPeer
 from remotemedia_nbrtc.transport.config import IceConfig
 from tests.tools import CHROMIUM, require_tools
@@ -65,7 +66,24 @@ async def test_port_zero_health_and_test_page(server: WebRTCServer) -> None:
     page = await http.fetch(server.http_url)
     body = page.body.decode()
     assert page.headers["Content-Type"].startswith("text/html")
-    assert "RTCPeerConnection" in body and "peer.announce" in body and "pipeline-data" in body
+    assert "RTCPeerConnection" in body and "METHODS.PEER_ANNOUNCE" in body and "DATA_CHANNEL_LABEL" in body
+    # the page speaks through the widget's own modules, served read-only under /js/
+    assert 'from "/js/rpc_socket.js"' in body and 'from "/js/protocol.js"' in body
+    served: dict[str, str] = {}
+    wanted = ["rpc_socket.js", "protocol.js"]
+    while wanted:  # the page's modules and, transitively, whatever they import ("./x.js" is /js/x.js)
+        name = wanted.pop()
+        module = await http.fetch(server.http_url + "js/" + name)
+        assert module.headers["Content-Type"].split(";")[0] in ("text/javascript", "application/javascript")
+        served[name] = module.body.decode()
+        assert served[name] == (WIDGET_JS_DIR / name).read_text("utf-8")
+        wanted += [dep for dep in re.findall(r'from "\./([\w-]+\.js)"', served[name]) if dep not in served]
+    assert '"peer.announce"' in served["protocol.js"] and '"pipeline-data"' in served["protocol.js"]
+    # nothing but widget/js/*.js: no other file of the package, no way out of the directory
+    outside = ["js/../assemble.py", "js/%2e%2e/assemble.py", "js/..%2fassemble.py", "js/assemble.py"]
+    for path in [*outside, "js/missing.js", "js/"]:
+        reply = await http.fetch(server.http_url + path, raise_error=False)
+        assert reply.code == 404, (path, reply.code)
 
 
 async def test_websocket_on_ws_and_root_paths(server: WebRTCServer) -> None:
@@ -313,8 +331,6 @@ async def test_offers_with_missing_or_malformed_fingerprint_are_rejected(
     server: WebRTCServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No/garbled a=fingerprint: -32002 with a reason before aiortc sees it, one log line, no tracebacks."""
-    import re
-
     from aiortc import RTCPeerConnection
 
     pc = RTCPeerConnection()
