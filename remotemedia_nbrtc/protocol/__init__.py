@@ -1,7 +1,8 @@
 """The wire protocols, each defined once; everything that speaks one imports its facts from here.
 
-- :mod:`.jsonrpc`: JSON-RPC 2.0 signaling: the method table, the error codes, the server's peer id,
-  the message and id size limits (parsing and validation live in ``transport.signaling``).
+- :mod:`.jsonrpc`: JSON-RPC 2.0 signaling: the method table, the server's notifications, the error codes,
+  the server's peer id, the message and id size limits, and the builders of requests, responses and
+  notifications (parsing and validation live in ``transport.signaling``).
 - :mod:`.datachannel`: the data channels' labels and channel protocols, the JSON message format on the
   pipeline-data channel and its size limit (the encoding of pipeline data lives in ``transport.wire``).
 - :mod:`.media_frames`: binary media frames (13-byte header, then the payload), used by the WebSocket

@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 facts of RemoteMedia's signaling: the methods, the error codes, the server's peer id, size limits.
+"""JSON-RPC 2.0 of RemoteMedia's signaling: the methods, the notifications, the error codes, the server's
+peer id, size limits, and the builders of the four kinds of message.
 
 Methods and codes follow upstream's ``crates/transports/webrtc/src/signaling/protocol.rs`` (its -32000..
 range plus the standard codes); ``session.info``, ``control.*`` and ``media.*`` are our own additions.
@@ -7,9 +8,24 @@ Parsing and parameter validation live in ``transport.signaling``.
 
 from __future__ import annotations
 
-from enum import IntEnum
+import json
+from enum import IntEnum, StrEnum
+from typing import Any
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ERROR_CODES", "MAX_ID_LENGTH", "METHODS", "SERVER_PEER_ID", "ErrorCode"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ERROR_CODES",
+    "MAX_ID_LENGTH",
+    "METHODS",
+    "NOTIFICATIONS",
+    "SERVER_PEER_ID",
+    "ErrorCode",
+    "Notification",
+    "error_message",
+    "notification",
+    "request_message",
+    "result_message",
+]
 
 #: The ``to``/``from`` of messages the kernel-side peer sends and receives.
 SERVER_PEER_ID = "remotemedia-server"
@@ -37,6 +53,32 @@ METHODS = frozenset(
         "media.stats",
     }
 )
+
+
+
+class Notification(StrEnum):
+    """Every notification the server sends a client (no id, no reply); members are their method names."""
+
+    #: another peer announced itself
+    PEER_JOINED = "peer.joined"
+    #: another peer's signaling connection went away
+    PEER_LEFT = "peer.left"
+    #: another peer's offer, answer or ICE candidate, relayed; or the kernel's own ICE candidate
+    PEER_OFFER = "peer.offer"
+    PEER_ANSWER = "peer.answer"
+    PEER_ICE_CANDIDATE = "peer.ice_candidate"
+    #: the kernel's peer connection changed state (``connection_state``)
+    PEER_STATE_CHANGE = "peer.state_change"
+    #: another peer sent ``peer.disconnect`` to this one
+    PEER_DISCONNECTED = "peer.disconnected"
+    #: a pipeline output on a topic the client subscribed to with ``control.subscribe``
+    CONTROL_EVENT = "control.event"
+    #: a pipeline output over the WebSocket media fallback (after ``media.open``)
+    MEDIA_OUTPUT = "media.output"
+
+
+#: Every notification method name the server sends (what ``widget/js/protocol.js`` mirrors a subset of).
+NOTIFICATIONS = frozenset(n.value for n in Notification)
 
 #: Largest signaling message (bytes) an endpoint and the server extension's browser socket accept:
 #: messages are SDP-sized, anything bigger is a client bug or abuse.
@@ -67,3 +109,40 @@ class ErrorCode(IntEnum):
 
 #: name -> code, aliases included (what ``widget/js/protocol.js`` mirrors a subset of)
 ERROR_CODES: dict[str, int] = {name: int(code) for name, code in ErrorCode.__members__.items()}
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays show up in node outputs; everything else becomes its repr
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def result_message(request_id: Any, result: Any) -> str:
+    """A success response, as compact JSON text."""
+    return _dumps({"jsonrpc": "2.0", "result": result, "id": request_id})
+
+
+def error_message(request_id: Any, code: int, message: str, data: Any = None) -> str:
+    """An error response, as compact JSON text (``data`` omitted when ``None``; ``request_id`` ``None`` when
+    the error answers no request, e.g. the session went away)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
+
+
+def notification(method: str, params: dict[str, Any]) -> str:
+    """A server-to-client notification (no id), as compact JSON text."""
+    return _dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def request_message(method: str, params: dict[str, Any], request_id: int | str) -> str:
+    """A client request, as compact JSON text."""
+    return _dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})

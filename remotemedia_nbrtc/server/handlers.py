@@ -12,10 +12,10 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, ErrorCode, error_message
 from remotemedia_nbrtc.protocol.kernel_link import LINK_MAX_MESSAGE_BYTES, LINK_SECRET_HEADER
 
-from .relay import Relay, SessionUnavailable, jsonrpc_error
+from .relay import Relay, SessionUnavailable
 
 AUTH_RESOURCE = "remotemedia"
 
@@ -98,7 +98,8 @@ class BrowserSocketHandler(_SocketBase):
         try:
             self.conn_id = self.relay.open_browser(session_id, self._send, self._close, self._send_binary)
         except SessionUnavailable as exc:
-            self.write_message(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, f"{exc}; run serve() in the kernel first"))
+            reason = f"{exc}; run serve() in the kernel first"
+            self.write_message(error_message(None, ErrorCode.SESSION_UNAVAILABLE, reason))
             self.close(CLOSE_UNKNOWN_SESSION, "unknown session")
 
     def on_message(self, message: str | bytes) -> None:
@@ -109,7 +110,7 @@ class BrowserSocketHandler(_SocketBase):
         try:
             json.loads(message)
         except ValueError:
-            self.write_message(jsonrpc_error(ErrorCode.PARSE_ERROR, "Parse error", data={"reason": "not valid JSON"}))
+            self.write_message(error_message(None, ErrorCode.PARSE_ERROR, "Parse error", {"reason": "not valid JSON"}))
             return
         if self.conn_id is not None:
             self.relay.browser_message(self.conn_id, message)

@@ -15,9 +15,8 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode, error_message
 from remotemedia_nbrtc.protocol.kernel_link import (
     ENVELOPE_KINDS_FROM_KERNEL,
     envelope,
@@ -32,14 +31,6 @@ BinarySend = Callable[[bytes], None]
 
 class SessionUnavailable(Exception):
     """No connected kernel serves the requested session."""
-
-
-def jsonrpc_error(code: int, message: str, request_id: Any = None, data: Any = None) -> str:
-    """A JSON-RPC 2.0 error response as text."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return json.dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
 
 
 @dataclass
@@ -110,7 +101,7 @@ class Relay:
             browser = self._browsers.pop(conn_id, None)
             if browser is not None:
                 browser.send(
-                    jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the kernel serving this session disconnected")
+                    error_message(None, ErrorCode.SESSION_UNAVAILABLE, "the kernel serving this session disconnected")
                 )
                 browser.close("kernel disconnected")
 
@@ -187,7 +178,7 @@ class Relay:
         for conn_id in [c for c in kernel.conns if self._browsers[c].session_id == sid]:
             browser = self._drop_browser(conn_id)
             if browser is not None:
-                browser.send(jsonrpc_error(ErrorCode.SESSION_UNAVAILABLE, "the session was closed by the kernel"))
+                browser.send(error_message(None, ErrorCode.SESSION_UNAVAILABLE, "the session was closed by the kernel"))
                 browser.close("session closed")
         kernel.send(envelope("unregistered", session=sid))
 

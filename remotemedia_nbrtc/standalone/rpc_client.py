@@ -21,7 +21,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode, request_message
 from remotemedia_nbrtc.transport import signaling as rpc
 
 __all__ = ["RpcClient", "signaling_request"]
@@ -173,7 +173,7 @@ class RpcClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            written = self.socket.write_message(rpc.request_message(method, params, request_id))
+            written = self.socket.write_message(request_message(method, params, request_id))
         except tornado.websocket.WebSocketClosedError:
             self._pending.pop(request_id, None)
             raise TransportError("socket is closed") from None

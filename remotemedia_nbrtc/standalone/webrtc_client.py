@@ -26,7 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from remotemedia_nbrtc.errors import ConnectTimeout, TransportError, wait_for_with_message
 from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL
-from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, Notification
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.config import IceConfig
@@ -347,13 +347,13 @@ class ClientPeer:
     def _on_signal(self, obj: dict[str, Any]) -> None:
         self.notifications.append(obj)
         params = obj.get("params") or {}
-        if obj["method"] == "peer.ice_candidate":
+        if obj["method"] == Notification.PEER_ICE_CANDIDATE:
             candidate = rpc.normalize_candidate(params) if params.get("candidate") else None
             if self._remote_set:
                 self._spawn(self._add_remote_candidate(candidate))
             else:
                 self._remote_candidates.append(candidate)
-        elif obj["method"] == "peer.state_change":
+        elif obj["method"] == Notification.PEER_STATE_CHANGE:
             self.server_states.append(str(params.get("connection_state")))
 
     async def _add_remote_candidate(self, candidate: dict[str, Any] | None) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
+from remotemedia_nbrtc.protocol.jsonrpc import Notification
 from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from remotemedia_nbrtc.runtime import AudioData, VideoData, now_us
 from remotemedia_nbrtc.runtime.queues import DropOldest
@@ -391,7 +392,7 @@ class WebSocketMediaClient:
         self._outputs.put_nowait(_END)
 
     def _on_notification(self, obj: dict[str, Any]) -> None:
-        if obj["method"] == "media.output":
+        if obj["method"] == Notification.MEDIA_OUTPUT:
             out = dict(obj.get("params") or {})
             out["recv_us"] = now_us()
             self._put_output(out)

@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, SERVER_PEER_ID, ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    SERVER_PEER_ID,
+    ErrorCode,
+    Notification,
+    error_message,
+    notification,
+    result_message,
+)
 from remotemedia_nbrtc.runtime.data import (
     AudioData,
     BinaryData,
@@ -262,7 +270,7 @@ class SignalingEndpoint:
         self._binary_refusals += 1
         if self._binary_refusals == 1:  # one error, not one per media frame
             reason = {"reason": "binary frames carry WebSocket media: call media.open first"}
-            self._post(rpc.error_message(None, ErrorCode.INVALID_REQUEST, "Invalid Request", reason))
+            self._post(error_message(None, ErrorCode.INVALID_REQUEST, "Invalid Request", reason))
 
     @property
     def transport_path(self) -> str | None:
@@ -310,9 +318,9 @@ class SignalingEndpoint:
             except Exception:
                 log.debug("on_close hook failed", exc_info=True)
 
-    def notify(self, method: str, params: dict[str, Any]) -> None:
+    def notify(self, method: Notification, params: dict[str, Any]) -> None:
         """Queue a notification to this client (callable from the endpoint's loop only)."""
-        self._post(rpc.notification(method, params))
+        self._post(notification(method, params))
 
     # -- plumbing --------------------------------------------------------------------------
     async def _process(self, text: str | bytes) -> str | None:
@@ -330,17 +338,17 @@ class SignalingEndpoint:
                 exc.request_id = request_id
             return exc.to_message()
         except SignalingError as exc:
-            return rpc.error_message(request_id, exc.code, exc.message, exc.data)
+            return error_message(request_id, exc.code, exc.message, exc.data)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("signaling request failed")
-            return rpc.error_message(
+            return error_message(
                 request_id, ErrorCode.INTERNAL_ERROR, "Internal error", {"reason": str(exc) or repr(exc)}
             )
         if request.is_notification:
             return None
-        return rpc.result_message(request.id, result)
+        return result_message(request.id, result)
 
     async def _emit(self, text: str) -> None:
         async with self._send_lock:
@@ -372,7 +380,7 @@ class SignalingEndpoint:
         if entry is not None and entry.endpoint is self:
             self.registry.remove(peer_id)
             for other in self.registry.others(peer_id):
-                other.endpoint.notify("peer.left", {"peer_id": peer_id})
+                other.endpoint.notify(Notification.PEER_LEFT, {"peer_id": peer_id})
 
     def _arm_idle_timer(self) -> None:
         """Start the no-session countdown (needs a running loop; without one there is no timeout)."""
@@ -396,7 +404,7 @@ class SignalingEndpoint:
         log.info("closing signaling connection of %r: no session within %.3g s", self.peer_id, self.offer_timeout_s)
         reason = {"reason": f"no peer.offer or media.open within {self.offer_timeout_s:g} s",
                   "timeout_s": self.offer_timeout_s}
-        await self._emit(rpc.error_message(None, ErrorCode.CONNECTION_TIMEOUT, "Connection timeout", reason))
+        await self._emit(error_message(None, ErrorCode.CONNECTION_TIMEOUT, "Connection timeout", reason))
         await self.close("offer timeout")
 
     # -- peer.* ----------------------------------------------------------------------------
@@ -421,7 +429,7 @@ class SignalingEndpoint:
         others = self.registry.others(peer_id)
         for other in others:
             other.endpoint.notify(
-                "peer.joined", {"peer_id": peer_id, "capabilities": capabilities, "metadata": metadata}
+                Notification.PEER_JOINED, {"peer_id": peer_id, "capabilities": capabilities, "metadata": metadata}
             )
         return {
             "success": True,
@@ -441,7 +449,7 @@ class SignalingEndpoint:
         if to != self.server_peer_id:
             target = self._relay_target(to)
             rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
-            target.endpoint.notify("peer.offer", {"from": self.peer_id, "to": to, "sdp": sdp})
+            target.endpoint.notify(Notification.PEER_OFFER, {"from": self.peer_id, "to": to, "sdp": sdp})
             return {"success": True, "to_peer_id": to}
         try:
             rpc.validate_sdp(sdp, code=ErrorCode.OFFER_INVALID)
@@ -497,7 +505,7 @@ class SignalingEndpoint:
             )
         target = self._relay_target(to)
         rpc.validate_sdp(params["sdp"], code=ErrorCode.ANSWER_INVALID)
-        target.endpoint.notify("peer.answer", {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
+        target.endpoint.notify(Notification.PEER_ANSWER, {"from": self.peer_id, "to": to, "sdp": params["sdp"]})
         return {"success": True, "to_peer_id": to}
 
     async def _ice_candidate(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -505,7 +513,7 @@ class SignalingEndpoint:
         candidate = rpc.normalize_candidate(params)
         if to != self.server_peer_id:
             target = self._relay_target(to)
-            target.endpoint.notify("peer.ice_candidate", {**params, "from": self.peer_id})
+            target.endpoint.notify(Notification.PEER_ICE_CANDIDATE, {**params, "from": self.peer_id})
             return {"success": True, "to_peer_id": to}
         if self.server_peer is None:
             if len(self._pending_candidates) >= MAX_PENDING_CANDIDATES:
@@ -540,12 +548,12 @@ class SignalingEndpoint:
             had_peer = self.server_peer is not None
             await self._close_server_peer()
             if had_peer:
-                self.notify(
-                    "peer.state_change", {"peer_id": self.peer_id, "connection_state": "closed", "timestamp": _now_ms()}
-                )
+                closed = {"peer_id": self.peer_id, "connection_state": "closed", "timestamp": _now_ms()}
+                self.notify(Notification.PEER_STATE_CHANGE, closed)
             return {"success": True, "peer_id": peer_id}
         target = self._relay_target(peer_id)
-        target.endpoint.notify("peer.disconnected", {"peer_id": self.peer_id, "reason": params.get("reason")})
+        disconnected = {"peer_id": self.peer_id, "reason": params.get("reason")}
+        target.endpoint.notify(Notification.PEER_DISCONNECTED, disconnected)
         return {"success": True, "peer_id": peer_id}
 
     async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -596,12 +604,13 @@ class SignalingEndpoint:
         if generation != self._generation or self.peer_id is None:
             return
         params = rpc.ice_candidate_params(candidate, from_id=self.server_peer_id, to_id=self.peer_id)
-        self._post(rpc.notification("peer.ice_candidate", params))
+        self._post(notification(Notification.PEER_ICE_CANDIDATE, params))
 
     def _on_state_change(self, generation: int, state: str) -> None:
         if generation != self._generation or self.peer_id is None:
             return
-        self.notify("peer.state_change", {"peer_id": self.peer_id, "connection_state": state, "timestamp": _now_ms()})
+        changed = {"peer_id": self.peer_id, "connection_state": state, "timestamp": _now_ms()}
+        self.notify(Notification.PEER_STATE_CHANGE, changed)
         if state in ("failed", "closed"):  # timed out or dropped: release the peer and its session
             self._spawn(self._close_server_peer(generation))
         if _SYSTEM_TOPIC in {s.node for s in self._subscriptions.values()}:
@@ -611,7 +620,7 @@ class SignalingEndpoint:
                 "ts": _now_ms(),
                 "payload": {"event": "connection_state", "state": state},
             }
-            self.notify("control.event", event)
+            self.notify(Notification.CONTROL_EVENT, event)
 
     async def _close_server_peer(self, generation: int | None = None) -> None:
         if generation is not None and generation != self._generation:
@@ -724,7 +733,7 @@ class SignalingEndpoint:
 
         async def send() -> None:
             try:
-                await self._emit(rpc.notification("control.event", event))
+                await self._emit(notification(Notification.CONTROL_EVENT, event))
             finally:
                 self._queued_events -= 1
 

@@ -1,11 +1,11 @@
-"""JSON-RPC 2.0 messages of RemoteMedia's WebRTC signaling: parsing, validation and builders.
+"""JSON-RPC 2.0 messages of RemoteMedia's WebRTC signaling: parsing and validation.
 
-Pure functions, no I/O. The protocol's facts (method names, error codes, size limits) are defined in
-:mod:`remotemedia_nbrtc.protocol.jsonrpc`; parameters follow upstream's
+Pure functions, no I/O. The protocol's facts (method and notification names, error codes, size limits) and
+the message builders are defined in :mod:`remotemedia_nbrtc.protocol.jsonrpc`; parameters follow upstream's
 ``crates/transports/webrtc/src/signaling/protocol.rs``.
 
 Every malformed input raises :class:`RpcError`, which carries the request id when one could be read,
-so the caller can always answer with :func:`error_message`.
+so the caller can always answer with :meth:`RpcError.to_message`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES, MAX_ID_LENGTH, METHODS, ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_ID_LENGTH,
+    METHODS,
+    ErrorCode,
+    error_message,
+)
 
 __all__ = [
     "NODE_STATES",
     "Request",
     "RpcError",
-    "error_message",
     "ice_candidate_params",
     "normalize_candidate",
-    "notification",
     "parse_message",
     "parse_response",
     "parse_topic",
-    "request_message",
-    "result_message",
     "validate_dtls_fingerprints",
     "validate_sdp",
 ]
@@ -354,42 +356,6 @@ def ice_candidate_params(candidate: dict[str, Any] | None, *, from_id: str, to_i
         "sdp_mid": candidate.get("sdpMid"),
         "sdp_m_line_index": candidate.get("sdpMLineIndex"),
     }
-
-
-def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars and arrays show up in node outputs; everything else becomes its repr
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def result_message(request_id: Any, result: Any) -> str:
-    """A success response."""
-    return _dumps({"jsonrpc": "2.0", "result": result, "id": request_id})
-
-
-def error_message(request_id: Any, code: int, message: str, data: Any = None) -> str:
-    """An error response (``data`` omitted when ``None``)."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return _dumps({"jsonrpc": "2.0", "error": error, "id": request_id})
-
-
-def notification(method: str, params: dict[str, Any]) -> str:
-    """A server-to-client notification (no id)."""
-    return _dumps({"jsonrpc": "2.0", "method": method, "params": params})
-
-
-def request_message(method: str, params: dict[str, Any], request_id: int | str) -> str:
-    """A client request (used by :class:`~remotemedia_nbrtc.standalone.webrtc_client.ClientPeer`)."""
-    return _dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
 
 
 def parse_response(message: str) -> dict[str, Any]:

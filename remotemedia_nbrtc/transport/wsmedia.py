@@ -82,7 +82,7 @@ from typing import Any, Final
 import av
 import numpy as np
 
-from ..protocol.jsonrpc import ErrorCode
+from ..protocol.jsonrpc import ErrorCode, Notification, notification
 from ..protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from ..runtime import (
     AudioData,
@@ -485,7 +485,7 @@ class WebSocketMediaPeer:
                 self._queue_binary(KIND_DATA, wall_us(), message)
             else:
                 self.counters["json_out"] += 1
-                self._queue_text(rpc.notification("media.output", json.loads(message)))
+                self._queue_text(notification(Notification.MEDIA_OUTPUT, json.loads(message)))
         self._out_ready.set()
 
     def _queue_text(self, message: str | bytes) -> None:

@@ -1,4 +1,5 @@
-"""The front end's protocol constants (widget/js/protocol.js) are the ones of remotemedia_nbrtc.protocol."""
+"""The front end's protocol constants (widget/js/protocol.js) are the ones of remotemedia_nbrtc.protocol, and the
+other modules use them rather than literals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from remotemedia_nbrtc import protocol
 from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL, DC_AUDIO_LABEL
-from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, METHODS, SERVER_PEER_ID
+from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, METHODS, NOTIFICATIONS, SERVER_PEER_ID
 from remotemedia_nbrtc.protocol.media_frames import FRAME_KINDS, HEADER_BYTES
 
 PROTOCOL_JS = Path(protocol.__file__).parents[1] / "widget" / "js" / "protocol.js"
@@ -27,8 +28,8 @@ def js_constants() -> dict[str, Any]:
 
 
 def test_protocol_js_holds_exactly_the_shared_constants() -> None:
-    assert set(js_constants()) == {"ERROR_CODES", "METHODS", "FRAME_KINDS", "FRAME_HEADER_BYTES", "SERVER_PEER_ID",
-                                   "DATA_CHANNEL_LABEL", "DC_AUDIO_LABEL"}
+    assert set(js_constants()) == {"ERROR_CODES", "METHODS", "NOTIFICATIONS", "FRAME_KINDS", "FRAME_HEADER_BYTES",
+                                   "SERVER_PEER_ID", "DATA_CHANNEL_LABEL", "DC_AUDIO_LABEL"}
 
 
 def test_every_error_code_the_front_end_knows_is_the_python_one() -> None:
@@ -40,6 +41,12 @@ def test_every_method_the_front_end_calls_is_a_protocol_method_named_after_it() 
     methods = js_constants()["METHODS"]
     assert methods and set(methods.values()) <= METHODS, methods
     assert all(key == method.upper().replace(".", "_") for key, method in methods.items()), methods
+
+
+def test_every_notification_the_front_end_handles_is_one_the_server_sends_named_after_it() -> None:
+    notifications = js_constants()["NOTIFICATIONS"]
+    assert notifications and set(notifications.values()) <= NOTIFICATIONS, notifications
+    assert all(key == name.upper().replace(".", "_") for key, name in notifications.items()), notifications
 
 
 def test_frames_server_peer_and_channel_labels_match() -> None:
@@ -59,4 +66,9 @@ def test_the_front_end_uses_the_constants_not_literals() -> None:
         for literal in ("-32000", "-32600", "-32700", '"remotemedia-server"', '"pipeline-data"', '"rm-audio"'):
             assert literal not in text, (path.name, literal)
         assert not re.search(r"\.(call|notify)\(\s*[\"'`]", text), f"{path.name}: a method name literal, not METHODS"
+        compared = re.search(r"\bmethod\s*[!=]==?\s*[\"'`]|[\"'`]\s*[!=]==?\s*method\b|\bcase\s*[\"'`]", text)
+        assert not compared, f"{path.name}: a literal compared with a method name, not NOTIFICATIONS: {compared}"
+        names = "|".join(re.escape(name) for name in METHODS | NOTIFICATIONS)
+        quoted = re.search(rf"[\"']({names})[\"']", text)
+        assert not quoted, f"{path.name}: a method or notification name literal, not METHODS/NOTIFICATIONS: {quoted}"
         assert not re.search(r"KIND_\w+ = \d", text), path.name

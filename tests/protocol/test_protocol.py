@@ -1,4 +1,5 @@
-"""The protocol package: stdlib only, one table of codes, binary frames and kernel-link messages that round-trip."""
+"""The protocol package: stdlib only, one table of codes and notifications, JSON-RPC builders, binary frames and
+kernel-link messages that round-trip."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from remotemedia_nbrtc import protocol
-from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import (
+    ERROR_CODES,
+    METHODS,
+    NOTIFICATIONS,
+    ErrorCode,
+    Notification,
+    error_message,
+    notification,
+    request_message,
+    result_message,
+)
 from remotemedia_nbrtc.protocol.kernel_link import envelope, pack_link_frame, unpack_link_frame
 from remotemedia_nbrtc.protocol.media_frames import HEADER_BYTES, KIND_VIDEO, pack_frame, unpack_frame
 
@@ -31,6 +42,42 @@ def test_codes_are_json_rpc_server_errors_and_names_are_unique() -> None:
     distinct = {code for name, code in ERROR_CODES.items() if name != "SESSION_UNAVAILABLE"}
     assert len(distinct) == len(ERROR_CODES) - 1
     assert all(-32768 <= code <= -32000 for code in distinct)
+
+
+def test_notifications_are_named_like_methods_and_dump_as_their_names() -> None:
+    assert {n.value for n in Notification} == NOTIFICATIONS and "media.output" in NOTIFICATIONS
+    assert all(n.name == n.value.upper().replace(".", "_") for n in Notification)
+    # the relayed ones share their request's name (peer.offer, peer.answer, peer.ice_candidate)
+    relayed = NOTIFICATIONS & METHODS
+    assert relayed == {"peer.offer", "peer.answer", "peer.ice_candidate"}
+    assert json.loads(notification(Notification.PEER_STATE_CHANGE, {}))["method"] == "peer.state_change"
+
+
+def test_builders_round_trip_as_compact_json() -> None:
+    assert json.loads(result_message("r", {"ok": 1})) == {"jsonrpc": "2.0", "result": {"ok": 1}, "id": "r"}
+    err = json.loads(error_message(3, -32002, "Invalid SDP offer", {"reason": "x"}))
+    assert err == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32002, "message": "Invalid SDP offer", "data": {"reason": "x"}},
+        "id": 3,
+    }
+    gone = error_message(None, ErrorCode.SESSION_UNAVAILABLE, "gone")
+    assert gone == '{"jsonrpc":"2.0","error":{"code":-32000,"message":"gone"},"id":null}'  # no data, compact
+    note = json.loads(notification("peer.state_change", {"peer_id": "a"}))
+    assert note == {"jsonrpc": "2.0", "method": "peer.state_change", "params": {"peer_id": "a"}} and "id" not in note
+    ask = json.loads(request_message("peer.list", {}, 9))
+    assert ask == {"jsonrpc": "2.0", "method": "peer.list", "params": {}, "id": 9}
+
+
+def test_builders_turn_array_likes_into_lists_and_refuse_nan() -> None:
+    class ArrayLike:
+        def tolist(self) -> list[int]:
+            return [1, 2]
+
+    values = json.loads(notification(Notification.CONTROL_EVENT, {"a": ArrayLike(), "s": (3,), "o": object}))["params"]
+    assert values["a"] == [1, 2] and values["s"] == [3] and values["o"].startswith("<class")
+    with pytest.raises(ValueError):
+        result_message(1, float("nan"))
 
 
 def test_a_frame_round_trips_and_bad_frames_are_refused() -> None:

@@ -10,7 +10,7 @@ import pytest
 import tornado.websocket
 
 from remotemedia_nbrtc.errors import SignalingError
-from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode
+from remotemedia_nbrtc.protocol.jsonrpc import ErrorCode, request_message
 from remotemedia_nbrtc.protocol.media_frames import HEADER_BYTES, KIND_AUDIO, KIND_VIDEO, pack_frame, unpack_frame
 from remotemedia_nbrtc.standalone.server import WebRTCServer
 from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
@@ -117,11 +117,11 @@ async def test_video_frames_reach_pipeline_and_come_back(server: WebRTCServer) -
 async def test_binary_before_media_open_gets_one_error(server: WebRTCServer) -> None:
     ws = await tornado.websocket.websocket_connect(server.url)
     try:
-        await ws.write_message(rpc.request_message("peer.announce", {"peer_id": "x"}, 1))
+        await ws.write_message(request_message("peer.announce", {"peer_id": "x"}, 1))
         await ws.read_message()
         for _ in range(3):
             await ws.write_message(pack_frame(KIND_AUDIO, 0, 0, b"\x00\x00"), binary=True)
-        await ws.write_message(rpc.request_message("peer.list", {}, 2))
+        await ws.write_message(request_message("peer.list", {}, 2))
         first = rpc.parse_response(await ws.read_message())
         second = rpc.parse_response(await ws.read_message())
     finally:

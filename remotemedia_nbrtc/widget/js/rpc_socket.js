@@ -2,6 +2,9 @@
 // carries the WebSocket media fallback's binary frames (see ws_media_link.js), handed to `onBinary`.
 
 const RPC_TIMEOUT_MS = 20000;
+// The name onNotify gets for an error response that answers no request (e.g. the session went away): not a
+// protocol method, the "__" keeps it apart from every one.
+export const UNSOLICITED_ERROR = "__error__";
 
 export class RpcSocket {
   constructor(url, onNotify, onClose) {
@@ -50,7 +53,7 @@ export class RpcSocket {
       return;
     }
     if (msg.method) { this.onNotify(msg.method, msg.params || {}); return; }
-    if (msg.error) this.onNotify("__error__", msg.error);  // an error without a request (e.g. session gone)
+    if (msg.error) this.onNotify(UNSOLICITED_ERROR, msg.error);
   }
 
   call(method, params, timeoutMs = RPC_TIMEOUT_MS) {

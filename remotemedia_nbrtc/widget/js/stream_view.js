@@ -2,9 +2,9 @@
 // 2.0 over the server extension's WebSocket (rpc_socket.js): peer.announce, peer.offer answered in the result,
 // trickle ICE both ways, peer.state_change notifications; media over WebRTC, or the WebSocket fallback.
 
-import { ERROR_CODES, METHODS } from "./protocol.js";
+import { ERROR_CODES, METHODS, NOTIFICATIONS } from "./protocol.js";
 import { authHeaders, baseUrl, benchHook, detectHost, pageConfig, resolveAudioTransport, signalingUrl } from "./config.js";
-import { RpcSocket } from "./rpc_socket.js";
+import { RpcSocket, UNSOLICITED_ERROR } from "./rpc_socket.js";
 import { WsMediaLink } from "./ws_media_link.js";
 import { WebRtcLink } from "./webrtc_link.js";
 import { collectStats, doctorRows, median, renderDoctor } from "./stats.js";
@@ -351,11 +351,11 @@ export class StreamView {
   }
 
   onNotify(method, params) {
-    if (method === "media.output") { this.onOutput(params); return; }
+    if (method === NOTIFICATIONS.MEDIA_OUTPUT) { this.onOutput(params); return; }
     if (this.wsm && method.startsWith("peer.")) return;  // the abandoned WebRTC attempt
-    if (method === "peer.ice_candidate") {
+    if (method === NOTIFICATIONS.PEER_ICE_CANDIDATE) {
       if (this.webrtc) this.webrtc.onRemoteCandidate(params);
-    } else if (method === "peer.state_change") {
+    } else if (method === NOTIFICATIONS.PEER_STATE_CHANGE) {
       this.serverState = params.connection_state;
       if (params.connection_state === "failed" && this.transportSetting() === "auto" && !this.path) {
         this.fallBack(this.generation, "the kernel's peer reported ICE failure" + this.iceHint());
@@ -363,7 +363,7 @@ export class StreamView {
       }
       if (params.connection_state === "failed") this.fail("The kernel's peer reported ICE failure: no network path between this browser and the kernel.");
       if (params.connection_state === "closed" && this.webrtc) this.fail("The kernel closed the connection.");
-    } else if (method === "__error__") {
+    } else if (method === UNSOLICITED_ERROR) {
       if (params.code === ERROR_CODES.SESSION_UNAVAILABLE) this.fail(SESSION_GONE);
       else this.fail("Signaling error " + params.code + ": " + params.message);
     }
