@@ -5,7 +5,7 @@
 // JSON-RPC error codes the browser acts on (protocol/jsonrpc.py ErrorCode).
 export const ERROR_CODES = {"PARSE_ERROR": -32700, "INVALID_REQUEST": -32600, "SESSION_UNAVAILABLE": -32000};
 // JSON-RPC methods the browser calls (protocol/jsonrpc.py METHODS); each key is its method upper-cased, "." -> "_".
-export const METHODS = {"PEER_ANNOUNCE": "peer.announce", "PEER_OFFER": "peer.offer", "PEER_ICE_CANDIDATE": "peer.ice_candidate", "MEDIA_OPEN": "media.open", "MEDIA_SEND": "media.send", "MEDIA_STATS": "media.stats"};
+export const METHODS = {"PEER_ANNOUNCE": "peer.announce", "PEER_OFFER": "peer.offer", "PEER_ICE_CANDIDATE": "peer.ice_candidate", "MEDIA_OPEN": "media.open", "MEDIA_SEND": "media.send", "MEDIA_STATS": "media.stats", "SESSION_INFO": "session.info"};
 // JSON-RPC notifications from the server the browser acts on (protocol/jsonrpc.py Notification); keys as for METHODS.
 export const NOTIFICATIONS = {"PEER_ICE_CANDIDATE": "peer.ice_candidate", "PEER_STATE_CHANGE": "peer.state_change", "MEDIA_OUTPUT": "media.output"};
 // Binary media frames (protocol/media_frames.py): kind (u8), sequence (u32 LE), timestamp in µs (u64 LE), payload.
