@@ -37,6 +37,7 @@ from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_
 from remotemedia_nbrtc.runtime import AudioData, VideoData, now_us
 from remotemedia_nbrtc.runtime.queues import DropOldest
 from remotemedia_nbrtc.transport.config import IceConfig
+from remotemedia_nbrtc.transport.still_images import StillImageDecoder, StillImageEncoder
 
 from .rpc_client import RpcClient
 
@@ -84,32 +85,6 @@ class _AudioEncoder:
         return out
 
 
-class _ImageEncoder:
-    def __init__(self, codec: str, quality: int = 8) -> None:
-        self.codec = codec
-        self._quality = quality
-        self._ctx: Any = None
-        self._size: tuple[int, int] | None = None
-
-    def encode(self, frame: av.VideoFrame) -> bytes:
-        size = (frame.width, frame.height)
-        if self._ctx is None or self._size != size:
-            if self.codec == "jpeg":
-                ctx = av.CodecContext.create("mjpeg", "w")
-                ctx.pix_fmt = "yuvj420p"
-                ctx.options = {"qscale": str(self._quality)}
-            else:
-                ctx = av.CodecContext.create("libwebp", "w")
-                ctx.pix_fmt = "yuv420p"
-                ctx.options = {"quality": "60"}
-            ctx.width, ctx.height = size
-            ctx.time_base = fractions.Fraction(1, 90000)
-            self._ctx, self._size = ctx, size
-        img = frame.reformat(format=self._ctx.pix_fmt)
-        img.pts = None
-        return b"".join(bytes(p) for p in self._ctx.encode(img))
-
-
 class WebSocketMediaClient:
     """A client of the WebSocket media fallback. Create with :meth:`connect`.
 
@@ -144,7 +119,7 @@ class WebSocketMediaClient:
         self._video_slot: bytes | None = None
         self._send_ready = asyncio.Event()
         self._seq = {KIND_AUDIO: 0, KIND_VIDEO: 0, KIND_DATA: 0}
-        self._video_decoder: Any = None
+        self._video_decoder: StillImageDecoder | None = None
         self._closed = False
         self._socket_closed = asyncio.Event()
 
@@ -201,7 +176,7 @@ class WebSocketMediaClient:
             if video is not None:
                 fmt = self.accepted["video"]
                 self._sources.append(video)
-                self._spawn(self._pump_video(video, _ImageEncoder(fmt["codec"]), fmt["max_fps"]))
+                self._spawn(self._pump_video(video, StillImageEncoder(fmt["codec"]), fmt["max_fps"]))
         except BaseException:
             await self.close(drain=False)
             raise
@@ -339,7 +314,7 @@ class WebSocketMediaClient:
                     self.counters["audio_dropped"] += 1
             self._send_ready.set()
 
-    async def _pump_video(self, source: MediaStreamTrack, encoder: _ImageEncoder, max_fps: float) -> None:
+    async def _pump_video(self, source: MediaStreamTrack, encoder: StillImageEncoder, max_fps: float) -> None:
         last = 0.0
         while not self._socket_closed.is_set():
             try:
@@ -415,8 +390,8 @@ class WebSocketMediaClient:
                                                  arrival_ts_us=now_us()))
         elif kind == KIND_VIDEO:
             if self._video_decoder is None:
-                self._video_decoder = av.CodecContext.create("mjpeg", "r")
-            for decoded in self._video_decoder.decode(av.Packet(payload)):
+                self._video_decoder = StillImageDecoder("jpeg")
+            for decoded in self._video_decoder.decode(payload):
                 self.video_frames_received += 1
                 data = VideoData.from_av_frame(decoded, pixel_format="yuv420p",
                                                frame_number=self.video_frames_received - 1)

@@ -97,6 +97,7 @@ from ..runtime import (
 from ..runtime.queues import DropOldest
 from . import signaling as rpc
 from .bridge import SessionBridge
+from .still_images import StillImageDecoder, StillImageEncoder
 from .tracks import AudioNormalizer
 from .wire import MessageTooLarge, decode_message, encode_error, encode_output
 
@@ -255,36 +256,6 @@ class Pcm16Encoder:
         return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
-class _VideoDecoder:
-    def __init__(self, fmt: dict[str, Any]) -> None:
-        self._ctx = av.CodecContext.create("mjpeg" if fmt["codec"] == "jpeg" else "webp", "r")
-
-    def decode(self, payload: bytes) -> list[av.VideoFrame]:
-        return list(self._ctx.decode(av.Packet(payload)))
-
-
-class _JpegEncoder:
-    def __init__(self, quality: int = 8) -> None:
-        self._quality = quality
-        self._ctx: Any = None
-        self._size: tuple[int, int] | None = None
-
-    def encode(self, data: VideoData) -> bytes:
-        frame = data.to_av_frame().reformat(format="yuvj420p")
-        size = (frame.width - frame.width % 2, frame.height - frame.height % 2)
-        if self._ctx is None or self._size != size:
-            ctx = av.CodecContext.create("mjpeg", "w")
-            ctx.width, ctx.height = size
-            ctx.pix_fmt = "yuvj420p"
-            ctx.time_base = fractions.Fraction(1, 90000)
-            ctx.options = {"qscale": str(self._quality)}
-            self._ctx, self._size = ctx, size
-        if (frame.width, frame.height) != size:
-            frame = frame.reformat(width=size[0], height=size[1])
-        frame.pts = None
-        return b"".join(bytes(p) for p in self._ctx.encode(frame))
-
-
 class WebSocketMediaPeer:
     """The kernel side of one WebSocket media connection (sibling of :class:`~.peer.ServerPeer`).
 
@@ -304,7 +275,7 @@ class WebSocketMediaPeer:
         self._send_binary: SendBinary
         self._normalizer: AudioNormalizer | None = None
         self._audio_dec: PayloadAudioDecoder | None = None
-        self._video_dec: _VideoDecoder | None = None
+        self._video_dec: StillImageDecoder | None = None
         self._video_format: str | None = None
         self._video_slot: tuple[int, int, bytes] | None = None
         self._video_ready = asyncio.Event()
@@ -317,7 +288,7 @@ class WebSocketMediaPeer:
         self._out_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._pcm_out: Pcm16Encoder | None = None
-        self._jpeg = _JpegEncoder()
+        self._jpeg = StillImageEncoder("jpeg")
         self._last_video_out = 0.0
         self._seq_out = {KIND_AUDIO: 0, KIND_VIDEO: 0, KIND_DATA: 0}
         self._seq_in: dict[int, int] = {}
@@ -357,7 +328,7 @@ class WebSocketMediaPeer:
             self._audio_dec = PayloadAudioDecoder(formats.audio)
             self._normalizer = AudioNormalizer(audio_format)
         if formats.video is not None:
-            self._video_dec = _VideoDecoder(formats.video)
+            self._video_dec = StillImageDecoder(formats.video["codec"])
             self._min_video_interval = 0.5 / formats.video["max_fps"]  # tolerate 2x bursts, bound the rest
             self._video_task = asyncio.get_running_loop().create_task(self._decode_video(), name="rm-ws-video")
         self._sender = asyncio.get_running_loop().create_task(self._send_outputs(), name="rm-ws-send")
@@ -554,7 +525,7 @@ class WebSocketMediaPeer:
                 self.counters["video_out_drops"] += 1
                 data, self._out_video = self._out_video, None
         self._last_video_out = time.monotonic()
-        payload = self._jpeg.encode(data)
+        payload = self._jpeg.encode(data.to_av_frame())
         seq = self._seq_out[KIND_VIDEO]
         self._seq_out[KIND_VIDEO] = (seq + 1) & 0xFFFFFFFF
         self.counters["video_frames_out"] += 1
