@@ -43,6 +43,7 @@ adds the loopback candidate when the host has no other address.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
@@ -53,7 +54,8 @@ from .config import IceConfig
 __all__ = ["LOOPBACK_ADDRESS", "prepare_peer_connection", "rtc_configuration"]
 
 LOOPBACK_ADDRESS = "127.0.0.1"
-_PATCHED_FLAG = "_remotemedia_ice_prepared"
+#: ICE connections whose candidate gathering is already limited (a second call leaves them alone)
+_prepared: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def rtc_configuration(config: IceConfig) -> RTCConfiguration:
@@ -90,7 +92,7 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
     """
     for gatherer in _gatherers(pc):
         connection = ice_connection(gatherer)
-        if getattr(connection, _PATCHED_FLAG, False):
+        if connection in _prepared:
             continue
         original = connection.get_component_candidates  # bound method of this instance only
 
@@ -111,4 +113,4 @@ def prepare_peer_connection(pc: RTCPeerConnection, config: IceConfig) -> None:
             return await _orig(component=component, addresses=addresses, timeout=_timeout)
 
         connection.get_component_candidates = get_component_candidates
-        setattr(connection, _PATCHED_FLAG, True)
+        _prepared.add(connection)

@@ -18,7 +18,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from remotemedia_nbrtc.runtime.data import now_us
+from remotemedia_nbrtc.runtime.data import VideoData, now_us
 
 __all__ = [
     "FRAME_NUMBER_BITS",
@@ -223,13 +223,12 @@ def _draw_frame_number(y: np.ndarray, number: int) -> None:
         y[:block_h, bit * block_w : (bit + 1) * block_w] = _Y_ONE if (number >> bit) & 1 else _Y_ZERO
 
 
-def decode_frame_number(frame: Any) -> int:
+def decode_frame_number(frame: np.ndarray | VideoData) -> int:
     """Read the frame number a :class:`SyntheticVideoSource` drew (ndarray rgb/gray/yuv420p, or VideoData).
 
     Survives lossy coding and scaling: each bit is the mean of the centre of its block.
     """
-    pixels = getattr(frame, "frame", frame)
-    fmt = getattr(frame, "pixel_format", None)
+    pixels, fmt = (frame.frame, frame.pixel_format) if isinstance(frame, VideoData) else (frame, None)
     arr = np.asarray(pixels, dtype=np.float32)
     if arr.ndim == 3:
         luma = arr[..., :3].mean(axis=2)
