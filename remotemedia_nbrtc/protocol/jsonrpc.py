@@ -20,6 +20,7 @@ __all__ = [
     "NOTIFICATIONS",
     "SERVER_PEER_ID",
     "ErrorCode",
+    "Method",
     "Notification",
     "error_message",
     "notification",
@@ -30,30 +31,32 @@ __all__ = [
 #: The ``to``/``from`` of messages the kernel-side peer sends and receives.
 SERVER_PEER_ID = "remotemedia-server"
 
-#: Every method a signaling endpoint accepts (requests and notifications from the client).
-METHODS = frozenset(
-    {
-        "peer.announce",
-        "peer.offer",
-        "peer.answer",
-        "peer.ice_candidate",
-        "peer.disconnect",
-        "peer.list",
-        "list_peers",
-        "server.info",
-        "session.info",
-        "control.subscribe",
-        "control.unsubscribe",
-        "control.publish",
-        "control.set_node_state",
-        "control.flush_audio",
-        "media.open",
-        "media.close",
-        "media.send",
-        "media.stats",
-    }
-)
+class Method(StrEnum):
+    """Every method a signaling endpoint accepts (requests, and notifications from the client)."""
 
+    PEER_ANNOUNCE = "peer.announce"
+    PEER_OFFER = "peer.offer"
+    PEER_ANSWER = "peer.answer"
+    PEER_ICE_CANDIDATE = "peer.ice_candidate"
+    PEER_DISCONNECT = "peer.disconnect"
+    PEER_LIST = "peer.list"
+    #: upstream's older name of peer.list
+    LIST_PEERS = "list_peers"
+    SERVER_INFO = "server.info"
+    SESSION_INFO = "session.info"
+    CONTROL_SUBSCRIBE = "control.subscribe"
+    CONTROL_UNSUBSCRIBE = "control.unsubscribe"
+    CONTROL_PUBLISH = "control.publish"
+    CONTROL_SET_NODE_STATE = "control.set_node_state"
+    CONTROL_FLUSH_AUDIO = "control.flush_audio"
+    MEDIA_OPEN = "media.open"
+    MEDIA_CLOSE = "media.close"
+    MEDIA_SEND = "media.send"
+    MEDIA_STATS = "media.stats"
+
+
+#: Every method name a signaling endpoint accepts (what ``widget/js/protocol.js`` mirrors a subset of).
+METHODS = frozenset(m.value for m in Method)
 
 
 class Notification(StrEnum):

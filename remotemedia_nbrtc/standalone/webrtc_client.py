@@ -26,7 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from remotemedia_nbrtc.errors import ConnectTimeout, TransportError, wait_for_with_message
 from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL
-from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, Notification
+from remotemedia_nbrtc.protocol.jsonrpc import SERVER_PEER_ID, Method, Notification
 from remotemedia_nbrtc.runtime import AudioData, AudioFormat, VideoData, now_us
 from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.config import IceConfig
@@ -267,7 +267,7 @@ class ClientPeer:
             on_close=self._on_signaling_closed,
         )
         await self._call(
-            "peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
+            Method.PEER_ANNOUNCE, {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]}, timeout_s
         )
 
         pc = self._pc = RTCPeerConnection(rtc_configuration(self.ice))
@@ -289,10 +289,10 @@ class ClientPeer:
         sdp, candidates = split_candidates(pc.localDescription.sdp)
 
         # pipelined like upstream's page: offer, then every candidate, then end-of-candidates
-        offer = self._request("peer.offer", {"from": self.peer_id, "to": SERVER_PEER_ID, "sdp": sdp})
+        offer = self._request(Method.PEER_OFFER, {"from": self.peer_id, "to": SERVER_PEER_ID, "sdp": sdp})
         trickled = [
             self._request(
-                "peer.ice_candidate",
+                Method.PEER_ICE_CANDIDATE,
                 {
                     "from": self.peer_id,
                     "to": SERVER_PEER_ID,
@@ -305,7 +305,7 @@ class ClientPeer:
         ]
         trickled.append(
             self._request(
-                "peer.ice_candidate",
+                Method.PEER_ICE_CANDIDATE,
                 {
                     "from": self.peer_id,
                     "to": SERVER_PEER_ID,

@@ -32,7 +32,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from remotemedia_nbrtc.errors import ConnectTimeout, SignalingError, TransportError, wait_for_with_message
-from remotemedia_nbrtc.protocol.jsonrpc import Notification
+from remotemedia_nbrtc.protocol.jsonrpc import Method, Notification
 from remotemedia_nbrtc.protocol.media_frames import KIND_AUDIO, KIND_DATA, KIND_VIDEO, pack_frame, unpack_frame, wall_us
 from remotemedia_nbrtc.runtime import AudioData, VideoData, now_us
 from remotemedia_nbrtc.runtime.queues import DropOldest
@@ -157,7 +157,7 @@ class WebSocketMediaClient:
                 url, token=token, timeout_s=timeout_s, what="WebSocket connection", nodelay=True,
                 on_notification=self._on_notification, on_binary=self._on_binary, on_close=self._finish,
                 socket_name="socket", explain_close=True)
-            await self.call("peer.announce", {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]},
+            await self.call(Method.PEER_ANNOUNCE, {"peer_id": self.peer_id, "capabilities": ["audio", "video", "data"]},
                             timeout_s=timeout_s)
             params: dict[str, Any] = {"receive_audio": receive_audio, "receive_video": receive_video}
             if audio is not None:
@@ -165,7 +165,7 @@ class WebSocketMediaClient:
                 params["audio"] = {"codec": audio_codec, "sample_rate": rate, "channels": audio_channels}
             if video is not None:
                 params["video"] = {"codec": video_codec, "max_fps": max_fps}
-            result = await self.call("media.open", params, timeout_s=timeout_s)
+            result = await self.call(Method.MEDIA_OPEN, params, timeout_s=timeout_s)
             self.accepted = result["accepted"]
             self.session_id = result.get("session_id")
             self._spawn(self._send_loop())
@@ -194,11 +194,11 @@ class WebSocketMediaClient:
         msg: dict[str, Any] = {"type": "text", "text": text}
         if channel is not None:
             msg["channel"] = channel
-        await self.call("media.send", {"message": json.dumps(msg)})
+        await self.call(Method.MEDIA_SEND, {"message": json.dumps(msg)})
 
     async def send_json(self, value: Any) -> None:
         """Send a ``{"type": "json"}`` input."""
-        await self.call("media.send", {"message": json.dumps({"type": "json", "value": value})})
+        await self.call(Method.MEDIA_SEND, {"message": json.dumps({"type": "json", "value": value})})
 
     async def next_output(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next output; ``None`` once the socket has closed and every output was read."""
@@ -271,7 +271,7 @@ class WebSocketMediaClient:
         if drain and self._rpc is not None and not self._socket_closed.is_set():
             try:
                 await self._flush_sends(timeout_s / 2)
-                result = await self.call("media.close", timeout_s=timeout_s)
+                result = await self.call(Method.MEDIA_CLOSE, timeout_s=timeout_s)
                 self.final_stats = result.get("stats")
             except (SignalingError, TransportError, TimeoutError) as exc:
                 log.debug("media.close failed: %r", exc)

@@ -30,6 +30,7 @@ from remotemedia_nbrtc.protocol.jsonrpc import (
     DEFAULT_MAX_MESSAGE_BYTES,
     SERVER_PEER_ID,
     ErrorCode,
+    Method,
     Notification,
     error_message,
     notification,
@@ -233,24 +234,24 @@ class SignalingEndpoint:
         self.events_dropped = 0
         self.closed = False
         self._handlers: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {
-            "peer.announce": self._announce,
-            "peer.offer": self._offer,
-            "peer.answer": self._answer,
-            "peer.ice_candidate": self._ice_candidate,
-            "peer.disconnect": self._disconnect,
-            "peer.list": self._list,
-            "list_peers": self._list,
-            "server.info": self._server_info_result,
-            "session.info": self._session_info,
-            "control.subscribe": self._subscribe,
-            "control.unsubscribe": self._unsubscribe,
-            "control.publish": self._publish,
-            "control.set_node_state": self._set_node_state,
-            "control.flush_audio": self._flush_audio,
-            "media.open": self._media_open,
-            "media.close": self._media_close,
-            "media.send": self._media_send,
-            "media.stats": self._media_stats,
+            Method.PEER_ANNOUNCE: self._announce,
+            Method.PEER_OFFER: self._offer,
+            Method.PEER_ANSWER: self._answer,
+            Method.PEER_ICE_CANDIDATE: self._ice_candidate,
+            Method.PEER_DISCONNECT: self._disconnect,
+            Method.PEER_LIST: self._list,
+            Method.LIST_PEERS: self._list,
+            Method.SERVER_INFO: self._server_info_result,
+            Method.SESSION_INFO: self._session_info,
+            Method.CONTROL_SUBSCRIBE: self._subscribe,
+            Method.CONTROL_UNSUBSCRIBE: self._unsubscribe,
+            Method.CONTROL_PUBLISH: self._publish,
+            Method.CONTROL_SET_NODE_STATE: self._set_node_state,
+            Method.CONTROL_FLUSH_AUDIO: self._flush_audio,
+            Method.MEDIA_OPEN: self._media_open,
+            Method.MEDIA_CLOSE: self._media_close,
+            Method.MEDIA_SEND: self._media_send,
+            Method.MEDIA_STATS: self._media_stats,
         }
         self._arm_idle_timer()
 
@@ -328,7 +329,7 @@ class SignalingEndpoint:
         try:
             request = rpc.parse_message(text, max_bytes=self.max_message_bytes)
             request_id = request.id
-            if request.method != "peer.announce" and self.peer_id is None:
+            if request.method != Method.PEER_ANNOUNCE and self.peer_id is None:
                 raise rpc.RpcError(
                     ErrorCode.INVALID_REQUEST, "Invalid Request", {"reason": "peer.announce must come first"}
                 )

@@ -22,6 +22,7 @@ from remotemedia_nbrtc.protocol.jsonrpc import (
     MAX_ID_LENGTH,
     METHODS,
     ErrorCode,
+    Method,
     error_message,
 )
 
@@ -46,14 +47,14 @@ _REQUIRED, _OPTIONAL = True, False
 # method -> {param: (accepted types, required)}, one entry per protocol METHOD (a test checks);
 # params not listed are ignored (upstream is lenient).
 _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
-    "peer.announce": {
+    Method.PEER_ANNOUNCE: {
         "peer_id": (str, _REQUIRED),
         "capabilities": (list, _OPTIONAL),
         "user_data": (_ANY, _OPTIONAL),
     },
-    "peer.offer": {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
-    "peer.answer": {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
-    "peer.ice_candidate": {
+    Method.PEER_OFFER: {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
+    Method.PEER_ANSWER: {"from": (str, _REQUIRED), "to": (str, _REQUIRED), "sdp": (str, _REQUIRED)},
+    Method.PEER_ICE_CANDIDATE: {
         "from": (str, _REQUIRED),
         "to": (str, _REQUIRED),
         "candidate": ((str, dict, type(None)), _REQUIRED),
@@ -62,25 +63,25 @@ _PARAM_SPECS: dict[str, dict[str, tuple[Any, bool]]] = {
         "sdpMid": ((str, type(None)), _OPTIONAL),
         "sdpMLineIndex": ((int, type(None)), _OPTIONAL),
     },
-    "peer.disconnect": {"peer_id": (str, _REQUIRED), "reason": ((str, type(None)), _OPTIONAL)},
-    "peer.list": {},
-    "list_peers": {},
-    "server.info": {},
-    "session.info": {},
-    "control.subscribe": {"topic": (str, _REQUIRED), "include_audio": (bool, _OPTIONAL)},
-    "control.unsubscribe": {"topic": (str, _REQUIRED)},
-    "control.publish": {"topic": (str, _REQUIRED), "payload": (_ANY, _REQUIRED)},
-    "control.set_node_state": {"node_id": (str, _REQUIRED), "state": (str, _REQUIRED)},
-    "control.flush_audio": {},
-    "media.open": {
+    Method.PEER_DISCONNECT: {"peer_id": (str, _REQUIRED), "reason": ((str, type(None)), _OPTIONAL)},
+    Method.PEER_LIST: {},
+    Method.LIST_PEERS: {},
+    Method.SERVER_INFO: {},
+    Method.SESSION_INFO: {},
+    Method.CONTROL_SUBSCRIBE: {"topic": (str, _REQUIRED), "include_audio": (bool, _OPTIONAL)},
+    Method.CONTROL_UNSUBSCRIBE: {"topic": (str, _REQUIRED)},
+    Method.CONTROL_PUBLISH: {"topic": (str, _REQUIRED), "payload": (_ANY, _REQUIRED)},
+    Method.CONTROL_SET_NODE_STATE: {"node_id": (str, _REQUIRED), "state": (str, _REQUIRED)},
+    Method.CONTROL_FLUSH_AUDIO: {},
+    Method.MEDIA_OPEN: {
         "audio": ((dict, type(None)), _OPTIONAL),
         "video": ((dict, type(None)), _OPTIONAL),
         "receive_audio": ((bool, dict), _OPTIONAL),
         "receive_video": ((bool, dict), _OPTIONAL),
     },
-    "media.close": {},
-    "media.send": {"message": (str, _REQUIRED)},
-    "media.stats": {},
+    Method.MEDIA_CLOSE: {},
+    Method.MEDIA_SEND: {"message": (str, _REQUIRED)},
+    Method.MEDIA_STATS: {},
 }
 
 _TOPIC_RE = re.compile(
@@ -216,16 +217,16 @@ def _check_method_params(method: str, params: dict[str, Any], request_id: Any) -
         value = params.get(key)
         if isinstance(value, str) and not (0 < len(value) <= MAX_ID_LENGTH):
             raise bad(f"{key!r} must be 1-{MAX_ID_LENGTH} characters")
-    if method == "peer.announce":
+    if method == Method.PEER_ANNOUNCE:
         caps = params.get("capabilities", [])
         if not all(isinstance(c, str) for c in caps):
             raise bad("'capabilities' must be an array of strings")
-    elif method in ("control.subscribe", "control.unsubscribe", "control.publish"):
-        want = "in" if method == "control.publish" else "out"
+    elif method in (Method.CONTROL_SUBSCRIBE, Method.CONTROL_UNSUBSCRIBE, Method.CONTROL_PUBLISH):
+        want = "in" if method == Method.CONTROL_PUBLISH else "out"
         topic = parse_topic(params["topic"])
         if topic is None or topic[1] != want:
             raise bad(f"'topic' must look like 'node.{want}[.port]'")
-    elif method == "control.set_node_state" and params["state"] not in NODE_STATES:
+    elif method == Method.CONTROL_SET_NODE_STATE and params["state"] not in NODE_STATES:
         raise bad(f"'state' must be one of {', '.join(NODE_STATES)}")
 
 

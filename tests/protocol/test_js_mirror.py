@@ -10,7 +10,14 @@ from typing import Any
 
 from remotemedia_nbrtc import protocol
 from remotemedia_nbrtc.protocol.datachannel import DATA_CHANNEL_LABEL, DC_AUDIO_LABEL
-from remotemedia_nbrtc.protocol.jsonrpc import ERROR_CODES, METHODS, NOTIFICATIONS, SERVER_PEER_ID
+from remotemedia_nbrtc.protocol.jsonrpc import (
+    ERROR_CODES,
+    METHODS,
+    NOTIFICATIONS,
+    SERVER_PEER_ID,
+    Method,
+    Notification,
+)
 from remotemedia_nbrtc.protocol.media_frames import FRAME_KINDS, HEADER_BYTES
 
 PROTOCOL_JS = Path(protocol.__file__).parents[1] / "widget" / "js" / "protocol.js"
@@ -41,12 +48,14 @@ def test_every_method_the_front_end_calls_is_a_protocol_method_named_after_it() 
     methods = js_constants()["METHODS"]
     assert methods and set(methods.values()) <= METHODS, methods
     assert all(key == method.upper().replace(".", "_") for key, method in methods.items()), methods
+    assert all(Method[key] == method for key, method in methods.items()), methods  # the Python names too
 
 
 def test_every_notification_the_front_end_handles_is_one_the_server_sends_named_after_it() -> None:
     notifications = js_constants()["NOTIFICATIONS"]
     assert notifications and set(notifications.values()) <= NOTIFICATIONS, notifications
     assert all(key == name.upper().replace(".", "_") for key, name in notifications.items()), notifications
+    assert all(Notification[key] == name for key, name in notifications.items()), notifications
 
 
 def test_frames_server_peer_and_channel_labels_match() -> None:
