@@ -9,14 +9,14 @@
   (WebRTC first, WebSocket when WebRTC is refused or slow).
 
 The public names load lazily, so ``import remotemedia_nbrtc.standalone`` does not import aiortc.
-May import: :mod:`remotemedia_nbrtc.transport`, ``.runtime``, ``.protocol`` and ``.errors``; nothing of ``server/``
-(the Jupyter extension), ``kernel/``, ``widget/`` or ``display/`` (``widget/js/`` is served as files, never imported).
+May import: :mod:`remotemedia_nbrtc.transport`, ``.runtime``, ``.protocol``, ``.errors`` (and ``.lazy_exports``);
+nothing of ``server/`` (the Jupyter extension), ``kernel/``, ``widget/`` or ``display/`` (``widget/js/`` is served
+as files, never imported).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from remotemedia_nbrtc.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ClientPeer": ".webrtc_client",
@@ -31,14 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

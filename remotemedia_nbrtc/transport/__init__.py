@@ -3,14 +3,13 @@
 The standalone server and the browser-free clients live in :mod:`remotemedia_nbrtc.standalone`.
 
 The public names below load lazily, so ``import remotemedia_nbrtc.transport`` does not import aiortc.
-May import: ``runtime``, ``protocol``, ``errors``, aiortc, PyAV, numpy and protobuf; nothing of
-``standalone``, ``server``, ``kernel``, ``widget`` or ``display``.
+May import: ``runtime``, ``protocol``, ``errors`` (and ``lazy_exports``), aiortc, PyAV, numpy and
+protobuf; nothing of ``standalone``, ``server``, ``kernel``, ``widget`` or ``display``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from remotemedia_nbrtc.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "IceConfig": ".config",
@@ -27,14 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
