@@ -81,13 +81,7 @@ class WavRecorder(Node, register=False):
 def with_recorder(pipeline: Any, path: str | Path) -> Pipeline:
     """A copy of ``pipeline`` with a :class:`WavRecorder` source writing to ``path`` (the original is unchanged)."""
     src = load_manifest(pipeline)
-    out = Pipeline(src.name, metadata=dict(src.metadata))
-    out.version = src.version
-    out.extra = dict(src.extra)
-    for nid, node in src.nodes.items():
-        out.add(nid, node, is_output_node=src.is_output_node(nid))
-    for c in src.connections:
-        out.connect(c.source, c.target, policy=c.policy)
+    out = src.copy()
     # one counter shared by every session's clone of the node: each session gets its own file
     out.add(RECORDER_NODE_ID, WavRecorder(path=path, counter=itertools.count(1), lock=threading.Lock()))
     return out.validate()

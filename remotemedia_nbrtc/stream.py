@@ -111,13 +111,7 @@ def with_latency_probe(pipeline: PipelineSource) -> Pipeline:
     src = load_manifest(pipeline)
     if PROBE_NODE_ID in src.nodes:
         return src
-    out = Pipeline(src.name, metadata=dict(src.metadata))
-    out.version = src.version
-    out.extra = dict(src.extra)
-    for nid, node in src.nodes.items():
-        out.add(nid, node, is_output_node=src.is_output_node(nid))
-    for c in src.connections:
-        out.connect(c.source, c.target, policy=c.policy)
+    out = src.copy()
     out.add(PROBE_NODE_ID, LatencyProbe())
     return out.validate()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,17 @@ class Pipeline:
         for a, b in zip(node_ids, node_ids[1:]):
             self.connect(a, b)
         return self
+
+    def copy(self) -> Pipeline:
+        """A new pipeline with the same nodes (the same instances), edges, executors and manifest fields,
+        to add nodes to without changing this one."""
+        out = Pipeline(metadata=copy.deepcopy(self.metadata))
+        out.version = self.version
+        out.extra = copy.deepcopy(self.extra)
+        out._nodes = {nid: replace(entry, extra=copy.deepcopy(entry.extra))
+                      for nid, entry in self._nodes.items()}
+        out.connections = [replace(c, extra=copy.deepcopy(c.extra)) for c in self.connections]
+        return out
 
     # -- inspection ------------------------------------------------------------------------
     @property

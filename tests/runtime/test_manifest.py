@@ -149,3 +149,20 @@ def test_oversized_manifests_fail_fast(tmp_path):
             load_manifest(source)
         assert time.monotonic() - started < 1.0
         assert info.value.field == field
+
+
+def test_a_copy_keeps_every_node_field_and_edge_and_adding_to_it_leaves_the_original_alone():
+    from remotemedia_nbrtc import ray
+
+    manifest = {**UPSTREAM_V1, "extra_field": {"kept": True}}
+    original = load_manifest(manifest)
+    original.add("meter", AudioLevel(), executor=ray(num_cpus=0), is_output_node=True, is_streaming=False)
+    original.connect("echo", "meter", policy="keep_newest")
+    copied = original.copy()
+    assert copied.to_manifest() == original.to_manifest()  # executors, runtime hints, policies, extra fields
+    assert copied.executor("meter") == original.executor("meter")
+    copied.add("more", Gain(gain_db=-3.0))
+    copied.connect("meter", "more")
+    copied.metadata["name"] = "changed"
+    assert "more" not in original.nodes and len(original.connections) == 3
+    assert original.name == "vad_bidirectional"

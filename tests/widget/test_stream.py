@@ -15,7 +15,7 @@ import pytest
 
 from remotemedia_nbrtc import StreamOptions
 from remotemedia_nbrtc.nodes import AudioLevel, EnergyVAD
-from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline
+from remotemedia_nbrtc.runtime import AudioData, JsonData, Pipeline, ray
 from remotemedia_nbrtc.stream import PROBE_NODE_ID, StreamHandle, live_handles, stream, with_latency_probe
 from remotemedia_nbrtc.transport.loop_thread import pipeline_loop
 from remotemedia_nbrtc.widget import StreamWidget
@@ -139,6 +139,16 @@ def test_with_latency_probe_copies_and_the_probe_echoes_only_pings() -> None:
     assert probe.process(ping) is ping
     assert probe.process(JsonData({"kind": "other"})) is None
     assert probe.process(tone(0.1)) is None
+
+
+def test_the_probed_copy_keeps_a_node_on_ray() -> None:
+    """The copy stream() serves kept nodes but dropped their executors: a node given ``executor=rm.ray()``
+    ran in the kernel once it was streamed."""
+    original = level_vad_pipeline()
+    original.add("meter", AudioLevel(), executor=ray(num_cpus=0))
+    original.connect("level", "meter")
+    probed = with_latency_probe(original)
+    assert probed.executor("meter") == original.executor("meter") == ray(num_cpus=0)
 
 
 def test_outputs_are_tapped_fed_to_the_plot_and_callbacks_and_pings_filtered() -> None:
