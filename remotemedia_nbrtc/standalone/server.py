@@ -33,7 +33,7 @@ import tornado.web
 import tornado.websocket
 
 from remotemedia_nbrtc.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_BYTES
-from remotemedia_nbrtc.runtime import PipelineRunner, load_manifest
+from remotemedia_nbrtc.runtime import PipelineRunner, PipelineSource, load_manifest
 from remotemedia_nbrtc.transport.config import PeerConfig
 from remotemedia_nbrtc.transport.endpoint import PeerRegistry, SignalingEndpoint
 from remotemedia_nbrtc.transport.loop_thread import rtc_loop
@@ -161,7 +161,8 @@ class WebRTCServer:
     Use ``await server.start()`` / ``await server.stop()`` (from any loop), or ``await server.serve()``.
     """
 
-    def __init__(self, config: ServerConfig | None, pipeline: Any, *, runner: PipelineRunner | None = None) -> None:
+    def __init__(self, config: ServerConfig | None, pipeline: PipelineSource, *,
+                 runner: PipelineRunner | None = None) -> None:
         if isinstance(pipeline, PipelineRunner):
             raise TypeError(
                 "WebRTCServer needs a pipeline (Pipeline, manifest dict or path); pass the runner as runner="

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import AudioData, PipelineRunner, RuntimeData, StreamSession
+from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession
 from ..runtime.queues import DropOldest
 from .loop_thread import LoopThread, pipeline_loop
 from .stagetrace import StageTrace
@@ -110,7 +110,7 @@ class SessionBridge:
     @classmethod
     async def create(
         cls,
-        pipeline: Any,
+        pipeline: PipelineSource,
         *,
         on_output: OutputCallback,
         on_end: Callable[[], None] | None = None,

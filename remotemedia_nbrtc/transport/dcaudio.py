@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamError
 
 from ..protocol.datachannel import DC_AUDIO_LABEL
@@ -77,7 +78,7 @@ class DataChannelAudio:
     def __init__(self, sink: Callable[[AudioData], None], audio_format: AudioFormat | None) -> None:
         self._sink = sink
         self._audio_format = audio_format
-        self.channel: Any = None
+        self.channel: RTCDataChannel | None = None
         self.rate: int | None = None
         self.error: str | None = None
         self.out_rate: int | None = None
@@ -172,11 +173,14 @@ class DataChannelAudio:
             while self.active:
                 frame = await track.recv()
                 pcm = frame.to_ndarray()[0, :: len(frame.layout.channels)]  # equal channels: keep the first
-                if self.channel.bufferedAmount > OUT_BUFFERED_MAX:
+                channel = self.channel
+                if channel is None:  # closed while the frame was paced
+                    break
+                if channel.bufferedAmount > OUT_BUFFERED_MAX:
                     self.counters["out_drops"] += 1
                     continue
                 try:
-                    self.channel.send(pack_frame(KIND_AUDIO, self._out_seq, wall_us(), pcm.astype("<i2").tobytes()))
+                    channel.send(pack_frame(KIND_AUDIO, self._out_seq, wall_us(), pcm.astype("<i2").tobytes()))
                 except Exception as exc:  # noqa: BLE001 - the channel closed under us
                     log.debug("data-channel audio send failed: %r", exc)
                     self.counters["out_drops"] += 1

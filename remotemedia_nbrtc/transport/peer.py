@@ -21,7 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 from ..errors import ConnectTimeout, SignalingError
 from ..protocol.datachannel import DC_AUDIO_LABEL
 from ..protocol.jsonrpc import ErrorCode
-from ..runtime import AudioData, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
+from ..runtime import AudioData, AudioFormat, PipelineRunner, PipelineSource, RuntimeData, StreamSession, VideoData
 from .aiortc_internals import offer_direction, transceiver_codecs
 from .bridge import SessionBridge
 from .config import PeerConfig
@@ -82,7 +82,7 @@ class ServerPeer:
         self.error: Exception | None = None
         self._on_ice_candidate: Callable[[dict[str, Any] | None], None]
         self._on_state_change: Callable[[str], None]
-        self._audio_format: Any = None
+        self._audio_format: AudioFormat | None = None
         self._readers: list[TrackReader] = []
         self._buffers: list[AudioJitterBuffer | VideoJitterBuffer] = []
         self._pending_candidates: list[dict[str, Any] | None] = []
