@@ -19,3 +19,8 @@ async def collect(client: Any, seconds: float, outs: list[dict[str, Any]] | None
             break
         outs.append(out)
     return outs
+
+
+def level_rms(outs: list[dict[str, Any]], node: str = "level") -> list[float]:
+    """The ``rms_dbfs`` of each result of the AudioLevel node ``node``."""
+    return [o["value"]["rms_dbfs"] for o in outs if o.get("node") == node]

@@ -14,7 +14,7 @@ from remotemedia_nbrtc.standalone.server import WebRTCServer
 from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient, connect_media
 from remotemedia_nbrtc.transport.config import IceConfig
 from remotemedia_nbrtc.transport.sources import ToneSource
-from tests.outputs import collect
+from tests.outputs import collect, level_rms
 from tests.transport._peer_helpers import start_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,9 +34,6 @@ async def server() -> AsyncIterator[WebRTCServer]:
     await srv.stop()
 
 
-def _levels(outs: list[dict[str, Any]]) -> list[float]:
-    return [o["value"]["rms_dbfs"] for o in outs if o.get("node") == "level"]
-
 
 async def test_transport_setting_forces_a_path() -> None:
     ws_only = await start_server(MANIFEST, {"transport": "websocket"})
@@ -45,7 +42,7 @@ async def test_transport_setting_forces_a_path() -> None:
         path = await connect_media(ws_only.url, audio=ToneSource(440.0, amplitude=0.5), ice=ICE)
         try:
             assert path.path == "websocket" and "transport='websocket'" in path.reason
-            assert len(_levels(await collect(path.client, 0.6))) >= 10  # the same source streams after the refusal
+            assert len(level_rms(await collect(path.client, 0.6))) >= 10  # the same source streams after the refusal
             info = await path.client.call("session.info")
             assert info["transport"]["setting"] == "websocket" and info["transport"]["active"] == "websocket"
         finally:
@@ -76,7 +73,7 @@ async def test_auto_falls_back_when_udp_is_blocked(server: WebRTCServer, monkeyp
     try:
         assert 1.0 <= time.monotonic() - started < 4.0
         assert path.path == "websocket" and "within 1.0 s" in path.reason, path.reason
-        assert len(_levels(await collect(path.client, 0.6))) >= 10
+        assert len(level_rms(await collect(path.client, 0.6))) >= 10
     finally:
         await path.client.close()
     await asyncio.sleep(0.3)

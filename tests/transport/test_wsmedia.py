@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from remotemedia_nbrtc.standalone.websocket_client import WebSocketMediaClient
 from remotemedia_nbrtc.transport import signaling as rpc
 from remotemedia_nbrtc.transport.sources import SyntheticVideoSource, ToneSource
 from remotemedia_nbrtc.transport.wsmedia import negotiate
-from tests.outputs import collect
+from tests.outputs import collect, level_rms
 from tests.transport._peer_helpers import start_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,9 +37,6 @@ async def server() -> AsyncIterator[WebRTCServer]:
     yield srv
     await srv.stop()
 
-
-def _levels(outs: list[dict[str, Any]]) -> list[float]:
-    return [o["value"]["rms_dbfs"] for o in outs if o.get("node") == "level"]
 
 
 def test_header_round_trip_and_rejects() -> None:
@@ -80,7 +76,7 @@ async def test_audio_reaches_pipeline_as_audio_data_and_results_return(
         outs = await collect(client, 1.3)
     finally:
         await client.close()
-    levels = _levels(outs)
+    levels = level_rms(outs)
     assert len(levels) >= 40, outs[:3]
     assert -10.5 < float(np.median(levels[5:])) < -8.0  # a 0.5 sine is -9 dBFS
     # the pipeline saw AudioData in its own format (no audio_input declared: as sent, 48 kHz after opus)
