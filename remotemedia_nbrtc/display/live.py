@@ -226,7 +226,7 @@ class LivePlot(_ThrottledView):
         self._dirty = False
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
-        self._figure: Any = None
+        self._figure: tuple[Any, Any] | None = None  # (matplotlib Figure, Axes), made on first render
         self._lines: dict[str, Any] = {}
         self._spans: dict[str, Any] = {}
         self._flag_labels: set[str] = set()
@@ -288,9 +288,10 @@ class LivePlot(_ThrottledView):
             self._dirty = False
             now = self._clock()
             lo = now - self.window_s
-            for points in (*self.series.values(), *self.flag_series.values()):
-                while len(points) > 1 and points[0][0] < lo - 1.0:
-                    points.popleft()
+            for line in self.series.values():
+                _drop_before(line, lo - 1.0)
+            for flag in self.flag_series.values():
+                _drop_before(flag, lo - 1.0)
             lines = {k: list(v) for k, v in self.series.items()}
             flags = {k: list(v) for k, v in self.flag_series.items()}
         return now, lines, flags
@@ -310,8 +311,8 @@ class LivePlot(_ThrottledView):
             xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
             xy[:, 0] -= now
             buffers.append(xy.astype(np.float32).tobytes())
-        for points in flags.values():
-            spans = np.asarray(_spans(points, now), dtype=np.float64).reshape(-1, 2) - now
+        for flag_points in flags.values():
+            spans = np.asarray(_spans(flag_points, now), dtype=np.float64).reshape(-1, 2) - now
             buffers.append(spans.astype(np.float32).tobytes())
         message = {"window_s": self.window_s, "ylim": list(self.ylim) if self.ylim is not None else None,
                    "title": self.title, "series": list(lines), "flags": list(flags)}
@@ -330,13 +331,13 @@ class LivePlot(_ThrottledView):
                     self._lines[name] = line
                     legend_changed = True
                 line.set_data([t - now for t, _ in points], [v for _, v in points])
-            for i, (name, points) in enumerate(flags.items()):
+            for i, (name, flag_points) in enumerate(flags.items()):
                 old = self._spans.pop(name, None)
                 if old is not None:
                     old.remove()
                 color = ("tab:green", "tab:orange", "tab:purple")[i % 3]
                 xs: list[float] = []
-                for start, end in _spans(points, now):
+                for start, end in _spans(flag_points, now):
                     xs += [start - now, start - now, end - now, end - now]
                 ys = [0.0, 1.0, 1.0, 0.0] * (len(xs) // 4)
                 (self._spans[name],) = ax.fill(xs or [0.0], ys or [0.0], color=color, alpha=0.25, lw=0,
@@ -385,6 +386,12 @@ class LivePlot(_ThrottledView):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _drop_before(points: deque[tuple[float, Any]], t: float) -> None:
+    """Drop the points older than ``t``, keeping at least one (the line enters the window from it)."""
+    while len(points) > 1 and points[0][0] < t:
+        points.popleft()
 
 
 def _spans(points: list[tuple[float, bool]], now: float) -> list[tuple[float, float]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extension import LINK_SECRET_ENV, LINK_URL_ENV, load_jupyter_server_extension
+from remotemedia_nbrtc.protocol.kernel_link import LINK_SECRET_ENV, LINK_URL_ENV
+
+from .extension import load_jupyter_server_extension
 
 __all__ = ["LINK_SECRET_ENV", "LINK_URL_ENV", "load_jupyter_server_extension"]
 

@@ -27,7 +27,7 @@ CLOSE_UNKNOWN_SESSION = 4404
 MAX_PENDING_BINARY = 64
 
 
-class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class _SocketBase(WebSocketMixin, WebSocketHandler, JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
     def set_default_headers(self) -> None:
@@ -81,18 +81,19 @@ class BrowserSocketHandler(_SocketBase):
     """``remotemedia/ws/<session_id>``: JSON-RPC signaling relayed to the kernel that owns the session."""
 
     #: the signaling limit, as the kernel's endpoint applies it
-    max_message_size = DEFAULT_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    max_message_size = DEFAULT_MAX_MESSAGE_BYTES
     conn_id: str | None = None
 
+    # jupyter_server types authorized("execute") as its unsolved TypeVar (Never), hence the ignore
     @ws_authenticated
     @authorized("execute")
-    async def get(self, session_id: str) -> None:
+    async def get(self, session_id: str) -> None:  # type: ignore[override]
         self.session_id = session_id
         res = super().get(session_id)
         if res is not None:
             await res
 
-    def open(self, session_id: str) -> None:  # type: ignore[override]
+    def open(self, session_id: str) -> None:
         super().open()
         self.set_nodelay(True)  # small media frames must not wait for Nagle (about 20 ms each)
         try:
@@ -124,7 +125,7 @@ class BrowserSocketHandler(_SocketBase):
 class KernelLinkHandler(_SocketBase):
     """``remotemedia/kernel-link``: one WS per kernel, authenticated by the per-server link secret."""
 
-    max_message_size = LINK_MAX_MESSAGE_BYTES  # type: ignore[assignment]
+    max_message_size = LINK_MAX_MESSAGE_BYTES
     max_pending_binary = 4 * MAX_PENDING_BINARY  # shared by every browser of this kernel
     link_id: int | None = None
 
@@ -144,7 +145,7 @@ class KernelLinkHandler(_SocketBase):
         if res is not None:
             await res
 
-    def open(self) -> None:  # type: ignore[override]
+    def open(self) -> None:
         super().open()
         self.set_nodelay(True)
         self.link_id = self.relay.add_kernel(self._send, self._send_binary)
@@ -165,7 +166,7 @@ class KernelLinkHandler(_SocketBase):
             self.relay.remove_kernel(link_id)
 
 
-class StatusHandler(APIHandler):  # type: ignore[misc]
+class StatusHandler(APIHandler):
     """``GET remotemedia/status``: what the widget's doctor needs to know about the extension."""
 
     auth_resource = AUTH_RESOURCE

@@ -20,7 +20,7 @@ from .assemble import assemble
 _HERE = Path(__file__).parent
 
 
-class StreamWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class StreamWidget(anywidget.AnyWidget):
     """Browser half of a stream; usually made by :func:`remotemedia_nbrtc.stream`."""
 
     #: the front end's modules joined into one ESM string (anywidget takes one module; see assemble.py)
