@@ -141,6 +141,7 @@ class BiquadFilter(_StatefulEffect):
             state["ba"] = biquad_coefficients(self.filter_type, self.freq, self.q, self.gain_db, data.sample_rate)
             state["key"] = key
         b, a = state["ba"]
+        out: np.ndarray
         out, state["zi"] = lfilter(b, a, data.samples.astype(np.float64), axis=0, zi=state["zi"])
         return out
 
@@ -315,7 +316,8 @@ class Compressor(_Dynamics):
         return _smoothing(self.attack_ms if target < current else self.release_ms, block_s)
 
     def _apply(self, state: dict[str, Any], data: AudioData) -> np.ndarray:
-        return super()._apply(state, data) * (10.0 ** (self.makeup_db / 20.0))
+        made_up: np.ndarray = super()._apply(state, data) * (10.0 ** (self.makeup_db / 20.0))
+        return made_up
 
 
 class PitchShift(_StatefulEffect):

@@ -344,7 +344,7 @@ class SpeechToTextNode(Node):
 
     def make_engine(self) -> SpeechToText:
         engine = self.engine
-        return engine if isinstance(engine, SpeechToText) else engine()  # type: ignore[operator,return-value]
+        return engine if isinstance(engine, SpeechToText) else engine()
 
     def _ready_engine(self) -> SpeechToText:
         engine = self.make_engine()

@@ -134,10 +134,11 @@ class ApertiumTranslator:
     is_machine_translation = True
 
     def __init__(self, *, modes_dir: str | Path = APERTIUM_MODES, timeout_s: float = 30.0) -> None:
-        self.executable = shutil.which("apertium")
-        if self.executable is None:
+        executable = shutil.which("apertium")
+        if executable is None:
             raise RuntimeError("Apertium is not installed: apt-get install apertium apertium-eng-spa "
                                "(Binder: binder/apt.txt)")
+        self.executable: str = executable
         self.modes_dir = Path(modes_dir)
         self.timeout_s = timeout_s
 

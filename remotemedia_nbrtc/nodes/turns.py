@@ -141,10 +141,11 @@ class ReplyOnPause(Node, register=False):
             self._tts = HibariTTS()
         elif isinstance(self._tts_option, Node):
             self._tts = self._tts_option.fresh_copy()
-        if self._tts is not None:
-            await self._tts.start()  # the voice loads before media flows
+        tts = self._tts  # a local, so the warm-up lambda sees it narrowed to a Node
+        if tts is not None:
+            await tts.start()  # the voice loads before media flows
             # hibari's first synthesis costs ~2 s more (warm-up): pay it here, not on the first reply
-            await asyncio.to_thread(lambda: list(_values(self._tts.process(TextData("hello", channel="tts")))))
+            await asyncio.to_thread(lambda: list(_values(tts.process(TextData("hello", channel="tts")))))
         self._thread = threading.Thread(target=self._reply_loop, name="rm-reply-on-pause", daemon=True)
         self._thread.start()
 

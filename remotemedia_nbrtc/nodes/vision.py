@@ -286,5 +286,5 @@ class Overlay(Node):
                 text = self.text.format_map(fields)
             except (ValueError, IndexError, AttributeError):
                 text = self.text  # not a template: draw it as it is
-            draw.text(tuple(self.position), text, fill=tuple(self.color), font=font)
+            draw.text((self.position[0], self.position[1]), text, fill=tuple(self.color), font=font)
         return _out(data, np.asarray(image))
