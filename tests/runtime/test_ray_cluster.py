@@ -44,25 +44,15 @@ def cluster():
     if ray.is_initialized():
         ray.shutdown()
     head = LocalRayCluster(num_cpus=2).start()
-    saved = os.environ.get("RAY_ADDRESS")
-    saved_env = {k: os.environ.get(k) for k in head.client_env}
-    os.environ.update(head.client_env)
-    os.environ["RAY_ADDRESS"] = head.address  # all it takes: the executor connects on the first session
     try:
-        yield head
+        with head.driver_env():  # RAY_ADDRESS is all it takes: the executor connects on the first session
+            try:
+                yield head
+            finally:
+                ray.shutdown()  # before driver_env refreshes Ray's auth state back
     finally:
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        ray.shutdown()
         head.stop()
         assert head.pids() == []
-        if saved is None:
-            os.environ.pop("RAY_ADDRESS", None)
-        else:
-            os.environ["RAY_ADDRESS"] = saved
 
 
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
