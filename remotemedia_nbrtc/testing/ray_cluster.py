@@ -188,7 +188,7 @@ def _refresh_ray_auth_state() -> None:
     "The actor never ran"; the GCS takes them for out of scope, its calls to their owner being unauthenticated).
     """
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  (Cython)
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
     except ImportError:
         return
     Config.initialize("")  # the config first: see ray._private.authentication_test_utils.reset_auth_token_state
