@@ -2,8 +2,9 @@
 
 ``ray start --head`` with free ports, no dashboard, a small object store and its own temp dir; stopped
 by killing exactly the processes it started (found by that unique temp dir), never a machine-wide
-``ray stop``. Count a cluster's actors with :func:`alive_actors` (from the GCS, so it works without
-the dashboard that ``ray.util.state`` needs).
+``ray stop``. Point this process's driver at it with :meth:`LocalRayCluster.driver_env`. Count a
+cluster's actors with :func:`alive_actors` (from the GCS, so it works without the dashboard that
+``ray.util.state`` needs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,7 @@ class LocalRayCluster:
         self.temp_dir = ""
         self.start_s = 0.0
 
-    client_env = {"RAY_AUTH_MODE": "disabled"}  # set these in the driver's environment before ray.init
+    client_env = {"RAY_AUTH_MODE": "disabled"}  # the driver's environment for this cluster: see driver_env()
 
     @property
     def address(self) -> str:
@@ -150,11 +153,46 @@ class LocalRayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir = ""
 
+    @contextmanager
+    def driver_env(self) -> Iterator[None]:
+        """Within: this process's environment is ``client_env`` plus ``RAY_ADDRESS``, and Ray's in-process
+        auth state follows it; the previous environment (and auth state) is back after."""
+        names = [*self.client_env, "RAY_ADDRESS"]
+        saved = {k: os.environ.get(k) for k in names}
+        os.environ.update(self.client_env)
+        os.environ["RAY_ADDRESS"] = self.address
+        _refresh_ray_auth_state()
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            _refresh_ray_auth_state()
+
     def __enter__(self) -> LocalRayCluster:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _refresh_ray_auth_state() -> None:
+    """Make Ray's cached auth mode and token follow ``RAY_AUTH_MODE`` in ``os.environ`` again.
+
+    A local ``ray.init()`` turns token auth on for the whole process (it sets ``RAY_AUTH_MODE=token`` and
+    caches the mode in RayConfig and the token loader), and ``ray.shutdown()`` keeps it. On a no-auth
+    cluster, the actors of a driver still in token mode then never start ("Actor creation cancelled",
+    "The actor never ran"; the GCS takes them for out of scope, its calls to their owner being unauthenticated).
+    """
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    Config.initialize("")  # the config first: see ray._private.authentication_test_utils.reset_auth_token_state
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def alive_actors(class_name: str | None = "NodeHost") -> int:

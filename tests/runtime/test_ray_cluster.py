@@ -44,25 +44,15 @@ def cluster():
     if ray.is_initialized():
         ray.shutdown()
     head = LocalRayCluster(num_cpus=2).start()
-    saved = os.environ.get("RAY_ADDRESS")
-    saved_env = {k: os.environ.get(k) for k in head.client_env}
-    os.environ.update(head.client_env)
-    os.environ["RAY_ADDRESS"] = head.address  # all it takes: the executor connects on the first session
     try:
-        yield head
+        with head.driver_env():  # RAY_ADDRESS is all it takes: the executor connects on the first session
+            try:
+                yield head
+            finally:
+                ray.shutdown()  # before driver_env refreshes Ray's auth state back
     finally:
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        ray.shutdown()
         head.stop()
         assert head.pids() == []
-        if saved is None:
-            os.environ.pop("RAY_ADDRESS", None)
-        else:
-            os.environ["RAY_ADDRESS"] = saved
 
 
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
@@ -150,3 +140,35 @@ async def test_cluster_lost_mid_stream_gives_error_data_and_the_session_goes_on(
     m = session.metrics()["remote"]
     assert m["lost"] == 5 and m["lost_reason"], m
     await asyncio.wait_for(session.close(), 30)
+
+
+_AFTER_A_LOCAL_RAY = """
+import os, ray
+from remotemedia_nbrtc.testing.ray_cluster import LocalRayCluster
+
+@ray.remote
+class Pid:
+    def get(self):
+        return os.getpid()
+
+os.environ.pop("RAY_ADDRESS", None)
+os.environ.pop("RAY_AUTH_MODE", None)
+ray.init(address="local", include_dashboard=False, log_to_driver=False)  # turns token auth on for the process
+ray.get(Pid.options(num_cpus=0).remote().get.remote())
+ray.shutdown()
+with LocalRayCluster(num_cpus=1) as head, head.driver_env():
+    ray.init(include_dashboard=False, log_to_driver=False)
+    print("cluster actor pid", ray.get(Pid.options(num_cpus=1).remote().get.remote(), timeout=60))
+    ray.shutdown()
+"""
+
+
+def test_the_cluster_runs_actors_of_a_driver_that_ran_a_local_ray_before():
+    """Regression: a local ray.init() earlier in the process left token auth on, and the no-auth cluster's
+    actors were cancelled before they ran (this module failed after test_ray_executor.py)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _AFTER_A_LOCAL_RAY], capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert result.returncode == 0 and "cluster actor pid" in result.stdout, result.stderr[-3000:]
