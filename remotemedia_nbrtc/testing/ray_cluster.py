@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,13 +21,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .jupyter import free_port
+
 __all__ = ["LocalRayCluster", "alive_actors"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_port(avoid: range = range(0)) -> int:
+    """A free port on 127.0.0.1 outside ``avoid`` (Ray refuses a port inside its worker port range)."""
+    while True:
+        port = free_port()
+        if port not in avoid:
+            return port
 
 
 def _pids_with(marker: str) -> list[int]:
@@ -103,12 +106,13 @@ class LocalRayCluster:
         ray_bin = Path(sys.executable).with_name("ray")
         if not ray_bin.exists():
             raise RuntimeError(f"{ray_bin} not found: pip install remotemedia_nbrtc[ray]")
-        self.port = _free_port()
+        worker_base = 20000 + (os.getpid() % 400) * 100
+        workers = range(worker_base, worker_base + 100)
+        self.port = _free_port(workers)
         self.temp_dir = tempfile.mkdtemp(prefix="rmray-")
-        ports = {name: _free_port()
+        ports = {name: _free_port(workers)
                  for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                               "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")}
-        worker_base = 20000 + (os.getpid() % 400) * 100
         cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={self.temp_dir}", f"--object-store-memory={self.object_store_bytes}",
